@@ -1,0 +1,53 @@
+"""The one place that opens ClickHouse: clickhouse-connect on `chdb://` or `http(s)://`.
+
+chDB runs one engine per process and per data path, so within a process every caller
+shares one client per DSN (`client_for`), and two processes never open the same path:
+that is why, on the embedded store, the processor and the dashboard share one process.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from cutover.settings import CutoverSettings
+
+_clients: dict[str, Client] = {}
+_lock = threading.Lock()
+
+
+def open_client(dsn: str) -> Client:
+    """A new clickhouse-connect client for a `chdb://PATH` or `http(s)://host:port` DSN."""
+    if dsn.startswith("chdb://"):
+        path = Path(dsn.removeprefix("chdb://")).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+    url = urlparse(dsn)
+    return clickhouse_connect.get_client(
+        host=url.hostname,
+        port=url.port or (8443 if url.scheme == "https" else 8123),
+        secure=url.scheme == "https",
+        username=url.username or "default",
+        password=url.password or "",
+        connect_timeout=5,
+        send_receive_timeout=60,
+    )
+
+
+def client_for(settings: CutoverSettings) -> Client:
+    """The process-wide shared client for the configured store (chDB allows one engine per process)."""
+    dsn = settings.clickhouse_dsn
+    with _lock:
+        client = _clients.get(dsn)
+        if client is None:
+            client = _clients[dsn] = open_client(dsn)
+        return client
+
+
+def ping(client: Client) -> str:
+    """The server's version string; raises if ClickHouse does not answer."""
+    return str(client.command("SELECT version()"))
