@@ -64,7 +64,7 @@ def _settings_classes() -> set[type[BaseSettings]]:
         if not (REPO / package).is_dir():
             continue
         for info in pkgutil.walk_packages([str(REPO / package)], prefix=f"{package}."):
-            if info.name.rsplit(".", 1)[-1] in ("settings", "local_kafka") or info.name.endswith(".local_kafka"):
+            if info.name.rsplit(".", 1)[-1].endswith("settings") or info.name.endswith(".local_kafka"):
                 importlib.import_module(info.name)
     importlib.import_module("cutover.local_kafka")
     found, queue = set(), [CutoverSettings]
