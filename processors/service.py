@@ -1,0 +1,326 @@
+"""The processor service: consume -> decode -> enrich -> write -> recompute -> commit.
+
+At least once plus idempotent writes = effectively exactly once. Offsets are committed
+only after a batch's rows (and histograms) are in ClickHouse and its dead letters are
+acknowledged by Kafka. If ClickHouse or the DLQ is down, the batch in hand is retried with
+exponential backoff while the consumer stays in its group (partitions paused, polls keep
+it alive); nothing is committed, nothing is dropped. When the group rebalances mid-batch,
+the batch is written once more if possible, otherwise dropped uncommitted, and the new
+owner re-reads it from the committed offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from clickhouse_connect.driver.client import Client
+from kafka import KafkaConsumer
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from tenacity import Retrying, retry_if_exception_type, stop_any, wait_exponential
+
+from cutover.store import client_for
+from processors import dlq
+from processors.alerts import AlertEvaluator
+from processors.decode import decode
+from processors.enrich import Enricher, row_dicts
+from processors.hallucination import HallucinationWorker
+from processors.pricing import PriceBook
+from processors.refusal import refusal_source
+from processors.schema import migrate
+from processors.settings import ProcessorSettings
+from processors.writer import CallWriter
+
+log = logging.getLogger("cutover.processor")
+
+
+@dataclass
+class ProcessorStats:
+    """Running counters since start (read by the dashboard and the CLI)."""
+
+    messages: int = 0
+    spans: int = 0
+    calls_written: int = 0
+    skipped_non_genai: int = 0
+    dlq: int = 0
+    unpriced: int = 0
+    batches: int = 0
+    lag: int = 0
+    retries: int = 0
+    rebalance_replays: int = 0
+    commit_failures: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class _Batch:
+    rows: list[tuple] = field(default_factory=list)
+    letters: list[dlq.DeadLetter] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    messages: int = 0
+    started: float = 0.0
+
+    def empty(self) -> bool:
+        return not self.offsets
+
+
+class _Abandoned(Exception):
+    """The batch in hand must be given up uncommitted (stop deadline or rebalance)."""
+
+
+class ProcessorService:
+    def __init__(self, settings: ProcessorSettings, client: Client | None = None) -> None:
+        self.settings = settings
+        self.stats = ProcessorStats()
+        self._client = client
+        self._stopping = threading.Event()
+        self._give_up = threading.Event()  # set when a stop's deadline passes during a retry
+        self._threads: list[threading.Thread] = []
+        self._batch = _Batch()
+        self._flushing = False
+        self._revoked = False
+        self._degraded = False
+        self._last_lag = 0.0
+        self._consume_thread: threading.Thread | None = None
+        self.failure: BaseException | None = None
+
+    # lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Migrate the schema (retrying while ClickHouse is down), then start the background threads."""
+        settings = self.settings
+        self.client = self._client or client_for(settings)
+        database = settings.clickhouse_database
+        self._retrying(lambda: migrate(self.client, database, settings.retention_days), what="schema migration")
+        self._enricher = Enricher(PriceBook.load(), refusal_source)
+        self._writer = CallWriter(self.client, database)
+        self._producer = dlq.make_producer(settings.bootstrap_servers)
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=settings.consumer_group,
+            client_id="cutover-processor",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.poll_max_records,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
+        self._consumer.subscribe([settings.spans_topic], listener=_Rebalance(self))
+        self._hallucination = HallucinationWorker(self.client, database, settings)
+        self._hallucination.start()
+        self._alerts = AlertEvaluator(self.client, database, settings)
+        self._consume_thread = threading.Thread(target=self._consume_loop, name="cutover-consume", daemon=True)
+        alert_thread = threading.Thread(target=self._alert_loop, name="cutover-alerts", daemon=True)
+        self._threads = [self._consume_thread, alert_thread]
+        for thread in self._threads:
+            thread.start()
+        log.info("processing %s -> %s.%s as group %s", settings.spans_topic, settings.clickhouse_dsn, database, settings.consumer_group)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Finish and commit the batch in hand (giving up after `timeout` s, uncommitted), then close."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                self._give_up.set()
+                thread.join(5)
+        self._hallucination.stop()
+        self._producer.close(timeout=5)
+        log.info("stopped: %s", self.stats.as_dict())
+
+    def run_forever(self) -> None:
+        """Run until SIGTERM/SIGINT (or a fatal error), then stop cleanly; raises SystemExit(1) on failure."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stopping.set())
+        self.start()
+        while not self._stopping.wait(1.0):
+            pass
+        self.stop()
+        if self.failure is not None:
+            raise SystemExit(1)
+
+    # consuming ---------------------------------------------------------------------------
+
+    def _consume_loop(self) -> None:
+        consumer, settings = self._consumer, self.settings
+        try:
+            while not self._stopping.is_set():
+                polled = consumer.poll(timeout_ms=200, max_records=settings.poll_max_records)
+                for records in polled.values():
+                    for record in records:
+                        self._take(record)
+                batch = self._batch
+                if not batch.empty() and (
+                    len(batch.rows) >= settings.batch_max_calls
+                    or time.monotonic() - batch.started >= settings.batch_max_wait_s
+                ):
+                    self._flush(patient=True)
+            self._flush(patient=True)
+        except _Abandoned:
+            log.warning("stopped with an unwritten batch; it was not committed and will be re-read on restart")
+        except BaseException as error:  # noqa: BLE001 - a dead consumer thread must stop the service loudly
+            log.exception("processor failed")
+            self.failure = error
+            self._stopping.set()
+        finally:
+            consumer.close(autocommit=False)
+
+    def _take(self, record) -> None:
+        batch = self._batch
+        if batch.empty():
+            batch.started = time.monotonic()
+        try:
+            decoded = decode(record.value, record.partition, record.offset)
+        except Exception as error:  # noqa: BLE001 - bad input must never crash the processor
+            decoded = None
+            reason = f"processor error while decoding: {type(error).__name__}: {error}"
+        else:
+            batch.rows.extend(decoded.rows)
+            reason = decoded.error
+            self.stats.spans += decoded.spans
+            self.stats.skipped_non_genai += decoded.skipped_non_genai
+        if reason:
+            letter = dlq.DeadLetter(record.key, record.value, record.topic, record.partition, record.offset, reason)
+            dlq.send(self._producer, self.settings.dlq_topic, letter)
+            batch.letters.append(letter)
+        batch.messages += 1
+        batch.offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+
+    def _flush(self, patient: bool) -> None:
+        """Write, confirm dead letters, commit; `patient` retries with backoff, otherwise one try."""
+        batch = self._batch
+        if batch.empty():
+            return
+        columns = self._enricher.columns(batch.rows)
+        content = [i for i, captured in enumerate(columns["content_captured"]) if captured]
+        self._flushing = True
+        self._revoked = False
+        try:
+            if patient:
+                self._retrying(lambda: self._writer.write(columns), what="ClickHouse write")
+                self._retrying(
+                    lambda: dlq.confirm(self._producer, self.settings.dlq_topic, batch.letters), what="DLQ produce"
+                )
+            else:
+                self._writer.write(columns)
+                dlq.confirm(self._producer, self.settings.dlq_topic, batch.letters)
+        except _Abandoned:
+            if not self._revoked:
+                raise
+            # Our partitions were taken away mid-retry: their new owner re-reads this batch.
+            self.stats.rebalance_replays += 1
+            self._batch = _Batch()
+            return
+        finally:
+            self._flushing = False
+        if content:
+            self._hallucination.submit(row_dicts(columns, content))
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in batch.offsets.items()})
+        except (CommitFailedError, KafkaError) as error:
+            # Rows are written; the next owner of these partitions replays them onto the same keys.
+            self.stats.commit_failures += 1
+            log.warning("offset commit failed (%s); the batch will be replayed idempotently", error)
+        stats = self.stats
+        stats.messages += batch.messages
+        stats.calls_written += len(batch.rows)
+        stats.dlq += len(batch.letters)
+        stats.unpriced += sum(cost is None for cost in columns["cost_usd"])
+        stats.batches += 1
+        self._batch = _Batch()
+        self._update_lag()
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < 5:
+            return
+        self._last_lag = now
+        lag = 0
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                lag += max(0, high - self._consumer.position(tp))
+        self.stats.lag = lag
+
+    def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        if self._flushing:
+            self._revoked = True  # the retry in progress gives up; positions reset to the committed offsets
+            return
+        try:
+            self._flush(patient=False)
+        except Exception as error:  # noqa: BLE001 - the batch stays uncommitted and is re-read
+            log.warning("rebalance: could not write the batch in hand (%s); it will be re-read", error)
+            self.stats.rebalance_replays += 1
+            self._batch = _Batch()
+
+    # retries ---------------------------------------------------------------------------------
+
+    def _retrying(self, action, what: str) -> None:
+        """Run `action` until it succeeds, backing off exponentially; raise _Abandoned on give-up."""
+        retrying = Retrying(
+            wait=wait_exponential(multiplier=0.2, max=self.settings.retry_max_backoff_s),
+            retry=retry_if_exception_type(Exception),
+            stop=stop_any(lambda _: self._give_up.is_set() or self._revoked),
+            sleep=self._wait_alive,
+            before_sleep=lambda state: self._failing(what, state.outcome.exception()),
+            reraise=True,
+        )
+        try:
+            retrying(action)
+        except Exception as error:
+            if self._give_up.is_set() or self._revoked:
+                raise _Abandoned() from error
+            raise
+        if self._degraded:
+            self._degraded = False
+            log.warning("%s succeeded again; resuming", what)
+
+    def _failing(self, what: str, error: BaseException | None) -> None:
+        self.stats.retries += 1
+        if not self._degraded:  # log once per state change, not once per attempt
+            self._degraded = True
+            log.warning("%s failed (%s: %s); retrying with backoff, nothing committed", what, type(error).__name__, error)
+
+    def _wait_alive(self, seconds: float) -> None:
+        """Back off while polling with partitions paused, so the group keeps our membership."""
+        if threading.current_thread() is not self._consume_thread:
+            self._give_up.wait(seconds)  # schema migration at start: no consumer to keep alive yet
+            return
+        consumer = self._consumer
+        deadline = time.monotonic() + seconds
+        paused = consumer.assignment()
+        consumer.pause(*paused)
+        try:
+            while time.monotonic() < deadline and not self._give_up.is_set() and not self._revoked:
+                consumer.poll(timeout_ms=int(min(0.5, max(0.0, deadline - time.monotonic())) * 1000))
+        finally:
+            consumer.resume(*(tp for tp in paused if tp in consumer.assignment()))
+
+    # alerts ------------------------------------------------------------------------------------
+
+    def _alert_loop(self) -> None:
+        while not self._stopping.wait(self.settings.alert_interval_s):
+            try:
+                self._alerts.run_once(datetime.now(timezone.utc))
+            except Exception as error:  # noqa: BLE001 - a failed evaluation is retried next interval
+                log.warning("alert evaluation failed: %s", error)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, service: ProcessorService) -> None:
+        self.service = service
+
+    def on_partitions_revoked(self, revoked) -> None:
+        self.service._on_revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned) -> None:
+        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
