@@ -13,6 +13,7 @@ from cutover.store import client_for, ping
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="Observability for an LLM model cutover.")
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broker (KRaft, 127.0.0.1).")
 app.add_typer(kafka_app, name="kafka")
+app.command("process")(__import__("processors.command", fromlist=["process"]).process)
 
 
 def _broker() -> LocalBroker:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from cutover.settings import CutoverSettings
@@ -37,4 +39,7 @@ class ProcessorSettings(CutoverSettings):
         gt=0,
         le=600,
         description="Longest wait between two attempts when ClickHouse or the DLQ is unavailable (backoff doubles up to it).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of `cutover process` (logs go to stderr)."
     )
