@@ -14,6 +14,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broker (KRaft, 127.0.0.1).")
 app.add_typer(kafka_app, name="kafka")
 app.command("process")(__import__("processors.command", fromlist=["process"]).process)
+app.command("collect")(__import__("collectors.command", fromlist=["collect"]).collect)
 
 
 def _broker() -> LocalBroker:
