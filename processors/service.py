@@ -90,6 +90,7 @@ class ProcessorService:
         self._degraded = False
         self._last_lag = 0.0
         self._consume_thread: threading.Thread | None = None
+        self.partitions: list[int] = []  # partitions of the spans topic this instance owns now
         self.failure: BaseException | None = None
 
     # lifecycle -------------------------------------------------------------------------
@@ -100,7 +101,7 @@ class ProcessorService:
         self.client = self._client or client_for(settings)
         database = settings.clickhouse_database
         self._retrying(lambda: migrate(self.client, database, settings.retention_days), what="schema migration")
-        self._enricher = Enricher(PriceBook.load(), refusal_source)
+        self._enricher = Enricher(PriceBook.load(settings.prices_file), refusal_source)
         self._writer = CallWriter(self.client, database)
         self._producer = dlq.make_producer(settings.bootstrap_servers)
         self._consumer = KafkaConsumer(
@@ -323,4 +324,5 @@ class _Rebalance(ConsumerRebalanceListener):
         self.service._on_revoked(set(revoked))
 
     def on_partitions_assigned(self, assigned) -> None:
+        self.service.partitions = sorted(tp.partition for tp in assigned)
         log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))

@@ -1,0 +1,235 @@
+"""The processor service end to end: real Kafka broker, real chDB, known ground truth."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import Counter, defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+from opentelemetry.proto.metrics.v1.metrics_pb2 import MetricsData
+
+from processors.histograms import quantile
+from processors.pricing import PriceBook
+from processors.service import ProcessorService
+from processors.settings import ProcessorSettings
+from tests.processor_workload import Call, make_calls, messages, produce
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def settings_for(bootstrap: str, topic: str, database: str, group: str, **extra) -> ProcessorSettings:
+    return ProcessorSettings(
+        kafka_bootstrap=bootstrap,
+        spans_topic=topic,
+        dlq_topic=f"{topic}_dlq",
+        consumer_group=group,
+        clickhouse_database=database,
+        batch_max_calls=1000,
+        batch_max_wait_s=0.3,
+        alert_interval_s=3600,
+        **extra,
+    )
+
+
+def run_until_consumed(
+    services: list[ProcessorService], messages_total: int, timeout: float = 120, after_assignment=None
+) -> None:
+    """Start the services, optionally run `after_assignment` once each owns partitions, stop when all is read."""
+    for service in services:
+        service.start()
+    deadline = time.monotonic() + timeout
+    try:
+        if after_assignment is not None:
+            while not all(s.partitions for s in services):
+                assert time.monotonic() < deadline, "the group never gave every instance a partition"
+                time.sleep(0.1)
+            after_assignment()
+        while sum(s.stats.messages for s in services) < messages_total:
+            assert time.monotonic() < deadline, [s.stats.as_dict() for s in services]
+            assert all(s.failure is None for s in services), [s.failure for s in services]
+            time.sleep(0.2)
+    finally:
+        for service in services:
+            service.stop()
+
+
+def exact_quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+def expected_cost(book: PriceBook, call: Call) -> Decimal | None:
+    family = book.family(call.model)
+    if family is None:
+        return None
+    from datetime import datetime, timezone
+
+    price = book.price(family, datetime.fromtimestamp(call.start_ns / 1e9, tz=timezone.utc).date())
+    per_token = Decimal(1_000_000)
+    return (
+        (call.input_tokens - call.cached_tokens) * price.input
+        + call.cached_tokens * price.cached_input
+        + call.output_tokens * price.output
+    ) / per_token
+
+
+def merged_histograms(client, database: str, metric: str) -> dict[str, tuple[dict[int, int], int, int]]:
+    rows = client.query(
+        f"""
+        SELECT model, sumMap(buckets), sum(zero_count), sum(count)
+        FROM {database}.latency_histograms FINAL WHERE metric = %(metric)s GROUP BY model
+        """,
+        parameters={"metric": metric},
+    ).result_rows
+    return {model: (dict(buckets), int(zero), int(count)) for model, buckets, zero, count in rows}
+
+
+def sql_examples() -> list[tuple[str, str]]:
+    text = (REPO / "docs" / "sql.md").read_text()
+    return re.findall(r"^### (.+?)\n+```sql\n(.+?)```", text, flags=re.M | re.S)
+
+
+@pytest.fixture
+def calls() -> list[Call]:
+    return make_calls(3000, seed=11)
+
+
+def test_ground_truth_counts_costs_refusals_quantiles_and_replay(kafka_bootstrap, topic, ch_client, ch_database, calls):
+    items = list(messages(calls, per_message=20))
+    produce(kafka_bootstrap, topic, items)
+    first = ProcessorService(settings_for(kafka_bootstrap, topic, ch_database, f"g1_{topic}"), client=ch_client)
+    run_until_consumed([first], len(items))
+    stats = first.stats
+    assert stats.spans == len(calls) + len(items) and stats.skipped_non_genai == len(items)
+    assert stats.calls_written == len(calls) and stats.dlq == 0
+    assert stats.unpriced == sum(c.model == "mystery-model" for c in calls)
+
+    def check_calls() -> None:
+        by_model = Counter(c.model for c in calls)
+        rows = ch_client.query(
+            f"SELECT model, count(), uniqExact(span_id), sum(cost_usd), countIf(cost_usd IS NULL), sum(is_refusal),"
+            f" sum(is_timeout), sum(is_error) FROM {ch_database}.llm_calls FINAL GROUP BY model"
+        ).result_rows
+        assert {r[0]: (r[1], r[2]) for r in rows} == {m: (n, n) for m, n in by_model.items()}
+        book = PriceBook.load()
+        for model, _, _, cost, unpriced, refusals, timeouts, errors in rows:
+            mine = [c for c in calls if c.model == model]
+            costs = [expected_cost(book, c) for c in mine]
+            if model == "mystery-model":
+                assert cost is None and unpriced == len(mine)
+            else:
+                assert unpriced == 0 and Decimal(cost) == sum(costs), model  # exact, not merely within 1e-9
+            assert refusals == sum(c.api_refusal or c.finish_reason == "content_filter" for c in mine)
+            assert timeouts == sum("Timeout" in c.error_type for c in mine)
+            assert errors == sum(bool(c.error_type) for c in mine)
+
+    def check_quantiles() -> None:
+        merged = merged_histograms(ch_client, ch_database, "latency_ms")
+        ttft = merged_histograms(ch_client, ch_database, "ttft_ms")
+        for model in {c.model for c in calls}:
+            latencies = [c.latency_ms for c in calls if c.model == model and c.in_histograms]
+            buckets, zero, count = merged[model]
+            assert count == len(latencies)
+            ttfts = [c.ttft_s * 1000 for c in calls if c.model == model and c.ttft_s is not None and c.in_histograms]
+            for q in (0.5, 0.95, 0.99):
+                exact = exact_quantile(latencies, q)
+                assert abs(quantile(buckets, q, zero) - exact) <= 0.01 * exact, (model, q)
+                exact_ttft = exact_quantile(ttfts, q)
+                assert abs(quantile(ttft[model][0], q, ttft[model][1]) - exact_ttft) <= 0.01 * exact_ttft
+
+    check_calls()
+    check_quantiles()
+
+    # Replay everything (a new group re-reads the topic from the start): nothing counts twice.
+    replay = ProcessorService(settings_for(kafka_bootstrap, topic, ch_database, f"g2_{topic}"), client=ch_client)
+    run_until_consumed([replay], len(items))
+    assert ch_client.command(f"SELECT count() FROM {ch_database}.llm_calls") >= len(calls)
+    check_calls()
+    check_quantiles()
+
+    # The SRE examples in docs/sql.md all run, and the documented percentile query is within 1%.
+    examples = sql_examples()
+    assert len(examples) >= 7
+    results = {}
+    for title, sql in examples:
+        results[title] = ch_client.query(sql.replace("cutover.", f"{ch_database}.")).result_rows
+    percentiles = next(rows for title, rows in results.items() if "p50/p95/p99" in title)
+    by_model = {row[0]: row for row in percentiles}
+    for model in {c.model for c in calls}:
+        latencies = [c.latency_ms for c in calls if c.model == model and c.in_histograms]
+        assert by_model[model][1] == len(latencies)
+        for q, value in zip((0.5, 0.95, 0.99), by_model[model][2:5]):
+            exact = exact_quantile(latencies, q)
+            assert abs(value - exact) <= 0.01 * exact, (model, q, value, exact)
+
+
+def test_bad_messages_go_to_the_dlq_with_reasons_while_good_ones_flow(kafka_bootstrap, topic, ch_client, ch_database):
+    calls = make_calls(400, seed=5)
+    good = list(messages(calls, per_message=20))
+    foreign = MetricsData()
+    foreign.resource_metrics.add().resource.attributes.add(key="service.name").value.string_value = "not traces"
+    bad = [
+        (b"random", bytes(range(7, 250))),
+        (b"truncated", good[0][1][: len(good[0][1]) // 3]),
+        (b"wrong-schema", foreign.SerializeToString()),
+        (b"empty", b""),
+    ]
+    items = [good[0], bad[0], *good[1:8], bad[1], bad[2], *good[8:], bad[3]]
+    produce(kafka_bootstrap, topic, items)
+    service = ProcessorService(settings_for(kafka_bootstrap, topic, ch_database, f"g_{topic}"), client=ch_client)
+    run_until_consumed([service], len(items))
+    assert service.stats.dlq == len(bad) and service.stats.calls_written == len(calls)
+    assert ch_client.command(f"SELECT count() FROM {ch_database}.llm_calls FINAL") == len(calls)
+
+    consumer = KafkaConsumer(
+        f"{topic}_dlq", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    )
+    letters = {m.key: m for m in consumer}
+    consumer.close()
+    assert set(letters) == {key for key, _ in bad}
+    for key, value in bad:
+        letter = letters[key]
+        headers = {name: v.decode() for name, v in letter.headers}
+        assert letter.value == value  # the original bytes, to replay after a fix
+        assert headers["source.topic"] == topic and int(headers["source.offset"]) >= 0
+        assert headers["error"]
+    assert "undecodable" in dict(letters[b"random"].headers)["error"].decode()
+    assert "no spans" in dict(letters[b"wrong-schema"].headers)["error"].decode()
+
+
+def test_partitions_processed_by_two_instances_merge_to_the_single_instance_numbers(
+    kafka_bootstrap, topic, ch_client, ch_database, calls
+):
+    items = list(messages(calls, per_message=20))
+    single_db = f"{ch_database}_single"
+    try:
+        pair = [
+            ProcessorService(settings_for(kafka_bootstrap, topic, ch_database, f"pair_{topic}"), client=ch_client)
+            for _ in range(2)
+        ]
+        run_until_consumed(pair, len(items), after_assignment=lambda: produce(kafka_bootstrap, topic, items))
+        assert sorted(p for s in pair for p in s.partitions) == [0, 1, 2, 3]
+        assert all(s.stats.messages > 0 for s in pair), [s.stats.as_dict() for s in pair]  # both did a share
+        single = ProcessorService(settings_for(kafka_bootstrap, topic, single_db, f"single_{topic}"), client=ch_client)
+        run_until_consumed([single], len(items))
+
+        def summary(database: str):
+            calls_by_model = ch_client.query(
+                f"SELECT model, count(), sum(cost_usd), sum(is_refusal) FROM {database}.llm_calls FINAL"
+                " GROUP BY model ORDER BY model"
+            ).result_rows
+            histograms = defaultdict(dict)
+            for metric in ("latency_ms", "ttft_ms", "output_tps"):
+                for model, (buckets, zero, count) in merged_histograms(ch_client, database, metric).items():
+                    histograms[metric][model] = (sorted(buckets.items()), zero, count)
+            return calls_by_model, dict(histograms)
+
+        assert summary(ch_database) == summary(single_db)
+        assert sum(row[1] for row in summary(ch_database)[0]) == len(calls)
+    finally:
+        ch_client.command(f"DROP DATABASE IF EXISTS {single_db}")
