@@ -1,0 +1,62 @@
+"""What every page needs: the settings, the shared ClickHouse client, and number formatting."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+from clickhouse_connect.driver.client import Client
+
+from cutover.settings import load
+from cutover.store import client_for
+from dashboards.settings import DashboardSettings
+
+_settings: DashboardSettings | None = None
+
+
+def use(settings: DashboardSettings) -> None:
+    """Make the app use these settings (set by `serve` in the same process)."""
+    global _settings
+    _settings = settings
+
+
+def settings() -> DashboardSettings:
+    global _settings
+    if _settings is None:
+        _settings = load(DashboardSettings)
+    return _settings
+
+
+def client() -> Client:
+    """The process-wide client: on chDB it is shared with a processor running in this process."""
+    return client_for(settings())
+
+
+def database() -> str:
+    return settings().clickhouse_database
+
+
+def no_data(what: str = "calls") -> None:
+    st.info(
+        f"No {what} in this range. Is `cutover process` running and consuming "
+        f"`{settings().spans_topic}`? Widen the time range or clear the filters in the sidebar.",
+        icon=":material/hourglass_empty:",
+    )
+
+
+def ms(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value * 100:.{digits}f}%"
+
+
+def usd(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"

@@ -1,0 +1,119 @@
+"""Latency: distribution and CDF per model, percentiles over time, TTFT and output speed, timeout advisor."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboards import context, filters, queries, stats
+
+st.title("Latency")
+f = filters.current()
+client, db = context.client(), context.database()
+merged = queries.merged_buckets(client, db, f, "latency_ms")
+if merged.empty:
+    context.no_data("latency histograms")
+    st.stop()
+st.caption("From the per-minute exponential histograms (successful and timed-out calls; fast failures excluded).")
+
+dist = pd.concat(
+    [stats.distribution(row.buckets, row.zero_count).assign(model=row.model) for row in merged.itertuples()],
+    ignore_index=True,
+)
+dist["share"] = dist["count"] / dist.groupby("model")["count"].transform("sum")
+log_x = alt.X("value:Q", title="latency (ms, log scale)", scale=alt.Scale(type="log"))
+hist_col, cdf_col = st.columns(2)
+with hist_col:
+    st.subheader("Distribution")
+    st.altair_chart(
+        alt.Chart(dist)
+        .mark_area(opacity=0.45, interpolate="step")
+        .encode(log_x, alt.Y("share:Q", title="share of calls", stack=None, axis=alt.Axis(format="%")), color="model:N",
+                tooltip=["model", alt.Tooltip("value:Q", format=",.0f"), "count"]),
+        width="stretch",
+    )
+with cdf_col:
+    st.subheader("CDF")
+    st.altair_chart(
+        alt.Chart(dist)
+        .mark_line(interpolate="step-after")
+        .encode(alt.X("high:Q", title="latency (ms, log scale)", scale=alt.Scale(type="log")),
+                alt.Y("cdf:Q", title="calls finished", axis=alt.Axis(format="%")), color="model:N",
+                tooltip=["model", alt.Tooltip("high:Q", format=",.0f"), alt.Tooltip("cdf:Q", format=".3%")]),
+        width="stretch",
+    )
+
+
+def percentiles_over_time(metric: str) -> pd.DataFrame:
+    grain = filters.grain_minutes(f)
+    rows = []
+    for row in queries.buckets_over_time(client, db, f, metric, grain).itertuples():
+        for name, value in zip(("p50", "p95", "p99"), stats.percentiles(row.buckets, row.zero_count), strict=True):
+            rows.append({"t": row.t, "model": row.model, "percentile": name, "value": value})
+    return pd.DataFrame(rows, columns=["t", "model", "percentile", "value"])
+
+
+def line(data: pd.DataFrame, title: str) -> alt.Chart:
+    return (
+        alt.Chart(data)
+        .mark_line(point=len(data) < 60)
+        .encode(alt.X("t:T", title="time (UTC)"), alt.Y("value:Q", title=title), color="model:N",
+                strokeDash="percentile:N", tooltip=["t:T", "model", "percentile", alt.Tooltip("value:Q", format=",.1f")])
+    )
+
+
+st.subheader("Percentiles over time")
+st.altair_chart(line(percentiles_over_time("latency_ms"), "latency (ms)"), width="stretch")
+ttft_col, tps_col = st.columns(2)
+with ttft_col:
+    st.subheader("Time to first token")
+    ttft = percentiles_over_time("ttft_ms")
+    if ttft.empty:
+        st.info("No streamed calls in this range: time to first token is only known for streams.")
+    else:
+        st.altair_chart(line(ttft, "TTFT (ms)"), width="stretch")
+with tps_col:
+    st.subheader("Output tokens/s")
+    tps = percentiles_over_time("output_tps")
+    if tps.empty:
+        st.info("No output speed recorded in this range.")
+    else:
+        st.altair_chart(line(tps, "output tokens/s"), width="stretch")
+
+st.header("Timeout advisor")
+target = st.number_input(
+    "Target success rate (%)", min_value=50.0, max_value=99.99, value=99.5, step=0.1, format="%.2f", key="target_success"
+)
+per_task = queries.merged_buckets(client, db, f, "latency_ms", by=("model", "task"))
+in_force = queries.timeouts_in_force(client, db, f).set_index(["model", "task"])
+advice_rows = []
+for row in per_task.itertuples():
+    advice = stats.advise_timeout(row.buckets, row.zero_count, target / 100)
+    if advice is None:
+        continue
+    current = in_force.loc[(row.model, row.task)] if (row.model, row.task) in in_force.index else None
+    advice_rows.append(
+        {
+            "model": row.model,
+            "task": row.task,
+            "recommended timeout (s)": round(advice.timeout_ms / 1000, 3),
+            "calls": advice.total,
+            "calls it would cut": advice.cut,
+            "cut %": 100 * advice.cut / advice.total,
+            "timeout in force (s)": None if current is None or pd.isna(current.timeout_s) else float(current.timeout_s),
+            "timed out at it": None if current is None else int(current.timed_out),
+        }
+    )
+advice = pd.DataFrame(advice_rows)
+st.caption(
+    "Recommended timeout: the upper edge of the histogram bucket in which the target share of calls had finished, "
+    "so every call counted as kept really finished in time. Timed-out calls count at the time they were cut: "
+    "a recommendation at or above the timeout in force means the current timeout is the binding limit."
+)
+st.dataframe(
+    advice,
+    hide_index=True,
+    width="stretch",
+    column_config={"cut %": st.column_config.NumberColumn(format="%.3f%%")},
+)

@@ -1,0 +1,351 @@
+"""Every SQL statement of the dashboard, parameterized; the only module that talks to ClickHouse.
+
+Values are always bound by clickhouse-connect (`parameters=`); the database name is the one
+identifier spliced in, and `CutoverSettings` validates it as an identifier. Call-level
+numbers read `llm_calls FINAL` (replays and hallucination verdicts collapse onto one row);
+latency panels read the merged per-minute histograms, never raw-row `quantile()`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from clickhouse_connect.driver.client import Client
+
+from cutover.store import open_client
+
+SQL_DOC = Path(__file__).resolve().parents[1] / "docs" / "sql.md"
+# Partitions are days and a call's versions share its start_time, so FINAL never needs to merge across partitions.
+_FINAL = {"do_not_merge_across_partitions_select_final": 1}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the sidebar selects. Times are naive UTC, whole minutes; empty tuples mean "all"."""
+
+    start: datetime
+    end: datetime
+    services: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+
+    @property
+    def minutes(self) -> float:
+        return max((self.end - self.start).total_seconds() / 60, 1.0)
+
+    def params(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "services": list(self.services),
+            "tasks": list(self.tasks),
+            "models": list(self.models),
+            **extra,
+        }
+
+
+def _where(time_column: str = "start_time", services: bool = True, models: bool = True) -> str:
+    """The sidebar's filters as a WHERE clause over bound parameters."""
+    clauses = [f"{time_column} >= %(start)s", f"{time_column} < %(end)s", "(empty(%(tasks)s) OR has(%(tasks)s, task))"]
+    if services:
+        clauses.append("(empty(%(services)s) OR has(%(services)s, service))")
+    if models:
+        clauses.append("(empty(%(models)s) OR has(%(models)s, model))")
+    return " AND ".join(clauses)
+
+
+def _df(client: Client, sql: str, parameters: dict[str, Any], settings: dict[str, Any] | None = None) -> pd.DataFrame:
+    return client.query_df(sql, parameters=parameters, settings=settings or _FINAL)
+
+
+# --- filters ----------------------------------------------------------------------------------
+
+
+def dimensions(client: Client, db: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Every (model, service, task) seen in the range with its call count, busiest first."""
+    return _df(
+        client,
+        f"""
+        SELECT model, service, task, count() AS calls
+        FROM {db}.llm_calls
+        WHERE start_time >= %(start)s AND start_time < %(end)s
+        GROUP BY model, service, task
+        ORDER BY calls DESC
+        """,
+        {"start": start, "end": end},
+    )
+
+
+# --- overview ---------------------------------------------------------------------------------
+
+
+def model_summary(client: Client, db: str, f: Filters) -> pd.DataFrame:
+    """Per model: calls, errors, refusals, hallucination checks/flags, priced cost and tokens."""
+    return _df(
+        client,
+        f"""
+        SELECT model,
+               count() AS calls,
+               sum(is_error) AS errors,
+               sum(is_timeout) AS timeouts,
+               sum(is_refusal) AS refusals,
+               sum(hallucination_checked) AS checked,
+               sum(hallucination_flag) AS flagged,
+               toFloat64(sumIf(cost_usd, cost_usd IS NOT NULL)) AS spend_usd,
+               countIf(cost_usd IS NULL) AS unpriced,
+               sum(input_tokens) AS input_tokens,
+               sum(output_tokens) AS output_tokens
+        FROM {db}.llm_calls FINAL
+        WHERE {_where()}
+        GROUP BY model
+        ORDER BY calls DESC
+        """,
+        f.params(),
+    )
+
+
+# --- latency (histograms) ---------------------------------------------------------------------
+
+
+def merged_buckets(client: Client, db: str, f: Filters, metric: str, by: tuple[str, ...] = ("model",)) -> pd.DataFrame:
+    """Histogram rows merged over the range per `by` columns: count, zero_count, buckets (dict)."""
+    allowed = {"model", "task", "service", "operation"}
+    if not set(by) <= allowed:
+        raise ValueError(f"cannot group histograms by {by}")
+    keys = ", ".join(by)
+    return _df(
+        client,
+        f"""
+        SELECT {keys}, sum(count) AS count, sum(zero_count) AS zero_count, sumMap(buckets) AS buckets
+        FROM {db}.latency_histograms FINAL
+        WHERE metric = %(metric)s AND {_where("minute")}
+        GROUP BY {keys}
+        ORDER BY {keys}
+        """,
+        f.params(metric=metric),
+    )
+
+
+def buckets_over_time(client: Client, db: str, f: Filters, metric: str, grain_minutes: int) -> pd.DataFrame:
+    """Histogram rows merged per (time bucket of `grain_minutes`, model)."""
+    return _df(
+        client,
+        f"""
+        SELECT toStartOfInterval(minute, toIntervalMinute(%(grain)s)) AS t, model,
+               sum(count) AS count, sum(zero_count) AS zero_count, sumMap(buckets) AS buckets
+        FROM {db}.latency_histograms FINAL
+        WHERE metric = %(metric)s AND {_where("minute")}
+        GROUP BY t, model
+        ORDER BY t, model
+        """,
+        f.params(metric=metric, grain=grain_minutes),
+    )
+
+
+def timeouts_in_force(client: Client, db: str, f: Filters) -> pd.DataFrame:
+    """Per model and task: the client timeout most calls ran with, and how many calls it cut."""
+    return _df(
+        client,
+        f"""
+        SELECT model, task, topKIf(1)(client_timeout_s, client_timeout_s IS NOT NULL)[1] AS timeout_s,
+               sum(is_timeout) AS timed_out, count() AS calls
+        FROM {db}.llm_calls FINAL
+        WHERE {_where()}
+        GROUP BY model, task
+        """,
+        f.params(),
+    )
+
+
+# --- cost and tokens --------------------------------------------------------------------------
+
+
+def cost_and_tokens(client: Client, db: str, f: Filters) -> pd.DataFrame:
+    """Per model and task: priced cost, unpriced calls and tokens per call (OpenAI's conventions)."""
+    return _df(
+        client,
+        f"""
+        SELECT model, task,
+               count() AS calls,
+               countIf(cost_usd IS NULL) AS unpriced,
+               toFloat64(sumIf(cost_usd, cost_usd IS NOT NULL)) AS spend_usd,
+               sum(input_tokens) AS input_tokens,
+               sum(cached_input_tokens) AS cached_input_tokens,
+               sum(output_tokens) AS output_tokens,
+               sum(reasoning_tokens) AS reasoning_tokens
+        FROM {db}.llm_calls FINAL
+        WHERE {_where()}
+        GROUP BY model, task
+        ORDER BY model, task
+        """,
+        f.params(),
+    )
+
+
+def spend_by_hour(client: Client, db: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Priced spend of every call (no sidebar filters: a budget is the whole account's) per hour."""
+    return _df(
+        client,
+        f"""
+        SELECT toStartOfHour(start_time) AS hour, toFloat64(sumIf(cost_usd, cost_usd IS NOT NULL)) AS spend_usd,
+               countIf(cost_usd IS NULL) AS unpriced
+        FROM {db}.llm_calls FINAL
+        WHERE start_time >= %(start)s AND start_time < %(end)s
+        GROUP BY hour
+        ORDER BY hour
+        """,
+        {"start": start, "end": end},
+    )
+
+
+# --- quality ----------------------------------------------------------------------------------
+
+
+def quality_over_time(client: Client, db: str, f: Filters, grain_minutes: int) -> pd.DataFrame:
+    """Per (time bucket, model): calls, refusals, hallucination checks and flags."""
+    return _df(
+        client,
+        f"""
+        SELECT toStartOfInterval(start_time, toIntervalMinute(%(grain)s)) AS t, model,
+               count() AS calls, sum(is_refusal) AS refusals,
+               sum(hallucination_checked) AS checked, sum(hallucination_flag) AS flagged
+        FROM {db}.llm_calls FINAL
+        WHERE {_where()}
+        GROUP BY t, model
+        ORDER BY t, model
+        """,
+        f.params(grain=grain_minutes),
+    )
+
+
+def flagged_calls(client: Client, db: str, f: Filters, limit: int) -> pd.DataFrame:
+    """The newest flagged checks with their reason, and the call's content when it was captured."""
+    return _df(
+        client,
+        f"""
+        SELECT h.start_time AS start_time, h.model AS model, h.task AS task, h.check_name AS check_name,
+               h.score AS score, h.reason AS reason, h.trace_id AS trace_id, h.span_id AS span_id,
+               c.service AS service, c.content_captured AS content_captured,
+               c.input_text AS input_text, c.output_text AS output_text
+        FROM (
+            SELECT * FROM {db}.hallucination_flags FINAL
+            WHERE flagged = 1 AND {_where(services=False)}
+            ORDER BY start_time DESC
+            LIMIT %(limit)s
+        ) AS h
+        LEFT JOIN (
+            SELECT span_id, service, content_captured, input_text, output_text
+            FROM {db}.llm_calls FINAL
+            WHERE hallucination_flag = 1 AND {_where()}
+        ) AS c ON c.span_id = h.span_id
+        WHERE empty(%(services)s) OR has(%(services)s, c.service)
+        ORDER BY start_time DESC
+        """,
+        f.params(limit=limit),
+    )
+
+
+# --- shadow comparison ------------------------------------------------------------------------
+
+
+def shadow_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataFrame:
+    """The newest complete primary/shadow pairs, one row each, both sides' outcome side by side."""
+    side = """
+        anyIf(model, shadow_role = '{r}') AS {r}_model,
+        anyIf(latency_ms, shadow_role = '{r}') AS {r}_latency_ms,
+        anyIf(input_tokens + output_tokens, shadow_role = '{r}') AS {r}_tokens,
+        toNullable(toFloat64(anyIf(cost_usd, shadow_role = '{r}'))) AS {r}_cost_usd,
+        anyIf(multiIf(is_error = 1, 'error', is_refusal = 1, 'refusal', 'answer'), shadow_role = '{r}') AS {r}_outcome,
+        anyIf(content_captured, shadow_role = '{r}') AS {r}_captured,
+        anyIf(lower(trimBoth(output_text)), shadow_role = '{r}') AS {r}_text"""
+    return _df(
+        client,
+        f"""
+        SELECT shadow_pair_id, max(start_time) AS last_seen,
+               {side.format(r="primary")},
+               {side.format(r="shadow")}
+        FROM {db}.llm_calls FINAL
+        WHERE shadow_pair_id != '' AND {_where(models=False)}
+        GROUP BY shadow_pair_id
+        HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
+        ORDER BY last_seen DESC
+        LIMIT %(limit)s
+        """,
+        f.params(limit=limit),
+    )
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+
+def alerts(client: Client, db: str, f: Filters, limit: int = 500) -> pd.DataFrame:
+    """Alerts raised in the range, newest first."""
+    return _df(
+        client,
+        f"""
+        SELECT alert_time, severity, kind, model, period, threshold, value, message
+        FROM {db}.alerts FINAL
+        WHERE alert_time >= %(start)s AND alert_time < %(end)s
+          AND (empty(%(models)s) OR has(%(models)s, model) OR model = '')
+        ORDER BY alert_time DESC
+        LIMIT %(limit)s
+        """,
+        f.params(limit=limit),
+        settings={},
+    )
+
+
+# --- SQL explorer -----------------------------------------------------------------------------
+
+
+class ReadOnlyRefused(Exception):
+    """ClickHouse refused the explorer query because it would change something."""
+
+
+READONLY_CODE = 164  # ClickHouse error READONLY
+
+
+@dataclass(frozen=True)
+class ExplorerResult:
+    frame: pd.DataFrame
+    truncated: bool
+
+
+def run_readonly(dsn: str, sql: str, row_limit: int, timeout_s: int) -> ExplorerResult:
+    """Run an explorer query under ClickHouse's `readonly=1` (no writes, DDL, SYSTEM or table functions).
+
+    Each query gets a client of its own that is closed afterwards: on chDB clickhouse-connect
+    applies per-query settings of non-SELECT statements with SET on the session, and the
+    restore after a refused statement is itself refused in readonly mode, so a shared
+    session would stay read-only and break the processor's writes.
+    """
+    # `readonly` last: applied by SET in order, it must not forbid the limits that precede it.
+    settings = {
+        "max_result_rows": row_limit + 1,
+        "result_overflow_mode": "break",
+        "max_execution_time": timeout_s,
+        "readonly": 1,
+    }
+    client = open_client(dsn)
+    try:
+        frame = client.query_df(sql, settings=settings)
+    except Exception as error:
+        if f"Code: {READONLY_CODE}." in str(error) or "(READONLY)" in str(error):
+            raise ReadOnlyRefused(str(error)) from None
+        raise
+    finally:
+        client.close()
+    return ExplorerResult(frame=frame.head(row_limit), truncated=len(frame) > row_limit)
+
+
+def example_queries(db: str, path: Path = SQL_DOC) -> list[tuple[str, str]]:
+    """(title, sql) of each `### Title` + ```sql block in docs/sql.md, on the configured database."""
+    if not path.is_file():
+        return []
+    found = re.findall(r"^###\s+(.+?)\s*$.*?^```sql\s*\n(.*?)^```", path.read_text(), flags=re.M | re.S)
+    return [(title, re.sub(r"\bcutover\.", f"{db}.", body.strip())) for title, body in found]

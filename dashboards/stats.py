@@ -1,0 +1,122 @@
+"""The statistics behind the panels: percentiles from merged histograms, Wilson intervals,
+paired shadow deltas with confidence intervals, and the timeout advisor.
+
+Percentiles come from `processors.histograms.quantile` on buckets merged with `sumMap`
+(within 0.54% of the exact value at scale 6). Rates use Wilson score intervals (good at
+small counts and near 0%). Mean paired deltas use the normal approximation (pairs number
+in the hundreds or more); the p95 delta, a quantile difference with no closed form, uses a
+percentile bootstrap over pairs with a fixed seed so a refresh does not move the interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from processors.histograms import bucket_bounds, quantile, representative
+
+Z95 = 1.959963984540054
+
+
+def percentiles(buckets: Mapping[int, int], zero_count: int, qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> list[float | None]:
+    merged = {int(k): int(v) for k, v in buckets.items()}
+    return [quantile(merged, q, zero_count) for q in qs]
+
+
+def distribution(buckets: Mapping[int, int], zero_count: int = 0) -> pd.DataFrame:
+    """One row per bucket: its bounds, representative value, count, and the CDF at its upper bound."""
+    items = sorted((int(k), int(v)) for k, v in buckets.items())
+    total = zero_count + sum(v for _, v in items)
+    rows, seen = [], zero_count
+    for index, count in items:
+        low, high = bucket_bounds(index)
+        seen += count
+        rows.append((low, high, representative(index), count, seen / total if total else 0.0))
+    return pd.DataFrame(rows, columns=["low", "high", "value", "count", "cdf"])
+
+
+@dataclass(frozen=True)
+class TimeoutAdvice:
+    timeout_ms: float  # the upper bound of the bucket holding the target rank: every call in it fits
+    covered: int
+    cut: int
+    total: int
+
+
+def advise_timeout(buckets: Mapping[int, int], zero_count: int, target: float) -> TimeoutAdvice | None:
+    """The smallest bucket upper bound that lets `target` of the calls finish, and what it would cut."""
+    items = sorted((int(k), int(v)) for k, v in buckets.items())
+    total = zero_count + sum(v for _, v in items)
+    if total == 0 or not items:
+        return None
+    rank = max(1, math.ceil(target * total))
+    seen = zero_count
+    for index, count in items:
+        seen += count
+        if seen >= rank:
+            return TimeoutAdvice(timeout_ms=bucket_bounds(index)[1], covered=seen, cut=total - seen, total=total)
+    return TimeoutAdvice(timeout_ms=bucket_bounds(items[-1][0])[1], covered=total, cut=0, total=total)
+
+
+def wilson(successes: np.ndarray | float, trials: np.ndarray | float, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a binomial proportion; (nan, nan) where there are no trials."""
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        denom = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """shadow - primary, with a 95% interval; `n` pairs behind it."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+
+def mean_delta(primary: np.ndarray, shadow: np.ndarray) -> Delta | None:
+    """Mean paired difference with the normal-approximation 95% interval."""
+    d = np.asarray(shadow, dtype=float) - np.asarray(primary, dtype=float)
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        return None
+    mean = float(d.mean())
+    half = Z95 * float(d.std(ddof=1)) / math.sqrt(len(d))
+    return Delta(mean, mean - half, mean + half, len(d))
+
+
+def quantile_delta(primary: np.ndarray, shadow: np.ndarray, q: float = 0.95, resamples: int = 400, seed: int = 7) -> Delta | None:
+    """Difference of the q-quantiles (shadow - primary) with a paired percentile-bootstrap 95% interval."""
+    p = np.asarray(primary, dtype=float)
+    s = np.asarray(shadow, dtype=float)
+    keep = np.isfinite(p) & np.isfinite(s)
+    p, s = p[keep], s[keep]
+    if len(p) < 20:
+        return None
+    estimate = float(np.quantile(s, q) - np.quantile(p, q))
+    rng = np.random.default_rng(seed)
+    # Resample pair indices in chunks: keeps memory bounded for 50k pairs x 400 resamples.
+    draws = []
+    for chunk in np.array_split(np.arange(resamples), max(1, resamples * len(p) // 5_000_000)):
+        idx = rng.integers(0, len(p), size=(len(chunk), len(p)))
+        draws.append(np.quantile(s[idx], q, axis=1) - np.quantile(p[idx], q, axis=1))
+    boot = np.concatenate(draws)
+    low, high = np.quantile(boot, [0.025, 0.975])
+    return Delta(estimate, float(low), float(high), len(p))
+
+
+def rate(successes: int, trials: int) -> Delta | None:
+    if trials <= 0:
+        return None
+    low, high = wilson(successes, trials)
+    return Delta(successes / trials, float(low), float(high), trials)
