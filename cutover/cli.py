@@ -15,6 +15,7 @@ kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broke
 app.add_typer(kafka_app, name="kafka")
 app.command("process")(__import__("processors.command", fromlist=["process"]).process)
 app.command("collect")(__import__("collectors.command", fromlist=["collect"]).collect)
+app.command("dashboard")(__import__("dashboards.command", fromlist=["dashboard"]).dashboard)
 
 
 def _broker() -> LocalBroker:
