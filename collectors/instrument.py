@@ -9,7 +9,8 @@ It builds an SDK `TracerProvider` (resource `service.name`, `deployment.environm
 plus `OTEL_RESOURCE_ATTRIBUTES`), adds `CutoverSpanProcessor` and a bounded batch processor in
 front of the Kafka span exporter (or the exporter you pass, e.g. an OTLP/HTTP exporter to
 `cutover collect`), and enables the official `opentelemetry-instrumentation-genai-openai`
-instrumentor on it, with our response probe beneath it (see `collectors.response_probe`).
+instrumentor on it, with our response probe beneath it (see `collectors.response_probe`)
+and, when content is captured with a `redact` function, our redaction completion hook.
 The provider becomes the global one unless the process already set one.
 """
 
@@ -32,7 +33,8 @@ from opentelemetry.util.genai.environment_variables import OTEL_INSTRUMENTATION_
 from collectors import response_probe
 from collectors.kafka_exporter import CountingBatchSpanProcessor, KafkaSpanExporter
 from collectors.settings import CollectorSettings
-from collectors.span_processor import CutoverSpanProcessor, Redactor
+from collectors.redaction import Redaction, RedactionHook, Redactor
+from collectors.span_processor import CutoverSpanProcessor
 from cutover import semconv
 from cutover.settings import load
 
@@ -97,7 +99,8 @@ def instrument(
             }
         )
         provider = TracerProvider(resource=resource)
-        span_processor = CutoverSpanProcessor(capture_content=capture, redact=redact)
+        redaction = Redaction(redact)
+        span_processor = CutoverSpanProcessor(capture_content=capture, redaction=redaction)
         batch = CountingBatchSpanProcessor(exporter or KafkaSpanExporter(settings), max_queue_size=settings.exporter_queue_size)
         provider.add_span_processor(span_processor)
         provider.add_span_processor(batch)
@@ -105,7 +108,7 @@ def instrument(
             trace.set_tracer_provider(provider)
 
         response_probe.install()
-        _instrument_openai(provider, capture)
+        _instrument_openai(provider, capture, RedactionHook(redaction) if capture and redaction.active else None)
         _active = Instrumentation(provider, batch.exporter, span_processor, batch)
     metrics.get_meter(__name__).create_observable_counter(
         DROPPED_METRIC,
@@ -116,13 +119,15 @@ def instrument(
     return _active
 
 
-def _instrument_openai(provider: TracerProvider, capture: bool) -> None:
+def _instrument_openai(provider: TracerProvider, capture: bool, hook: RedactionHook | None) -> None:
     # The instrumentor reads its content mode from the environment once, when it builds its
     # handler; set it for that moment only so our setting wins and the process env is untouched.
     previous = os.environ.get(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT)
     os.environ[OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT] = "span_only" if capture else "no_content"
     try:
-        OpenAIInstrumentor().instrument(tracer_provider=provider)
+        # A completion hook makes the instrumentor build message content, so pass one only when
+        # content is captured anyway.
+        OpenAIInstrumentor().instrument(tracer_provider=provider, completion_hook=hook)
     finally:
         if previous is None:
             del os.environ[OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT]

@@ -2,9 +2,11 @@
 
 Meant to run behind a `BatchSpanProcessor`: `export` encodes with the OTLP exporters' own
 `encode_spans`, splits by trace id (`collectors.otlp_kafka`) and hands the records to the
-producer without waiting for acknowledgements. The producer's buffer is bounded
-(`CUTOVER_EXPORTER_BUFFER_BYTES`) and may block the exporting thread for at most 100 ms; when
-Kafka is down or slow, records that do not fit, or that Kafka has not acknowledged within
+producer without waiting for acknowledgements. Bytes handed to the producer and not yet
+acknowledged are bounded by `CUTOVER_EXPORTER_BUFFER_BYTES` (kafka-python's own buffer is
+unbounded). `send` may block the batch processor's thread (never the application's) for up
+to a second while it fetches topic metadata, once per batch at most; when Kafka is down
+or slow, records that do not fit, or that Kafka has not acknowledged within
 `CUTOVER_EXPORTER_TIMEOUT_S`, are dropped and counted in `dropped`. Nothing here raises into
 the application.
 """
@@ -16,7 +18,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -27,8 +29,9 @@ from cutover.settings import load
 
 log = logging.getLogger(__name__)
 
-# How long `send` may wait for metadata or buffer space on the exporting thread.
-MAX_BLOCK_MS = 100
+# How long `send` may wait for topic metadata on the exporting thread: a fresh topic's first
+# lookup takes a few hundred milliseconds.
+MAX_BLOCK_MS = 1000
 
 
 class KafkaSpanExporter(SpanExporter):
@@ -43,6 +46,7 @@ class KafkaSpanExporter(SpanExporter):
         self._lock = threading.Lock()
         self._dropped = 0
         self._sent = 0
+        self._pending_bytes = 0
         self._shutdown = False
 
     @property
@@ -64,9 +68,22 @@ class KafkaSpanExporter(SpanExporter):
         if first or total // 1000 != (total - spans) // 1000:
             log.warning("dropped %d spans bound for Kafka topic %s so far (latest: %s)", total, self.topic, reason)
 
-    def _count_sent(self, spans: int) -> None:
+    def _count_sent(self, spans: int, size: int) -> None:
         with self._lock:
             self._sent += spans
+            self._pending_bytes -= size
+
+    def _count_failed(self, spans: int, size: int, error: BaseException) -> None:
+        with self._lock:
+            self._pending_bytes -= size
+        self._count_dropped(spans, f"{type(error).__name__}: {error}")
+
+    def _reserve(self, size: int) -> bool:
+        with self._lock:
+            if self._pending_bytes + size > self._settings.exporter_buffer_bytes:
+                return False
+            self._pending_bytes += size
+            return True
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
@@ -82,15 +99,26 @@ class KafkaSpanExporter(SpanExporter):
             self._count_dropped(len(spans), self._producer.last_error or "Kafka unavailable")
             return SpanExportResult.FAILURE
         result = SpanExportResult.SUCCESS
+        unreachable = False
         for message in messages:
+            size = len(message.value)
+            if unreachable:
+                self._count_dropped(message.spans, "Kafka unreachable")
+                continue
+            if not self._reserve(size):
+                self._count_dropped(message.spans, f"{self._settings.exporter_buffer_bytes} bytes await Kafka already")
+                result = SpanExportResult.FAILURE
+                continue
             try:
                 future = producer.send(self.topic, key=message.key, value=message.value)
             except KafkaError as error:
-                self._count_dropped(message.spans, f"{type(error).__name__}: {error}")
+                # Metadata did not come in time: the rest of this batch would wait just as long.
+                unreachable = isinstance(error, KafkaTimeoutError)
+                self._count_failed(message.spans, size, error)
                 result = SpanExportResult.FAILURE
                 continue
-            future.add_callback(lambda _meta, n=message.spans: self._count_sent(n))
-            future.add_errback(lambda error, n=message.spans: self._count_dropped(n, f"{type(error).__name__}: {error}"))
+            future.add_callback(lambda _meta, n=message.spans, size=size: self._count_sent(n, size))
+            future.add_errback(lambda error, n=message.spans, size=size: self._count_failed(n, size, error))
         return result
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

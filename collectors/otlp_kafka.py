@@ -105,7 +105,6 @@ def new_producer(settings: CollectorSettings, *, max_block_ms: int, timeout_s: f
         linger_ms=5,
         compression_type=None,
         partitioner=SaramaHashPartitioner(),
-        buffer_memory=settings.exporter_buffer_bytes,
         max_block_ms=max_block_ms,
         request_timeout_ms=request_timeout_ms,
         delivery_timeout_ms=max(timeout_ms, request_timeout_ms + 100),

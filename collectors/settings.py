@@ -31,7 +31,7 @@ class CollectorSettings(CutoverSettings):
     exporter_buffer_bytes: int = Field(
         default=32 * 1024 * 1024,
         ge=1024 * 1024,
-        description="Bytes the Kafka producer buffers while the broker is slow or down; beyond it spans are dropped and counted.",
+        description="Bytes of spans handed to Kafka and not yet acknowledged (broker slow or down); beyond it spans are dropped and counted.",
     )
     exporter_timeout_s: float = Field(
         default=30.0,

@@ -21,7 +21,7 @@ import logging
 import random
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -124,10 +124,10 @@ class ShadowMirror:
         try:
             with call_labels(shadow_pair_id=pair_id, shadow_role="shadow"):
                 reply = create(**kwargs)
-                if kwargs.get("stream"):
-                    with reply:  # read the stream to its end so the span records usage and ends
-                        for _ in reply:
-                            pass
+                if isinstance(reply, Iterator):  # a stream: read it to the end so the span records usage and ends
+                    for _ in reply:
+                        pass
+                    getattr(reply, "close", lambda: None)()
             self._count("completed")
         except Exception as error:  # the shadow's failure is data (its span has error.type), never the caller's
             log.debug("shadow call %s failed: %r", pair_id, error)
