@@ -233,3 +233,27 @@ def test_partitions_processed_by_two_instances_merge_to_the_single_instance_numb
         assert sum(row[1] for row in summary(ch_database)[0]) == len(calls)
     finally:
         ch_client.command(f"DROP DATABASE IF EXISTS {single_db}")
+
+
+def test_clickhouse_failure_is_retried_with_backoff_and_nothing_is_lost(kafka_bootstrap, topic, ch_client, ch_database):
+    calls = make_calls(600, seed=9)
+    items = list(messages(calls, per_message=20))
+    settings = settings_for(kafka_bootstrap, topic, ch_database, f"g_{topic}", retry_max_backoff_s=0.5)
+    service = ProcessorService(settings, client=ch_client)
+    service.start()
+    try:
+        # Inserts fail for real while the table is away, as they would while ClickHouse is down.
+        ch_client.command(f"RENAME TABLE {ch_database}.llm_calls TO {ch_database}.llm_calls_away")
+        produce(kafka_bootstrap, topic, items)
+        deadline = time.monotonic() + 60
+        while service.stats.retries < 4:
+            assert time.monotonic() < deadline and service.failure is None, service.stats.as_dict()
+            time.sleep(0.1)
+        assert service.stats.calls_written == 0 and service.stats.messages == 0  # nothing committed meanwhile
+        ch_client.command(f"RENAME TABLE {ch_database}.llm_calls_away TO {ch_database}.llm_calls")
+        while service.stats.messages < len(items):
+            assert time.monotonic() < deadline and service.failure is None, service.stats.as_dict()
+            time.sleep(0.1)
+    finally:
+        service.stop()
+    assert ch_client.command(f"SELECT count() FROM {ch_database}.llm_calls FINAL") == len(calls)
