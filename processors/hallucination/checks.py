@@ -1,0 +1,244 @@
+"""The default hallucination checks: lexical and statistical, no model, microseconds per call.
+
+Each check reads one call row (a mapping shaped like `llm_calls`), returns None when the
+call lacks what it needs (no context, no reference, no shadow partner), else a `Flag`
+with a score in 0..1 where `flag_score` (default 0.5) is the decision point, and a reason
+an SRE can verify by reading the call. The shadow check reads the partner's answer from
+`partner_output_text`/`partner_model`/`partner_span_id`, which the worker adds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from processors.hallucination.text import (
+    content_list,
+    content_terms,
+    identifiers,
+    name_supported,
+    names,
+    normalise,
+    numbers,
+    overlap_f1,
+    quantities,
+    sentences,
+)
+
+Call = Mapping[str, Any]
+
+# How much one unsupported fact moves the score: a stray number, identifier or full name is
+# strong evidence (one flags); a single capitalised word is weak (it also catches common
+# words that start a sentence), so it takes two.
+NUMBER_WEIGHT = 0.6
+NAME_WEIGHT = 0.3
+_QUOTE_CHARS = 90
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    check_name: str
+    score: float
+    flagged: bool
+    reason: str
+
+
+class Check(Protocol):
+    name: str
+
+    def run(self, call: Call) -> Flag | None: ...
+
+
+def _quote(text: str) -> str:
+    text = " ".join(text.split())
+    return f"'{text[:_QUOTE_CHARS]}…'" if len(text) > _QUOTE_CHARS else f"'{text}'"
+
+
+def _facts_score(strong: int, weak: int) -> float:
+    return 1 - (1 - NUMBER_WEIGHT) ** strong * (1 - NAME_WEIGHT) ** weak
+
+
+def unsupported_facts(answer: str, source: str) -> tuple[list[str], list[str], list[str]]:
+    """Numbers (also swapped ones: '10 users' when the source says '5 users'), identifiers and
+    names stated in `answer` that `source` does not state."""
+    source_numbers, source_quantities = numbers(source), quantities(source)
+    counted = {unit for _, unit in source_quantities}
+    missing_numbers = set(numbers(answer) - source_numbers)
+    for value, unit in quantities(answer):
+        if unit in counted and value in source_numbers and (value, unit) not in source_quantities:
+            missing_numbers.add(f"{value} {unit}")
+    lowered = normalise(source).lower()
+    missing_ids = [i for i in identifiers(answer) if i not in lowered]
+    terms = content_terms(source)
+    missing_names = [n for n in names(answer) if not name_supported(n, terms) and n not in missing_ids]
+    return sorted(missing_numbers), sorted(missing_ids), sorted(missing_names)
+
+
+def _list(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(sorted(items)[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+class _Base:
+    name = ""
+
+    def __init__(self, flag_score: float = 0.5) -> None:
+        self.flag_score = flag_score
+
+    def _flag(self, score: float, reason: str) -> Flag:
+        score = min(1.0, max(0.0, score))
+        return Flag(self.name, round(score, 4), score >= self.flag_score, reason)
+
+
+class ContextGrounding(_Base):
+    """Share of the answer's sentences whose content words mostly do not occur in the context or question."""
+
+    name = "context_grounding"
+    min_support = 0.5
+
+    def run(self, call: Call) -> Flag | None:
+        answer, context = call.get("output_text") or "", call.get("context_text") or ""
+        if not answer.strip() or not context.strip():
+            return None
+        source = content_terms(context) | content_terms(call.get("input_text") or "")
+        weighed, unsupported, worst, worst_support = 0, 0, "", 1.0
+        for sentence in sentences(answer):
+            terms = content_list(sentence)
+            if len(terms) < 2:
+                continue
+            support = sum(term in source for term in terms) / len(terms)
+            weighed += len(terms)
+            if support < self.min_support:
+                unsupported += len(terms)
+            if support < worst_support:
+                worst, worst_support = sentence, support
+        if weighed == 0:
+            return self._flag(0.0, "answer too short to judge grounding")
+        score = unsupported / weighed
+        if unsupported == 0:
+            return self._flag(score, "every sentence is supported by the context")
+        return self._flag(
+            score,
+            f"{score:.0%} of the answer is not supported by the context; least supported "
+            f"({worst_support:.0%} of its words in context): {_quote(worst)}",
+        )
+
+
+class UnsupportedFacts(_Base):
+    """Numbers and names in the answer that appear neither in the context nor in the question."""
+
+    name = "unsupported_facts"
+
+    def run(self, call: Call) -> Flag | None:
+        answer, context = call.get("output_text") or "", call.get("context_text") or ""
+        if not answer.strip() or not context.strip():
+            return None
+        source_text = f"{context}\n{call.get('input_text') or ''}"
+        missing_numbers, missing_ids, missing_names = unsupported_facts(answer, source_text)
+        strong_names = sum(" " in name for name in missing_names)
+        score = _facts_score(
+            len(missing_numbers) + len(missing_ids) + strong_names, len(missing_names) - strong_names
+        )
+        if not missing_numbers and not missing_ids and not missing_names:
+            return self._flag(0.0, "every number, identifier and name in the answer occurs in the context")
+        parts = []
+        if missing_numbers:
+            parts.append(f"numbers not in context: {_list(missing_numbers)}")
+        if missing_ids:
+            parts.append(f"identifiers not in context: {_list(missing_ids)}")
+        if missing_names:
+            parts.append(f"names not in context: {_list(missing_names)}")
+        return self._flag(score, "; ".join(parts))
+
+
+class ReferenceMismatch(_Base):
+    """Key facts of the reference answer missing from the answer, numbers contradicting it, low overlap."""
+
+    name = "reference_mismatch"
+
+    def run(self, call: Call) -> Flag | None:
+        answer, reference = call.get("output_text") or "", call.get("reference_answer") or ""
+        if not answer.strip() or not reference.strip():
+            return None
+        question = call.get("input_text") or ""
+        # The answer may lean on the question ("It ended in 1945" for "When did WWII end?").
+        said = content_terms(answer) | content_terms(question)
+        said_numbers = numbers(answer) | numbers(question)
+        missing_numbers = sorted(numbers(reference) - said_numbers)
+        missing_names = sorted(n for n in names(reference) if not name_supported(n, said))
+        extra_numbers = sorted(numbers(answer) - numbers(reference) - numbers(question))
+        key_terms = content_terms(reference) - content_terms(question)
+        recall = len(key_terms & content_terms(answer)) / len(key_terms) if key_terms else 1.0
+        # A different number where the reference has one is a contradiction (strong); a number
+        # only left out or only added is an omission or an elaboration (weak).
+        contradictions = min(len(missing_numbers), len(extra_numbers))
+        weak = len(missing_numbers) + len(extra_numbers) - 2 * contradictions + len(missing_names)
+        fact_score = _facts_score(contradictions, weak)
+        # Overlap alone is weak evidence (paraphrases), so it can flag only when nothing matches.
+        score = max(fact_score, 0.6 * (1 - recall))
+        parts = []
+        if missing_numbers:
+            parts.append(f"reference numbers missing: {_list(missing_numbers)}")
+        if extra_numbers:
+            parts.append(f"numbers not in the reference: {_list(extra_numbers)}")
+        if missing_names:
+            parts.append(f"reference names missing: {_list(missing_names)}")
+        parts.append(f"{recall:.0%} of the reference's key words present")
+        return self._flag(score, "; ".join(parts))
+
+
+class ShadowDisagreement(_Base):
+    """The two answers of a shadow pair state different numbers or names (F1 of words as context)."""
+
+    name = "shadow_disagreement"
+
+    def run(self, call: Call) -> Flag | None:
+        answer, other = call.get("output_text") or "", call.get("partner_output_text") or ""
+        if not answer.strip() or not other.strip():
+            return None
+        question = call.get("input_text") or ""
+        given = numbers(question)
+        mine, theirs = numbers(answer) - given, numbers(other) - given
+        # A disagreement is a substitution: each side states something the other does not.
+        number_conflicts = min(len(mine - theirs), len(theirs - mine))
+        terms_mine = content_terms(answer) | content_terms(question)
+        terms_theirs = content_terms(other) | content_terms(question)
+        only_mine = [n for n in names(answer) if not name_supported(n, terms_theirs)]
+        only_theirs = [n for n in names(other) if not name_supported(n, terms_mine)]
+        name_conflicts = min(len(only_mine), len(only_theirs))
+        score = 1 - (1 - NUMBER_WEIGHT) ** number_conflicts * 0.5**name_conflicts
+        partner = f"{call.get('partner_model') or 'partner'} (span {call.get('partner_span_id') or '?'})"
+        f1 = overlap_f1(answer, other)
+        if number_conflicts == 0 and name_conflicts == 0:
+            return self._flag(score, f"agrees with {partner} on numbers and names; word F1 {f1:.2f}")
+        parts = []
+        if number_conflicts:
+            parts.append(f"numbers {_list(sorted(mine - theirs))} vs {_list(sorted(theirs - mine))}")
+        if name_conflicts:
+            parts.append(f"names {_list(only_mine)} vs {_list(only_theirs)}")
+        return self._flag(score, f"disagrees with {partner}: " + "; ".join(parts) + f"; word F1 {f1:.2f}")
+
+
+class AnswerRelevance(_Base):
+    """Runs on every call with content: an answer sharing almost no words with its prompt has drifted."""
+
+    name = "answer_relevance"
+    min_terms = 6
+    # Short prompts ("Summarize the incident.") lean on context the span may not carry.
+    min_prompt_terms = 4
+    related_share = 0.2
+
+    def run(self, call: Call) -> Flag | None:
+        answer, question = call.get("output_text") or "", call.get("input_text") or ""
+        if not answer.strip() or not question.strip():
+            return None
+        terms = content_terms(answer)
+        prompt = content_terms(question) | content_terms(call.get("context_text") or "")
+        if len(terms) < self.min_terms or len(prompt) < self.min_prompt_terms:
+            return self._flag(
+                0.0, f"answer or prompt too short ({len(terms)}/{len(prompt)} content words): relevance not judged"
+            )
+        share = len(terms & prompt) / len(terms)
+        score = 1 - share / self.related_share
+        return self._flag(score, f"{share:.0%} of the answer's content words relate to the prompt")

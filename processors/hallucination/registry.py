@@ -1,0 +1,40 @@
+"""Check names (the `CUTOVER_HALLUCINATION_CHECKS` vocabulary) and how to build them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from processors.hallucination.checks import (
+    AnswerRelevance,
+    Check,
+    ContextGrounding,
+    ReferenceMismatch,
+    ShadowDisagreement,
+    UnsupportedFacts,
+)
+
+
+def _embedding(flag_score: float) -> Check:
+    # Imported only when asked for: it needs the [embeddings] extra (torch).
+    from processors.hallucination.embedding import EmbeddingSimilarity
+
+    return EmbeddingSimilarity(flag_score)
+
+
+FACTORIES: dict[str, Callable[[float], Check]] = {
+    ContextGrounding.name: ContextGrounding,
+    UnsupportedFacts.name: UnsupportedFacts,
+    ReferenceMismatch.name: ReferenceMismatch,
+    ShadowDisagreement.name: ShadowDisagreement,
+    AnswerRelevance.name: AnswerRelevance,
+    "embedding_similarity": _embedding,
+}
+CHECK_NAMES = tuple(FACTORIES)
+DEFAULT_CHECKS = tuple(name for name in CHECK_NAMES if name != "embedding_similarity")
+
+
+def build_checks(names: Sequence[str] = DEFAULT_CHECKS, flag_score: float = 0.5) -> list[Check]:
+    unknown = [name for name in names if name not in FACTORIES]
+    if unknown:
+        raise ValueError(f"unknown hallucination check(s): {', '.join(unknown)}")
+    return [FACTORIES[name](flag_score) for name in names]

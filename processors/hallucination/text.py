@@ -1,0 +1,138 @@
+"""Lexical features shared by the default checks: content terms, sentences, numbers, names.
+
+Hand-written on purpose: the checks need a few regexes and a stop list, and the default
+install stays free of NLP models (no spaCy or NLTK data to download).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n+")
+# An enumerator ("1)", "2." at the start of a line) is layout, not a fact.
+_ENUMERATOR = re.compile(r"(?m)^\s*\d{1,2}[.)]\s|\(\d{1,2}\)|\s\d{1,2}\)\s")
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?![\w])|(?<![\w.])\d+(?:\.\d+)?(?=[a-zA-Z%°])")
+_NAME = re.compile(r"\b[A-Z][A-Za-z0-9&'\-]*(?:\s+(?:of\s+|de\s+|da\s+|van\s+)?[A-Z][A-Za-z0-9&'\-]*)*")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve".split()
+    )
+}
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+# Identifiers (us-west-2, CACHE_BACKEND, E42, v3.2) are facts as much as numbers are.
+_IDENTIFIER = re.compile(r"\b(?=[\w-]*[_\d])[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)+\b|\b[A-Z]+\d+\b")
+_QUANTITY = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*-?\s*([a-z]+)")
+
+STOPWORDS = frozenset(
+    """
+    a about above after again against all also am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each either else ever every few for from
+    further had has have having he her here hers him his how i if in into is it its itself just least less
+    let like may me might more most much must my no nor not now of off on once only or other our ours out
+    over own per same shall she should so some such than that the their theirs them then there these they
+    this those through to too under until up upon us very was we were what when where which while who whom
+    whose why will with within without would yes yet you your yours
+    """.split()
+)
+# Capitalised only because they start a sentence or a command, not because they name something.
+_COMMON_CAPITALISED = STOPWORDS | frozenset(
+    """
+    add also always answer avoid call change check choose click consider copy create delete do don't
+    enable ensure first go however install it's keep make many most never next note open please
+    roughly run see select set start still sure then there's total try update use well yes
+    one two three four five six seven eight nine ten eleven twelve
+    """.split()
+)
+
+
+def normalise(text: str) -> str:
+    return _THOUSANDS.sub("", text.translate(_APOSTROPHES))
+
+
+def stem(token: str) -> str:
+    """A light suffix strip so 'retries'/'retried'/'retry' meet; enough for overlap counting."""
+    for suffix, keep in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if len(token) > len(suffix) + 3 and token.endswith(suffix) and not token[0].isdigit():
+            return token[: -len(suffix)] + keep
+    return token
+
+
+@lru_cache(maxsize=8192)
+def content_terms(text: str) -> frozenset[str]:
+    """Stemmed lower-case terms that carry meaning (stop words dropped)."""
+    return frozenset(stem(t) for t in _TOKEN.findall(normalise(text).lower()) if t not in STOPWORDS)
+
+
+def content_list(text: str) -> list[str]:
+    return [stem(t) for t in _TOKEN.findall(normalise(text).lower()) if t not in STOPWORDS]
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(normalise(text)) if s and s.strip()]
+
+
+def _number_value(raw: str) -> str:
+    cleaned = raw.replace(",", "").lstrip("+")
+    if "." in cleaned:
+        cleaned = cleaned.rstrip("0").rstrip(".")
+    return cleaned or "0"
+
+
+@lru_cache(maxsize=8192)
+def numbers(text: str) -> frozenset[str]:
+    """Numbers stated in a text, normalised ('1,200' -> '1200', '3.50' -> '3.5'); enumerators ignored."""
+    body = _NUMBER_WORD.sub(lambda m: _NUMBER_WORDS[m.group().lower()], _ENUMERATOR.sub(" ", normalise(text)))
+    return frozenset(_number_value(m.group()) for m in _NUMBER.finditer(body))
+
+
+@lru_cache(maxsize=8192)
+def quantities(text: str) -> frozenset[tuple[str, str]]:
+    """(number, the word it counts): ('10', 'user') for '10 users'; tells swapped numbers apart."""
+    body = _NUMBER_WORD.sub(lambda m: _NUMBER_WORDS[m.group().lower()], _ENUMERATOR.sub(" ", normalise(text)))
+    return frozenset(
+        (_number_value(m.group(1)), stem(m.group(2)))
+        for m in _QUANTITY.finditer(body.lower())
+        if m.group(2) not in STOPWORDS
+    )
+
+
+@lru_cache(maxsize=8192)
+def identifiers(text: str) -> frozenset[str]:
+    return frozenset(m.group().lower() for m in _IDENTIFIER.finditer(normalise(text)))
+
+
+@lru_cache(maxsize=8192)
+def names(text: str) -> frozenset[str]:
+    """Capitalised names (people, places, products, acronyms) as lower-case phrases."""
+    found = set()
+    for match in _NAME.finditer(normalise(text)):
+        words = match.group().split()
+        # drop a leading word capitalised only by its position (sentence start, "The ...")
+        while words and words[0].lower().strip("'") in _COMMON_CAPITALISED:
+            words = words[1:]
+        if words:
+            found.add(" ".join(words).lower())
+    return frozenset(found)
+
+
+def name_supported(name: str, source_terms: frozenset[str]) -> bool:
+    """A name is supported when every content word of it occurs in the source."""
+    terms = content_terms(name)
+    return bool(terms) and terms <= source_terms
+
+
+def overlap_f1(answer: str, other: str) -> float:
+    """Token F1 of content terms (SQuAD-style), 0..1."""
+    a, b = content_terms(answer), content_terms(other)
+    if not a or not b:
+        return 0.0
+    common = len(a & b)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(a), common / len(b)
+    return 2 * precision * recall / (precision + recall)

@@ -1,0 +1,315 @@
+"""Runs the hallucination checks off the hot path and writes their verdicts.
+
+The processor hands over each written batch's content-carrying rows with `submit`, which
+never blocks: rows go into a bounded queue, and when the queue cannot take them all a
+uniform random sample goes in and each sampled row carries the sample rate it was drawn
+at (`hallucination_sample_rate`, so rates can be re-weighted). Latency, refusal and cost
+columns were written before `submit`, so checks never delay them.
+
+Per batch the worker writes one `hallucination_flags` row per check run (flagged or not),
+then re-inserts the checked calls as `version + 1` with the verdict. The re-insert is an
+`INSERT ... SELECT` from `llm_calls FINAL` (server-side, columnar), so the new version
+carries the stored row's every column unchanged; rows must therefore be submitted after
+they are written. Shadow pairs: a call's partner is looked up in the batch and in
+`llm_calls FINAL`; when it arrived earlier and was already checked, it gets the pair
+verdict too (a new version of its row), so the pair is judged whichever half comes last.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from tenacity import Retrying, retry_if_exception_type, stop_any, wait_exponential
+
+from processors.hallucination.checks import Check, Flag, ShadowDisagreement
+from processors.hallucination.registry import build_checks
+
+log = logging.getLogger("cutover.hallucination")
+
+FLAG_COLUMNS = (
+    "span_id", "trace_id", "start_time", "model", "task", "check_name", "score", "flagged", "reason", "sample_rate",
+)
+_PARTNER_COLUMNS = (
+    "span_id, trace_id, start_time, model, task, input_text, output_text, shadow_pair_id, "
+    "hallucination_checked, hallucination_sample_rate"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class WorkerStats:
+    offered: int = 0  # content rows submitted
+    queued: int = 0
+    sampled_out: int = 0  # not checked: the queue was full
+    checked: int = 0
+    flagged: int = 0
+    flags_written: int = 0
+    partner_updates: int = 0  # earlier halves of shadow pairs re-judged
+    batches: int = 0
+    write_failures: int = 0  # failed write attempts (retried)
+    abandoned: int = 0  # rows left unchecked at stop while ClickHouse was down
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def checkable(row: Mapping[str, Any]) -> bool:
+    """Only answers can hallucinate: errors and refusals have none to check."""
+    return bool(row.get("output_text")) and not row.get("is_error") and not row.get("is_refusal")
+
+
+def _micros(value: object) -> int:
+    """Start times arrive as datetimes (from ClickHouse) or int microseconds (from the decoder)."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        delta = moment - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return int(value)  # type: ignore[call-overload]
+
+
+class HallucinationWorker:
+    """Bounded-queue background worker: `start()`, `submit(rows)` (never blocks), `stop()`."""
+
+    def __init__(
+        self, client: Client, database: str, settings: Any, checks: Sequence[Check] | None = None
+    ) -> None:
+        self.client = client
+        self.database = database
+        self.settings = settings
+        self.checks = list(checks) if checks is not None else build_checks(
+            settings.hallucination_check_names, settings.hallucination_flag_score
+        )
+        self._pair_check = next((c for c in self.checks if isinstance(c, ShadowDisagreement)), None)
+        self._queue: queue.Queue[tuple[Mapping[str, Any], float]] = queue.Queue(settings.hallucination_queue_size)
+        self._batch_size = settings.hallucination_batch_size
+        self._stopping = threading.Event()
+        self._give_up = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sampling = False
+        self._random = random.Random()
+        self.stats = WorkerStats()
+
+    # lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cutover-hallucination", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Check what is queued (for up to `timeout` s), then stop; unchecked rows stay unchecked."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._give_up.set()
+                self._thread.join(10)
+        log.info("hallucination worker stopped: %s", self.stats.as_dict())
+
+    def idle(self) -> bool:
+        """Nothing queued or in progress (for tests and orderly shutdowns)."""
+        return self._queue.unfinished_tasks == 0
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.idle() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.idle()
+
+    # intake -------------------------------------------------------------------------------
+
+    def submit(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Queue rows for checking without ever blocking; samples uniformly when the queue is short of room."""
+        eligible = [row for row in rows if checkable(row)]
+        if not eligible:
+            return
+        self.stats.offered += len(eligible)
+        room = self._queue.maxsize - self._queue.qsize()
+        if room >= len(eligible):
+            chosen, rate = eligible, 1.0
+        else:
+            chosen = self._random.sample(eligible, max(0, room))
+            rate = len(chosen) / len(eligible)
+        queued = 0
+        for row in chosen:
+            try:
+                self._queue.put_nowait((row, rate))
+                queued += 1
+            except queue.Full:
+                break
+        self.stats.queued += queued
+        self.stats.sampled_out += len(eligible) - queued
+        if queued < len(eligible) and not self._sampling:
+            self._sampling = True
+            log.warning(
+                "hallucination checks cannot keep up: sampling (this batch %d of %d calls); sample rates are recorded",
+                queued,
+                len(eligible),
+            )
+        elif queued == len(eligible) and self._sampling:
+            self._sampling = False
+            log.warning("hallucination checks keep up again: checking every call")
+
+    # work --------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            try:
+                self._write_with_retry(batch)
+            except Exception as error:  # noqa: BLE001 - the worker must outlive a bad batch
+                log.exception("hallucination batch of %d calls abandoned: %s", len(batch), error)
+                self.stats.abandoned += len(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    def _next_batch(self) -> list[tuple[Mapping[str, Any], float]] | None:
+        batch: list[tuple[Mapping[str, Any], float]] = []
+        while not batch:
+            try:
+                batch.append(self._queue.get(timeout=0.2))
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return None
+        while len(batch) < self._batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _write_with_retry(self, batch: list[tuple[Mapping[str, Any], float]]) -> None:
+        retrying = Retrying(
+            wait=wait_exponential(multiplier=0.2, max=getattr(self.settings, "retry_max_backoff_s", 30.0)),
+            retry=retry_if_exception_type(Exception),
+            stop=stop_any(lambda _: self._give_up.is_set()),
+            sleep=self._give_up.wait,
+            before_sleep=lambda state: self._failed(state.outcome.exception()),
+            reraise=True,
+        )
+        retrying(lambda: self.process(batch))
+
+    def _failed(self, error: BaseException | None) -> None:
+        self.stats.write_failures += 1
+        if self.stats.write_failures == 1 or self.stats.write_failures % 100 == 0:
+            log.warning("hallucination write failed (%s); retrying with backoff", error)
+
+    def process(self, batch: Sequence[tuple[Mapping[str, Any], float]]) -> None:
+        """Check one batch and write its flags and new call versions (idempotent, so retried whole)."""
+        partners = self._partners([row for row, _ in batch])
+        flag_rows: list[tuple] = []
+        verdicts: dict[str, tuple[int, float]] = {}
+        later: dict[str, int] = {}  # already-checked partners whose pair verdict changes now
+        for row, rate in batch:
+            call = dict(row)
+            partner = partners.get(call["span_id"])
+            if partner is not None:
+                call.update(
+                    partner_output_text=partner["output_text"],
+                    partner_model=partner["model"],
+                    partner_span_id=partner["span_id"],
+                )
+            flags = [flag for check in self.checks if (flag := check.run(call)) is not None]
+            flag_rows.extend(self._flag_row(call, flag, rate) for flag in flags)
+            flagged = any(flag.flagged for flag in flags)
+            verdicts[call["span_id"]] = (int(flagged), rate)
+            self.stats.flagged += flagged
+            if partner is not None and partner.get("hallucination_checked") and self._pair_check is not None:
+                mirrored = dict(partner, partner_output_text=call["output_text"], partner_model=call["model"],
+                                partner_span_id=call["span_id"])
+                flag = self._pair_check.run(mirrored)
+                if flag is not None:
+                    flag_rows.append(self._flag_row(mirrored, flag, partner["hallucination_sample_rate"]))
+                    later[partner["span_id"]] = int(flag.flagged)
+        later = {span: flag for span, flag in later.items() if span not in verdicts}
+        if flag_rows:
+            self.client.insert(
+                "hallucination_flags",
+                flag_rows,
+                column_names=list(FLAG_COLUMNS),
+                database=self.database,
+            )
+        self._new_versions(verdicts, [row for row, _ in batch])
+        if later:
+            earlier = [p for p in partners.values() if p["span_id"] in later]
+            self._new_versions({span: (flag, -1.0) for span, flag in later.items()}, earlier)
+        self.stats.batches += 1
+        self.stats.checked += len(batch)
+        self.stats.flags_written += len(flag_rows)
+        self.stats.partner_updates += len(later)
+
+    @staticmethod
+    def _flag_row(call: Mapping[str, Any], flag: Flag, rate: float) -> tuple:
+        return (
+            call["span_id"], call.get("trace_id", ""), _micros(call["start_time"]), call.get("model", ""),
+            call.get("task", ""), flag.check_name, flag.score, int(flag.flagged), flag.reason, rate,
+        )
+
+    def _partners(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+        """span id -> the other half of its shadow pair (from this batch, else from llm_calls)."""
+        if self._pair_check is None:
+            return {}
+        pair_ids = sorted({row["shadow_pair_id"] for row in rows if row.get("shadow_pair_id")})
+        if not pair_ids:
+            return {}
+        members: dict[str, dict[str, Mapping[str, Any]]] = {}
+        stored = self.client.query(
+            f"SELECT {_PARTNER_COLUMNS} FROM {self.database}.llm_calls FINAL "
+            "WHERE shadow_pair_id IN %(pairs)s AND is_error = 0 AND is_refusal = 0 AND output_text != ''",
+            parameters={"pairs": pair_ids},
+        )
+        for found in stored.named_results():
+            members.setdefault(found["shadow_pair_id"], {})[found["span_id"]] = found
+        for row in rows:  # the batch's own rows win: they are the newest
+            if row.get("shadow_pair_id"):
+                members.setdefault(row["shadow_pair_id"], {})[row["span_id"]] = row
+        partners: dict[str, Mapping[str, Any]] = {}
+        for row in rows:
+            pair = members.get(row.get("shadow_pair_id") or "", {})
+            others = [other for span, other in pair.items() if span != row["span_id"]]
+            if others:
+                partners[row["span_id"]] = others[0]
+        return partners
+
+    def _new_versions(self, verdicts: Mapping[str, tuple[int, float]], rows: Sequence[Mapping[str, Any]]) -> None:
+        """Re-insert the stored rows as version + 1 with the verdict (OR-ed with an earlier one).
+
+        A sample rate below 0 keeps the stored rate (a partner re-judged, not re-sampled)."""
+        spans = list(verdicts)
+        flags = [verdicts[span][0] for span in spans]
+        rates = [verdicts[span][1] for span in spans]
+        models = sorted({row.get("model", "") for row in rows})
+        starts = [_micros(row["start_time"]) for row in rows]
+        # model and start_time bound the read to the sorting key's granules instead of a full scan.
+        self.client.command(
+            f"""
+            INSERT INTO {self.database}.llm_calls
+            SELECT * REPLACE (
+                version + 1 AS version,
+                1 AS hallucination_checked,
+                greatest(hallucination_flag, toUInt8(transform(span_id, %(spans)s, %(flags)s, 0))) AS hallucination_flag,
+                if(transform(span_id, %(spans)s, %(rates)s, -1.0) < 0, hallucination_sample_rate,
+                   toFloat32(transform(span_id, %(spans)s, %(rates)s, -1.0))) AS hallucination_sample_rate,
+                now64(3) AS ingested_at
+            )
+            FROM {self.database}.llm_calls FINAL
+            WHERE model IN %(models)s
+              AND start_time BETWEEN fromUnixTimestamp64Micro(%(first)s) AND fromUnixTimestamp64Micro(%(last)s)
+              AND span_id IN %(spans)s
+            """,
+            parameters={
+                "spans": spans, "flags": flags, "rates": rates, "models": models,
+                "first": min(starts), "last": max(starts),
+            },
+        )
