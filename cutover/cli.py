@@ -16,6 +16,8 @@ app.add_typer(kafka_app, name="kafka")
 app.command("process")(__import__("processors.command", fromlist=["process"]).process)
 app.command("collect")(__import__("collectors.command", fromlist=["collect"]).collect)
 app.command("dashboard")(__import__("dashboards.command", fromlist=["dashboard"]).dashboard)
+app.command("simulate")(__import__("simulator.command", fromlist=["simulate"]).simulate)
+app.command("loadgen")(__import__("simulator.command", fromlist=["loadgen"]).loadgen)
 
 
 def _broker() -> LocalBroker:

@@ -43,10 +43,6 @@ class LoadgenSettings(CutoverSettings):
     )
     loadgen_timeout: float = Field(default=30.0, gt=0.0, description="Client timeout per call in seconds (stalls end here).")
     loadgen_seed: int = Field(default=42, description="Seed of the workload, stream and shadow draws (same seed, same calls).")
-    loadgen_capture_content: bool = Field(
-        default=False, description="Record prompts, answers, reference answers and RAG context on spans."
-    )
-    loadgen_environment: str = Field(default="demo", description="`deployment.environment.name` of the load generator's spans.")
     loadgen_shadow: float = Field(default=0.1, ge=0.0, le=1.0, description="Fraction of primary calls mirrored to the shadow model.")
     loadgen_shadow_model: str = Field(default="gpt-5.5", description="Candidate model that receives shadow calls.")
     loadgen_shadow_workers: int = Field(default=4, ge=1, le=256, description="Threads that run shadow calls.")

@@ -41,6 +41,8 @@ class Task(BaseModel):
                 raise ValueError(f"{self.id}: {self.task} tasks need reference, fact and wrong")
             if self.fact not in self.reference:
                 raise ValueError(f"{self.id}: fact {self.fact!r} is not in the reference answer")
+            if any(self.fact in w for w in self.wrong):
+                raise ValueError(f"{self.id}: a wrong value contains the fact {self.fact!r}, so it cannot be told apart")
         if self.task == "rag":
             if not (self.context and self.question):
                 raise ValueError(f"{self.id}: rag tasks need context and question")

@@ -1,0 +1,315 @@
+"""The load generator: drives an OpenAI-compatible endpoint through the instrumented `openai` SDK.
+
+Every call is planned from (seed, call index) alone, so a seeded run asks the same questions,
+streams the same calls and mirrors the same ones whatever the timing; the nonce header makes
+the simulator's answers follow the same plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import openai
+from pydantic import BaseModel
+
+from collectors.instrument import instrument
+from collectors.labels import call_labels, current_labels
+from collectors.shadow import ShadowMirror
+from simulator.server import NONCE_HEADER
+from simulator.settings import LoadgenSettings
+from simulator.workload import TASK_CLASSES, Corpus, Task, load_corpus
+
+SERVICE_NAME = "loadgen"
+Api = Literal["chat", "responses"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    index: int
+    task: Task
+    stream: bool
+    api: Api
+    shadow: bool
+    nonce: str
+
+
+class Planner:
+    """Call `index` -> what to ask, how, and whether to mirror it."""
+
+    def __init__(self, settings: LoadgenSettings, corpus: Corpus) -> None:
+        self.settings = settings
+        self.corpus = corpus
+        mix = settings.mix
+        self._classes = [name for name in TASK_CLASSES if name in mix]
+        self._weights = [mix[name] for name in self._classes]
+
+    def plan(self, index: int) -> CallPlan:
+        digest = hashlib.blake2b(f"{self.settings.loadgen_seed}\x1f{index}".encode(), digest_size=8).digest()
+        rng = random.Random(int.from_bytes(digest, "big"))
+        task_class = rng.choices(self._classes, self._weights)[0]
+        task = rng.choice(self.corpus.tasks[task_class])
+        stream = rng.random() < self.settings.loadgen_stream_fraction
+        api: Api = "responses" if rng.random() < self.settings.loadgen_responses_fraction else "chat"
+        shadow = rng.random() < self.settings.loadgen_shadow
+        return CallPlan(index, task, stream, api, shadow, f"{self.settings.loadgen_seed}:{index}")
+
+
+class ModelSummary(BaseModel):
+    calls: int = 0
+    ok: int = 0
+    api_refusals: int = 0
+    streamed: int = 0
+    errors: dict[str, int] = {}
+    latency_ms: dict[str, float] = {}
+
+
+class ShadowSummary(BaseModel):
+    model: str
+    fraction: float
+    sampled: int
+    mirrored: int
+    dropped: int
+
+
+class Summary(BaseModel):
+    """What a run did; `spans_expected` = primary calls + mirrored shadow calls."""
+
+    base_url: str
+    primary_model: str
+    calls: int
+    elapsed_s: float
+    rate_per_s: float
+    tasks: dict[str, int]
+    models: dict[str, ModelSummary]
+    errors: int  # failed calls, primary and shadow
+    shadow: ShadowSummary
+    spans_expected: int
+    spans_dropped: int
+
+
+@dataclass(slots=True)
+class CallResult:
+    model: str
+    ok: bool
+    api_refusal: bool
+    error: str | None
+    latency_s: float
+
+
+class _Tally:
+    """Thread-safe counters of finished calls."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_model: dict[str, list[CallResult]] = defaultdict(list)
+        self.streamed: Counter[str] = Counter()
+        self.tasks: Counter[str] = Counter()
+        self.primary_done = 0
+        self.primary_errors = 0
+
+    def add(self, result: CallResult, plan: CallPlan, primary: bool) -> None:
+        with self._lock:
+            self.by_model[result.model].append(result)
+            self.streamed[result.model] += plan.stream
+            if primary:
+                self.primary_done += 1
+                self.primary_errors += result.error is not None
+                self.tasks[plan.task.task] += 1
+
+    def models(self) -> dict[str, ModelSummary]:
+        with self._lock:
+            return {model: _model_summary(results, self.streamed[model]) for model, results in self.by_model.items()}
+
+
+def _model_summary(results: list[CallResult], streamed: int) -> ModelSummary:
+    ok = sorted(r.latency_s for r in results if r.ok)
+    latency = {}
+    if ok:
+        latency = {f"p{q}": round(ok[min(len(ok) - 1, int(q / 100 * len(ok)))] * 1000, 1) for q in (50, 95, 99)}
+    return ModelSummary(
+        calls=len(results),
+        ok=sum(r.ok for r in results),
+        api_refusals=sum(r.api_refusal for r in results),
+        streamed=streamed,
+        errors=dict(Counter(r.error for r in results if r.error)),
+        latency_ms=latency,
+    )
+
+
+def _request(plan: CallPlan, corpus: Corpus, model: str) -> tuple[str, dict[str, Any]]:
+    system, user = corpus.messages(plan.task)
+    headers = {NONCE_HEADER: plan.nonce}
+    if plan.api == "responses":
+        kwargs = {"model": model, "instructions": system["content"], "input": user["content"], "extra_headers": headers}
+    else:
+        kwargs = {"model": model, "messages": [system, user], "extra_headers": headers}
+        if plan.stream:
+            kwargs["stream_options"] = {"include_usage": True}
+    if plan.stream:
+        kwargs["stream"] = True
+    return plan.api, kwargs
+
+
+def _api_refusal(reply: Any, api: Api) -> bool:
+    if api == "chat":
+        return bool(reply.choices) and reply.choices[0].message.refusal is not None
+    return any(getattr(part, "type", "") == "refusal" for item in reply.output for part in getattr(item, "content", []) or [])
+
+
+def _drain(stream: Any, api: Api) -> bool:
+    """Read a stream to its end; True if it carried an API refusal."""
+    refused = False
+    with stream:
+        for event in stream:
+            if api == "chat":
+                refused = refused or any(c.delta.refusal for c in event.choices)
+            else:
+                refused = refused or event.type == "response.refusal.delta"
+    return refused
+
+
+class LoadGenerator:
+    def __init__(self, settings: LoadgenSettings, client: openai.OpenAI, mirror: ShadowMirror) -> None:
+        self.settings = settings
+        self.corpus = load_corpus()
+        self.planner = Planner(settings, self.corpus)
+        self.client = client
+        self.mirror = mirror
+        self.tally = _Tally()
+
+    def execute(self, *, model: str, plan: CallPlan) -> CallResult:
+        """One call to `model`, stream read to the end; the result is tallied, errors included."""
+        api, kwargs = _request(plan, self.corpus, model)
+        create = self.client.responses.create if api == "responses" else self.client.chat.completions.create
+        started = time.perf_counter()
+        try:
+            reply = create(**kwargs)
+            refused = _drain(reply, api) if plan.stream else _api_refusal(reply, api)
+            result = CallResult(model, True, refused, None, time.perf_counter() - started)
+        except openai.OpenAIError as error:
+            result = CallResult(model, False, False, type(error).__name__, time.perf_counter() - started)
+        labels = current_labels()
+        self.tally.add(result, plan, primary=labels is None or labels.shadow_role != "shadow")
+        return result
+
+    def run_one(self, index: int) -> None:
+        plan = self.planner.plan(index)
+        task = plan.task
+        with call_labels(
+            task=task.task,
+            timeout_s=self.settings.loadgen_timeout,
+            reference_answer=task.correct_answer if task.task in ("knowledge", "rag") else None,
+            context=task.context or None,
+        ):
+            self.mirror.call(self.execute, mirror=plan.shadow, model=self.settings.loadgen_model, plan=plan)
+
+    def run(
+        self,
+        calls: int | None,
+        duration: float | None,
+        stop_event: threading.Event | None,
+        on_call: Callable[[int, int], None] | None = None,
+    ) -> tuple[int, float]:
+        """Start calls at the target rate until `calls`, `duration` or `stop_event`; returns (calls, seconds)."""
+        rate = self.settings.loadgen_rate
+        slots = threading.BoundedSemaphore(self.settings.loadgen_concurrency)
+        stop = stop_event or threading.Event()
+        started = time.monotonic()
+        deadline = started + duration if duration is not None else float("inf")
+
+        def one(index: int) -> None:
+            try:
+                self.run_one(index)
+            finally:
+                slots.release()
+                if on_call is not None:
+                    on_call(self.tally.primary_done, self.tally.primary_errors)
+
+        index = 0
+        with ThreadPoolExecutor(self.settings.loadgen_concurrency, thread_name_prefix="loadgen") as pool:
+            while calls is None or index < calls:
+                due = started + index / rate if rate > 0 else time.monotonic()
+                if due >= deadline or stop.wait(max(0.0, due - time.monotonic())):
+                    break
+                if not _acquire(slots, stop, deadline):
+                    break
+                pool.submit(one, index)
+                index += 1
+        return index, time.monotonic() - started
+
+
+def _acquire(slots: threading.BoundedSemaphore, stop: threading.Event, deadline: float) -> bool:
+    """Wait for a free call slot; False when the run ends first."""
+    while not slots.acquire(timeout=0.1):
+        if stop.is_set() or time.monotonic() >= deadline:
+            return False
+    return True
+
+
+def run_loadgen(
+    settings: LoadgenSettings,
+    calls: int | None = None,
+    duration: float | None = None,
+    stop_event: threading.Event | None = None,
+    *,
+    capture_content: bool | None = None,
+    on_call: Callable[[int, int], None] | None = None,
+) -> Summary:
+    """Run until `calls` primary calls, `duration` seconds or `stop_event`; every span is on Kafka on return.
+
+    `capture_content=None` leaves content capture to `CUTOVER_CAPTURE_CONTENT`.
+    """
+    if calls is None and duration is None and stop_event is None:
+        raise ValueError("give calls, duration or a stop_event, or the load never ends")
+    instrumentation = instrument(service_name=SERVICE_NAME, capture_content=capture_content)
+    client = openai.OpenAI(
+        base_url=settings.loadgen_base_url,
+        api_key=os.environ.get("OPENAI_API_KEY", "simulator"),
+        max_retries=0,  # one call, one span: retries would hide the error rates under comparison
+        timeout=settings.loadgen_timeout,
+    )
+    mirror = ShadowMirror(
+        settings.loadgen_shadow_model,
+        settings.loadgen_shadow,
+        max_workers=settings.loadgen_shadow_workers,
+        max_queue=settings.loadgen_shadow_queue,
+    )
+    generator = LoadGenerator(settings, client, mirror)
+    try:
+        started, elapsed = generator.run(calls, duration, stop_event, on_call)
+    finally:
+        mirror.close(wait=True)
+        client.close()
+        instrumentation.force_flush()
+        dropped = instrumentation.dropped
+        instrumentation.shutdown()
+    shadow = mirror.stats
+    models = generator.tally.models()
+    return Summary(
+        base_url=settings.loadgen_base_url,
+        primary_model=settings.loadgen_model,
+        calls=started,
+        elapsed_s=round(elapsed, 3),
+        rate_per_s=round(started / elapsed, 2) if elapsed > 0 else 0.0,
+        tasks=dict(generator.tally.tasks),
+        models=models,
+        errors=sum(sum(m.errors.values()) for m in models.values()),
+        shadow=ShadowSummary(
+            model=settings.loadgen_shadow_model,
+            fraction=settings.loadgen_shadow,
+            sampled=shadow.sampled,
+            mirrored=shadow.mirrored,
+            dropped=shadow.dropped,
+        ),
+        spans_expected=started + shadow.mirrored,
+        spans_dropped=dropped,
+    )
