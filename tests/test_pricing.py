@@ -122,7 +122,8 @@ def test_costs_sum_exactly_in_clickhouse(ch_client, ch_database):
             unpriced += 1
         else:
             expected += cost
-        rows.append([f"s{index}", datetime(2026, 5, 1, 12, tzinfo=timezone.utc), model, cost, version, index])
+        # stored at a recent time: older rows fall to the tables' retention TTL
+        rows.append([f"s{index}", datetime.now(timezone.utc), model, cost, version, index])
     ch_client.insert(
         f"{ch_database}.llm_calls",
         rows,

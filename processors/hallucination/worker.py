@@ -114,6 +114,11 @@ class HallucinationWorker:
                 self._thread.join(10)
         log.info("hallucination worker stopped: %s", self.stats.as_dict())
 
+    @property
+    def backlog(self) -> int:
+        """Calls queued and not yet taken into a batch."""
+        return self._queue.qsize()
+
     def idle(self) -> bool:
         """Nothing queued or in progress (for tests and orderly shutdowns)."""
         return self._queue.unfinished_tasks == 0

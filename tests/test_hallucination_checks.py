@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from processors.hallucination import DEFAULT_CHECKS, build_checks
+from processors.hallucination.checks import (
+    AnswerRelevance,
+    ContextGrounding,
+    ReferenceMismatch,
+    ShadowDisagreement,
+    UnsupportedFacts,
+)
+
+LABELLED = Path(__file__).resolve().parents[1] / "processors" / "data" / "hallucinations.jsonl"
+CONTEXT = (
+    "The outage on March 3 lasted 47 minutes. It was caused by an expired TLS certificate on the internal "
+    "load balancer. The on-call engineer renewed the certificate and traffic recovered at 14:52 UTC."
+)
+# Floors below the measured figures (bench/quality.py): the set doubles as the tuning set.
+PRECISION_FLOOR = 0.90
+RECALL_FLOOR = 0.85
+
+
+def labelled() -> list[dict]:
+    return [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def as_call(example: dict) -> dict:
+    return {
+        "input_text": example["input"],
+        "context_text": example["context"],
+        "reference_answer": example["reference"],
+        "output_text": example["answer"],
+        "partner_output_text": example["partner"],
+    }
+
+
+def test_grounded_answer_passes_and_invented_sentence_is_quoted():
+    check = ContextGrounding()
+    good = check.run({"input_text": "What caused the outage?", "context_text": CONTEXT,
+                      "output_text": "An expired TLS certificate on the internal load balancer caused the outage."})
+    assert good is not None and not good.flagged and good.score == 0
+    bad = check.run({"input_text": "What caused the outage?", "context_text": CONTEXT,
+                     "output_text": "A certificate expired. Engineers blamed a misconfigured Kubernetes autoscaler "
+                                    "deployed by the platform team during the Frankfurt migration."})
+    assert bad is not None and bad.flagged and bad.check_name == "context_grounding"
+    assert "Kubernetes autoscaler" in bad.reason
+
+
+def test_unsupported_numbers_names_identifiers_and_swapped_quantities():
+    check = UnsupportedFacts()
+    ok = check.run({"input_text": "How long?", "context_text": CONTEXT,
+                    "output_text": "It lasted 47 minutes and recovered at 14:52 UTC."})
+    assert ok is not None and not ok.flagged, ok
+    wrong_number = check.run({"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 2 hours."})
+    assert wrong_number.flagged and "2" in wrong_number.reason
+    swapped = check.run({"input_text": "Limits?", "context_text": "Starter has 5 users and 10 GB of storage.",
+                         "output_text": "Starter has 10 users and 5 GB of storage."})
+    assert swapped.flagged and "10 user" in swapped.reason
+    person = check.run({"input_text": "Who fixed it?", "context_text": CONTEXT,
+                        "output_text": "The certificate was renewed by Dana Whitfield."})
+    assert person.flagged and "dana whitfield" in person.reason
+    region = check.run({"input_text": "Where?", "context_text": "Available in us-east-1 and eu-west-1.",
+                        "output_text": "Available in us-east-1 and us-west-2."})
+    assert region.flagged and "us-west-2" in region.reason
+
+
+def test_reference_mismatch_contradiction_versus_paraphrase():
+    check = ReferenceMismatch()
+    question = "In what year did World War II end?"
+    same = check.run({"input_text": question, "reference_answer": "World War II ended in 1945.",
+                      "output_text": "It ended in 1945."})
+    assert not same.flagged, same
+    wrong = check.run({"input_text": question, "reference_answer": "World War II ended in 1945.",
+                       "output_text": "World War II ended in 1944."})
+    assert wrong.flagged and "1945" in wrong.reason and "1944" in wrong.reason
+    entity = check.run({"input_text": "Capital of Australia?", "reference_answer": "Canberra",
+                        "output_text": "The capital of Australia is Sydney."})
+    assert entity.flagged and "canberra" in entity.reason
+
+
+def test_shadow_disagreement_needs_a_partner_and_names_it():
+    check = ShadowDisagreement()
+    assert check.run({"input_text": "q", "output_text": "Port 443."}) is None
+    agree = check.run({"input_text": "What port does HTTPS use?", "output_text": "HTTPS uses port 443.",
+                       "partner_output_text": "By default HTTPS runs on port 443.", "partner_model": "gpt-5.4",
+                       "partner_span_id": "abc"})
+    assert not agree.flagged
+    disagree = check.run({"input_text": "What port does PostgreSQL use?", "output_text": "It listens on 3306.",
+                          "partner_output_text": "PostgreSQL uses port 5432.", "partner_model": "gpt-5.4",
+                          "partner_span_id": "abc"})
+    assert disagree.flagged and "gpt-5.4" in disagree.reason and "3306" in disagree.reason
+
+
+def test_answer_relevance_covers_every_call_with_content():
+    check = AnswerRelevance()
+    assert check.run({"input_text": "", "output_text": "x"}) is None
+    drift = check.run({"input_text": "How do I rotate the production database credentials safely?",
+                       "output_text": "Bananas are rich in potassium, and their peels make excellent compost "
+                                      "for tomato gardens in spring."})
+    assert drift.flagged
+    on_topic = check.run({"input_text": "How do I rotate the production database credentials safely?",
+                          "output_text": "Create new database credentials, deploy them to production, then revoke "
+                                         "the old credentials once no client uses them."})
+    assert not on_topic.flagged
+    # every labelled call with content gets at least one verdict from the default checks
+    checks = build_checks(DEFAULT_CHECKS)
+    for example in labelled():
+        assert any(check.run(as_call(example)) is not None for check in checks)
+
+
+def test_default_checks_meet_precision_and_recall_on_the_labelled_set():
+    examples = labelled()
+    assert len(examples) >= 100
+    assert {e["kind"] for e in examples} == {"context", "reference", "shadow"}
+    checks = build_checks(DEFAULT_CHECKS)
+    tp = fp = fn = 0
+    for example in examples:
+        predicted = any(flag.flagged for check in checks if (flag := check.run(as_call(example))))
+        tp += predicted and example["hallucinated"]
+        fp += predicted and not example["hallucinated"]
+        fn += not predicted and example["hallucinated"]
+    assert tp / (tp + fp) >= PRECISION_FLOOR
+    assert tp / (tp + fn) >= RECALL_FLOOR
+
+
+def test_flag_score_is_the_decision_point():
+    call = {"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 2 hours."}
+    strict, lenient = UnsupportedFacts(flag_score=0.5).run(call), UnsupportedFacts(flag_score=0.9).run(call)
+    assert strict.score == lenient.score and strict.flagged and not lenient.flagged
+
+
+def test_unknown_check_and_missing_extra_fail_clearly():
+    with pytest.raises(ValueError, match="unknown hallucination check"):
+        build_checks(["context_grounding", "vibes"])
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"llm-cutover\[embeddings\]"):
+            build_checks(["embedding_similarity"])

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from processors.hallucination import HallucinationWorker
+from processors.hallucination.checks import Flag
+from processors.schema import migrate
+from processors.settings import ProcessorSettings
+
+T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+CONTEXT = "The refund window is 30 days. Refunds go back to the original payment method within 5 business days."
+
+
+def call_row(span: str, model: str, output: str, offset_s: int = 0, **extra) -> dict:
+    row = {
+        "trace_id": f"t{span}", "span_id": span, "start_time": T0 + timedelta(seconds=offset_s), "model": model,
+        "task": "rag", "latency_ms": 800.0, "input_tokens": 100, "output_tokens": 20, "cost_usd": Decimal("0.0011"),
+        "content_captured": 1, "input_text": "What is the refund window?", "output_text": output,
+        "context_text": CONTEXT, "reference_answer": "", "shadow_pair_id": "", "shadow_role": "",
+        "is_error": 0, "is_refusal": 0, "version": 1,
+    }
+    row.update(extra)
+    return row
+
+
+def write_calls(client, database: str, rows: list[dict]) -> None:
+    columns = list(rows[0])
+    client.insert(f"{database}.llm_calls", [[row[c] for c in columns] for row in rows], column_names=columns)
+
+
+def settings(**overrides) -> ProcessorSettings:
+    return ProcessorSettings(**{"hallucination_queue_size": 1000, "hallucination_batch_size": 200, **overrides})
+
+
+def stored(client, database: str) -> dict[str, tuple]:
+    result = client.query(
+        f"SELECT span_id, version, hallucination_checked, hallucination_flag, hallucination_sample_rate, cost_usd, "
+        f"latency_ms FROM {database}.llm_calls FINAL"
+    )
+    return {row[0]: row[1:] for row in result.result_rows}
+
+
+def test_worker_writes_flags_and_new_call_versions(ch_client, ch_database):
+    migrate(ch_client, ch_database)
+    rows = [
+        call_row("good", "gpt-5.5", "Refunds are available within 30 days and go back to the original payment method."),
+        call_row("bad", "gpt-5.4", "Refunds are available within 90 days, in cash, at any Walmart store.", 1),
+        call_row("refused", "gpt-5.5", "I can't help with that.", 2, is_refusal=1),
+        call_row("failed", "gpt-5.5", "", 3, is_error=1),
+    ]
+    write_calls(ch_client, ch_database, rows)
+    worker = HallucinationWorker(ch_client, ch_database, settings())
+    worker.start()
+    try:
+        worker.submit(rows)
+        assert worker.wait_idle(60)
+    finally:
+        worker.stop()
+    calls = stored(ch_client, ch_database)
+    # version + 1, checked, verdict; the rest of the row (cost, latency) carried over unchanged
+    assert calls["good"][:3] == (2, 1, 0)
+    assert calls["bad"][:3] == (2, 1, 1)
+    assert calls["good"][3] == 1.0 and calls["good"][4] == Decimal("0.0011") and calls["good"][5] == 800.0
+    # refusals and errors have no answer to check
+    assert calls["refused"][:2] == (1, 0) and calls["failed"][:2] == (1, 0)
+    flags = ch_client.query(
+        f"SELECT span_id, check_name, flagged, score, reason, sample_rate FROM {ch_database}.hallucination_flags FINAL"
+    ).result_rows
+    by_span = {}
+    for span, check, flagged, score, reason, rate in flags:
+        by_span.setdefault(span, {})[check] = (flagged, score, reason, rate)
+    # one row per check that ran, flagged or not
+    assert set(by_span) == {"good", "bad"}
+    assert set(by_span["good"]) == {"context_grounding", "unsupported_facts", "answer_relevance"}
+    assert not any(flagged for flagged, *_ in by_span["good"].values())
+    assert by_span["bad"]["unsupported_facts"][0] == 1 and "90" in by_span["bad"]["unsupported_facts"][2]
+    assert worker.stats.checked == 2 and worker.stats.flagged == 1
+
+
+def test_shadow_pair_is_judged_when_the_second_half_arrives(ch_client, ch_database):
+    migrate(ch_client, ch_database)
+    primary = call_row("p1", "gpt-5.4", "Full refunds are available within 30 days.", shadow_pair_id="pair-1",
+                       shadow_role="primary", context_text="")
+    shadow = call_row("s1", "gpt-5.5", "Full refunds are available within 90 days.", 1, shadow_pair_id="pair-1",
+                      shadow_role="shadow", context_text="")
+    worker = HallucinationWorker(ch_client, ch_database, settings())
+    worker.start()
+    try:
+        write_calls(ch_client, ch_database, [primary])
+        worker.submit([primary])
+        assert worker.wait_idle(60)
+        assert stored(ch_client, ch_database)["p1"][:3] == (2, 1, 0)  # alone: nothing to disagree with
+        write_calls(ch_client, ch_database, [shadow])
+        worker.submit([shadow])
+        assert worker.wait_idle(60)
+    finally:
+        worker.stop()
+    calls = stored(ch_client, ch_database)
+    assert calls["s1"][:3] == (2, 1, 1)
+    assert calls["p1"][:3] == (3, 1, 1)  # the earlier half gets the pair verdict too
+    pair_flags = ch_client.query(
+        f"SELECT span_id, flagged, reason FROM {ch_database}.hallucination_flags FINAL "
+        "WHERE check_name = 'shadow_disagreement' ORDER BY span_id"
+    ).result_rows
+    assert [(span, flagged) for span, flagged, _ in pair_flags] == [("p1", 1), ("s1", 1)]
+    assert "gpt-5.5" in pair_flags[0][2] and "gpt-5.4" in pair_flags[1][2]
+    assert worker.stats.partner_updates == 1
+
+
+class _SlowCheck:
+    """A real check made slow, to fill the queue the way a heavy model-based check would."""
+
+    name = "slow"
+
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+
+    def run(self, call) -> Flag:
+        self.release.wait(30)
+        return Flag(self.name, 0.0, False, "slow check")
+
+
+def test_submit_never_blocks_and_samples_when_the_queue_is_full(ch_client, ch_database):
+    migrate(ch_client, ch_database)
+    rows = [call_row(f"c{i:04d}", "gpt-5.5", "Refunds take 30 days.", i) for i in range(1_000)]
+    write_calls(ch_client, ch_database, rows)
+    release = threading.Event()
+    worker = HallucinationWorker(
+        ch_client, ch_database, settings(hallucination_queue_size=100, hallucination_batch_size=50),
+        checks=[_SlowCheck(release)],
+    )
+    worker.start()
+    try:
+        started = time.monotonic()
+        worker.submit(rows[:100])  # fits
+        assert time.monotonic() - started < 1.0
+        while worker.backlog > 50:  # the worker takes its first batch of 50 and sticks in the slow check
+            time.sleep(0.01)
+        started = time.monotonic()
+        worker.submit(rows[100:])  # only what fits (50 of 900) is taken
+        assert time.monotonic() - started < 1.0
+        release.set()
+        assert worker.wait_idle(60)
+    finally:
+        worker.stop()
+    stats = worker.stats
+    assert stats.offered == 1_000 and stats.queued + stats.sampled_out == 1_000
+    assert stats.queued == 150 and stats.sampled_out == 850
+    checked = ch_client.query(
+        f"SELECT hallucination_sample_rate, count() FROM {ch_database}.llm_calls FINAL "
+        "WHERE hallucination_checked = 1 GROUP BY hallucination_sample_rate ORDER BY hallucination_sample_rate"
+    ).result_rows
+    rates = dict(checked)
+    assert rates[1.0] == 100  # the first submit was taken whole
+    sampled = [rate for rate in rates if rate < 1.0]
+    assert len(sampled) == 1 and rates[sampled[0]] == 50 and abs(sampled[0] - 50 / 900) < 1e-6
+    unchecked = ch_client.query(
+        f"SELECT count() FROM {ch_database}.llm_calls FINAL WHERE hallucination_checked = 0"
+    ).result_rows[0][0]
+    assert unchecked == stats.sampled_out
+
+
+def test_a_failing_write_is_retried_not_lost(ch_client, ch_database):
+    row = call_row("late", "gpt-5.5", "Refunds are available within 90 days.")
+    worker = HallucinationWorker(ch_client, ch_database, settings(retry_max_backoff_s=0.2))
+    worker.start()
+    try:
+        worker.submit([row])  # the tables don't exist yet: ClickHouse rejects the write
+        deadline = time.monotonic() + 30
+        while worker.stats.write_failures == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker.stats.write_failures > 0 and not worker.idle()
+        migrate(ch_client, ch_database)
+        write_calls(ch_client, ch_database, [row])
+        assert worker.wait_idle(60)
+    finally:
+        worker.stop()
+    assert stored(ch_client, ch_database)["late"][:3] == (2, 1, 1)
+    assert worker.stats.abandoned == 0
