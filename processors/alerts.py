@@ -141,10 +141,10 @@ class AlertEvaluator:
             f"""
             SELECT model, sum(count), sum(zero_count), sumMap(buckets)
             FROM {self.database}.latency_histograms FINAL
-            WHERE metric = 'latency_ms' AND minute >= toStartOfMinute(%(start)s) AND minute <= %(now)s
+            WHERE metric = 'latency_ms' AND minute >= %(start)s AND minute <= %(now)s
             GROUP BY model
             """,
-            parameters={"start": start.replace(tzinfo=None), "now": now.replace(tzinfo=None)},
+            parameters={"start": start.replace(second=0, microsecond=0, tzinfo=None), "now": now.replace(tzinfo=None)},
         )
         alerts = []
         for model, count, zero_count, buckets in result.result_rows:
