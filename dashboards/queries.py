@@ -308,6 +308,7 @@ class ReadOnlyRefused(Exception):
 
 
 READONLY_CODE = 164  # ClickHouse error READONLY
+SYNTAX_ERROR_CODE = 62
 
 
 @dataclass(frozen=True)
@@ -319,21 +320,32 @@ class ExplorerResult:
 def run_readonly(dsn: str, sql: str, row_limit: int, timeout_s: int) -> ExplorerResult:
     """Run an explorer query under ClickHouse's `readonly=1` (no writes, DDL, SYSTEM or table functions).
 
-    Each query gets a client of its own that is closed afterwards: on chDB clickhouse-connect
-    applies per-query settings of non-SELECT statements with SET on the session, and the
-    restore after a refused statement is itself refused in readonly mode, so a shared
-    session would stay read-only and break the processor's writes.
+    Each query gets a client of its own, closed afterwards. Over HTTP the settings ride on the
+    request. On chDB they are SET on that throwaway session instead: a SETTINGS clause cannot
+    follow every statement (SYSTEM, DDL), and clickhouse-connect's per-query SET-and-restore
+    fails to restore once readonly is on, which would leave a shared session read-only.
     """
-    # `readonly` last: applied by SET in order, it must not forbid the limits that precede it.
-    settings = {
+    # `readonly` last: once it is on, no further setting may change.
+    settings: dict[str, int | str] = {
         "max_result_rows": row_limit + 1,
         "result_overflow_mode": "break",
         "max_execution_time": timeout_s,
         "readonly": 1,
     }
     client = open_client(dsn)
+    per_query = settings
     try:
-        frame = client.query_df(sql, settings=settings)
+        if dsn.startswith("chdb://"):
+            for name, value in settings.items():
+                client.command(f"SET {name} = {value!r}")
+            per_query = {}
+        try:
+            frame = client.query_df(sql, settings=per_query)
+        except Exception as error:
+            if f"Code: {SYNTAX_ERROR_CODE}." not in str(error):
+                raise
+            # Statements that take no FORMAT clause (SYSTEM, some DDL) go as they are, still read-only.
+            frame = pd.DataFrame({"result": [client.command(sql, settings=per_query)]})
     except Exception as error:
         if f"Code: {READONLY_CODE}." in str(error) or "(READONLY)" in str(error):
             raise ReadOnlyRefused(str(error)) from None

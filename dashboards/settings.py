@@ -21,11 +21,12 @@ class DashboardSettings(CutoverSettings):
     dashboard_sql_timeout_s: int = Field(
         default=30, ge=1, le=3600, description="ClickHouse max_execution_time of one SQL explorer query, in seconds."
     )
-    dashboard_budget_usd: float = Field(
-        default=0.0, ge=0, description="Spend budget per budget period in USD for the burn chart; 0 hides the budget lines."
+    # The same variables as the processor's budget alerts, so the burn chart and the alerts agree.
+    budget_usd: float = Field(
+        default=0.0, ge=0, description="Spend budget in USD per budget period; 0 hides the budget lines (shared with the processor)."
     )
-    dashboard_budget_period: Literal["day", "week", "month"] = Field(
-        default="month", description="Budget period the budget applies to: day, week (from Monday) or month (UTC)."
+    budget_period: Literal["day", "month"] = Field(
+        default="month", description="Period the budget covers, UTC calendar day or month (shared with the processor)."
     )
     dashboard_shadow_max_pairs: int = Field(
         default=50_000, ge=100, le=5_000_000, description="Most recent shadow pairs the Shadow page compares."

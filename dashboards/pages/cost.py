@@ -80,29 +80,26 @@ def period_bounds(now: datetime, period: str) -> tuple[datetime, datetime]:
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == "day":
         return day, day + timedelta(days=1)
-    if period == "week":
-        start = day - timedelta(days=day.weekday())
-        return start, start + timedelta(days=7)
     start = day.replace(day=1)
     return start, (start + timedelta(days=32)).replace(day=1)
 
 
 now = filters.now()
-p_start, p_end = period_bounds(now, settings.dashboard_budget_period)
+p_start, p_end = period_bounds(now, settings.budget_period)
 spend = queries.spend_by_hour(client, db, p_start, p_end)
 spent = float(spend["spend_usd"].sum()) if not spend.empty else 0.0
 elapsed_h = max((now - p_start).total_seconds() / 3600, 1 / 60)
 projected = spent / elapsed_h * ((p_end - p_start).total_seconds() / 3600)
-budget = settings.dashboard_budget_usd
+budget = settings.budget_usd
 cols = st.columns(4)
-cols[0].metric(f"spent this {settings.dashboard_budget_period}", context.usd(spent))
+cols[0].metric(f"spent this {settings.budget_period}", context.usd(spent))
 cols[1].metric("projected at period end", context.usd(projected), help="Linear: the period's average hourly spend so far, continued.")
 cols[2].metric("budget", context.usd(budget) if budget else "not set")
 cols[3].metric("projected share of budget", context.pct(projected / budget, 0) if budget else "–")
 if not budget:
-    st.caption("Set `CUTOVER_DASHBOARD_BUDGET_USD` to draw the 50/75/90% budget lines.")
+    st.caption("Set `CUTOVER_BUDGET_USD` to draw the 50/75/90% budget lines.")
 elif projected >= budget:
-    st.error(f"At this rate the {settings.dashboard_budget_period}'s budget runs out before {p_end:%Y-%m-%d %H:%M} UTC.")
+    st.error(f"At this rate the {settings.budget_period}'s budget runs out before {p_end:%Y-%m-%d %H:%M} UTC.")
 cumulative = spend.assign(spent=spend["spend_usd"].cumsum(), line="actual")[["hour", "spent", "line"]] if not spend.empty else pd.DataFrame(columns=["hour", "spent", "line"])
 projection = pd.DataFrame({"hour": [now, p_end], "spent": [spent, projected], "line": ["projected", "projected"]})
 burn = pd.concat([cumulative, projection], ignore_index=True)

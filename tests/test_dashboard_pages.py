@@ -1,0 +1,157 @@
+"""Every dashboard page rendered by Streamlit's AppTest against a seeded chDB database; the
+numbers on the page are checked against SQL over the raw rows."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cutover import store
+from dashboards import context
+from dashboards.settings import DashboardSettings
+from tests.dashboard_seed import seed
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
+PAGES = ["overview", "latency", "cost", "quality", "shadow", "alerts", "sql_explorer"]
+OK = "(is_error = 0 OR is_timeout = 1)"  # the calls the latency histograms cover
+
+
+@pytest.fixture
+def seeded(ch_client, ch_database, chdb_path, monkeypatch):
+    """6,000 calls over the last 6 hours, and the app pointed at them through the shared client."""
+    seed(ch_client, ch_database, calls=6000, hours=6)
+    dsn = f"chdb://{chdb_path}"
+    monkeypatch.setitem(store._clients, dsn, ch_client)  # the app's client_for() gets the session's one engine
+    monkeypatch.setattr(context, "_settings", DashboardSettings(clickhouse_url=dsn, clickhouse_database=ch_database))
+    return ch_client, ch_database
+
+
+def render(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def one(client, sql: str) -> tuple:
+    return client.query(sql).result_rows[0]
+
+
+def number(text: str) -> float:
+    value = float(re.sub(r"[^0-9.\-]", "", text))
+    return value * 1000 if text.endswith(" s") else value
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_exceptions(seeded, page):
+    at = render(page)
+    assert not at.error, [e.value for e in at.error]
+    assert at.title[0].value
+
+
+def test_overview_tiles_equal_sql_over_raw_rows(seeded):
+    client, db = seeded
+    at = render("overview")
+    headers = [h.value for h in at.subheader]
+    # A and B default to the two busiest models; tiles are read in page order, one container per model.
+    assert sorted(headers) == ["gpt-5.4", "gpt-5.5 (B)", "gpt-x-preview"]
+    metrics = [(m.label, m.value) for m in at.metric]
+    assert len(metrics) == 11 * len(headers)
+    for i, header in enumerate(headers):
+        model = header.removesuffix(" (B)")
+        tile = dict(metrics[i * 11 : (i + 1) * 11])
+        calls, errors, refusals, checked, flagged, cost, unpriced, tokens = one(
+            client,
+            f"""SELECT count(), sum(is_error), sum(is_refusal), sum(hallucination_checked), sum(hallucination_flag),
+                       toFloat64(sum(cost_usd)), countIf(cost_usd IS NULL), sum(input_tokens + output_tokens)
+                FROM {db}.llm_calls FINAL WHERE model = '{model}'""",
+        )
+        assert tile["calls"] == f"{calls:,}"
+        assert tile["calls/min"] == f"{calls / (24 * 60):,.1f}"  # default range: the last 24 hours
+        assert tile["error %"] == f"{errors / calls * 100:.2f}%"
+        assert tile["refusal %"] == f"{refusals / calls * 100:.2f}%"
+        assert tile["hallucination-flag %"] == f"{flagged / checked * 100:.2f}%"
+        assert tile["unpriced calls"] == f"{unpriced:,}"
+        assert tile["tokens/call"] == f"{tokens / calls:,.0f}"
+        if cost is None:  # every call unpriced: unknown, never $0
+            assert tile["cost/hour"] == "–"
+        else:
+            assert number(tile["cost/hour"]) == pytest.approx(cost / 24, abs=0.01)
+        for q in (0.5, 0.95, 0.99):
+            exact = one(client, f"SELECT quantileExactLow({q})(latency_ms) FROM {db}.llm_calls FINAL WHERE model = '{model}' AND {OK}")[0]
+            shown = number(tile[f"p{int(q * 100)} latency"])
+            assert shown == pytest.approx(exact, rel=0.012), (model, q)  # 0.54% bucket error + display rounding
+
+
+def test_timeout_advisor_counts_equal_sql_over_raw_rows(seeded):
+    client, db = seeded
+    at = render("latency")
+    assert len(at.get("vega_lite_chart")) >= 3  # distribution, CDF, percentiles over time
+    advice = at.dataframe[0].value
+    assert len(advice) == 12  # 3 models x 4 tasks
+    for row in advice.itertuples():
+        calls, cut = one(
+            client,
+            f"""SELECT count(), countIf(latency_ms > {row[3] * 1000}) FROM {db}.llm_calls FINAL
+                WHERE model = '{row.model}' AND task = '{row.task}' AND {OK}""",
+        )
+        assert row.calls == calls
+        assert row[5] == cut  # "calls it would cut"
+        assert cut <= calls * (1 - 0.995) + 1e-9
+
+
+def test_cost_quality_shadow_and_alerts_equal_sql(seeded):
+    client, db = seeded
+    spend, unpriced = one(client, f"SELECT toFloat64(sum(cost_usd)), countIf(cost_usd IS NULL) FROM {db}.llm_calls FINAL")
+    cost = {m.label: m.value for m in render("cost").metric}
+    assert number(cost["spend in range"]) == pytest.approx(spend, abs=0.01)
+    assert cost["unpriced calls"] == f"{unpriced:,}" and unpriced > 0
+
+    quality = render("quality").metric
+    refusal_rates = [m.value for m in quality if m.label == "refusal rate"]
+    expected = client.query(f"SELECT model, sum(is_refusal) / count() FROM {db}.llm_calls FINAL GROUP BY model ORDER BY model").result_rows
+    assert sorted(refusal_rates) == sorted(f"{rate * 100:.2f}%" for _, rate in expected)
+
+    shadow = render("shadow")
+    pairs, agreed = one(
+        client,
+        f"""SELECT count(), countIf(po = so AND (NOT (pc AND sc AND po = 'answer') OR pt = st)) FROM (
+              SELECT anyIf(multiIf(is_error = 1, 'error', is_refusal = 1, 'refusal', 'answer'), shadow_role = 'primary') AS po,
+                     anyIf(multiIf(is_error = 1, 'error', is_refusal = 1, 'refusal', 'answer'), shadow_role = 'shadow') AS so,
+                     anyIf(content_captured, shadow_role = 'primary') AS pc, anyIf(content_captured, shadow_role = 'shadow') AS sc,
+                     anyIf(lower(trimBoth(output_text)), shadow_role = 'primary') AS pt,
+                     anyIf(lower(trimBoth(output_text)), shadow_role = 'shadow') AS st
+              FROM {db}.llm_calls FINAL WHERE shadow_pair_id != '' GROUP BY shadow_pair_id)""",
+    )
+    shown = {m.label: m.value for m in shadow.metric}
+    assert shown["agreement"] == f"{agreed / pairs * 100:.1f}%"
+    verdict = shadow.success[0].value
+    assert verdict.startswith("gpt-5.5 ") and verdict.endswith(f"on {pairs:,} pairs."), verdict
+
+    alerts = render("alerts").dataframe[0].value
+    assert list(alerts["kind"]) == ["refusal_rate", "budget"]  # newest first
+
+
+def test_sql_explorer_refuses_writes_and_runs_examples(seeded):
+    client, db = seeded
+    before = one(client, f"SELECT count() FROM {db}.llm_calls")[0]
+    at = render("sql_explorer")
+    at.text_area(key="sql").set_value(f"DROP TABLE {db}.llm_calls")
+    at.button(key="run_sql").click().run()
+    assert at.error and "read-only" in at.error[0].value and "Nothing was changed" in at.error[0].value
+    assert one(client, f"SELECT count() FROM {db}.llm_calls")[0] == before
+
+    at.text_area(key="sql").set_value(f"SELECT model, count() AS calls FROM {db}.llm_calls GROUP BY model ORDER BY model")
+    at.button(key="run_sql").click().run()
+    assert not at.error
+    assert list(at.dataframe[0].value["calls"]) == [r[1] for r in client.query(f"SELECT model, count() FROM {db}.llm_calls GROUP BY model ORDER BY model").result_rows]
+
+    at.button(key="example_0").click().run()
+    assert f"{db}.latency_histograms" in at.text_area(key="sql").value  # docs/sql.md, on the configured database
+    at.button(key="run_sql").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.dataframe[0].value) == 3  # p50/p95/p99 per model
