@@ -101,7 +101,11 @@ def instrument(
         provider = TracerProvider(resource=resource)
         redaction = Redaction(redact)
         span_processor = CutoverSpanProcessor(capture_content=capture, redaction=redaction)
-        batch = CountingBatchSpanProcessor(exporter or KafkaSpanExporter(settings), max_queue_size=settings.exporter_queue_size)
+        batch = CountingBatchSpanProcessor(
+            exporter or KafkaSpanExporter(settings),
+            max_queue_size=settings.exporter_queue_size,
+            max_export_batch_size=min(512, settings.exporter_queue_size),
+        )
         provider.add_span_processor(span_processor)
         provider.add_span_processor(batch)
         if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
