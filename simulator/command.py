@@ -114,28 +114,38 @@ def loadgen(
     if json_output:
         typer.echo(summary.model_dump_json(indent=2))
     else:
-        _print_summary(summary, Console())
+        out = Console()
+        if not out.is_terminal:
+            out.width = 120
+        _print_summary(summary, out, settings)
     if summary.spans_dropped:
         err.print(f"[red]{summary.spans_dropped} of {summary.spans_expected} spans were dropped on the way to Kafka")
         raise typer.Exit(1)
 
 
-def _print_summary(summary: Summary, console: Any) -> None:
+def _print_summary(summary: Summary, console: Any, settings: LoadgenSettings) -> None:
     from rich.table import Table
 
-    table = Table(title=f"loadgen: {summary.calls} calls in {summary.elapsed_s:.1f} s ({summary.rate_per_s}/s) to {summary.base_url}")
-    for column in ("model", "calls", "ok", "API refusals", "streamed", "errors", "p50 ms", "p95 ms", "p99 ms"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table = Table(title=f"{summary.calls} calls in {summary.elapsed_s:.1f} s ({summary.rate_per_s}/s) to {summary.base_url}")
+    for column in ("model", "role", "calls", "ok", "errors", "refused", "streamed", "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(column, justify="left" if column in ("model", "role") else "right")
     for name, m in sorted(summary.models.items()):
         role = "primary" if name == summary.primary_model else "shadow"
-        errors = ", ".join(f"{kind} {n}" for kind, n in sorted(m.errors.items())) or "0"
         latency = [f"{m.latency_ms[q]:.0f}" if q in m.latency_ms else "-" for q in ("p50", "p95", "p99")]
-        table.add_row(f"{name} ({role})", str(m.calls), str(m.ok), str(m.api_refusals), str(m.streamed), errors, *latency)
+        errors = sum(m.errors.values())
+        table.add_row(name, role, str(m.calls), str(m.ok), str(errors), str(m.api_refusals), str(m.streamed), *latency)
     console.print(table)
-    tasks = ", ".join(f"{name} {n}" for name, n in sorted(summary.tasks.items()))
+    for name, m in sorted(summary.models.items()):
+        if m.errors:
+            console.print(f"errors of {name}: " + ", ".join(f"{kind} {n}" for kind, n in sorted(m.errors.items())))
     s = summary.shadow
-    console.print(f"tasks: {tasks}")
-    console.print(
-        f"shadow {s.model} at {s.fraction:.0%}: {s.sampled} sampled, {s.mirrored} mirrored, {s.dropped} dropped (pool full)"
-    )
+    console.print("tasks: " + ", ".join(f"{name} {n}" for name, n in sorted(summary.tasks.items())))
+    console.print(f"shadow {s.model} at {s.fraction:.0%}: {s.sampled} sampled, {s.mirrored} mirrored, {s.dropped} dropped (pool full)")
     console.print(f"spans: {summary.spans_expected} expected on Kafka, {summary.spans_dropped} dropped by the exporter")
+    target = settings.loadgen_rate
+    if target and summary.rate_per_s < 0.9 * target:
+        console.print(
+            f"[yellow]target rate {target}/s not reached: all {settings.loadgen_concurrency} call slots were busy; "
+            "raise --concurrency or lower --rate"
+        )
+    console.print("refused = API refusals (message.refusal); refusal prose is classified by the processor")

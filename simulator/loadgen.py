@@ -86,8 +86,8 @@ class Summary(BaseModel):
     base_url: str
     primary_model: str
     calls: int
-    elapsed_s: float
-    rate_per_s: float
+    elapsed_s: float  # the whole run, including the last calls and the flush to Kafka
+    rate_per_s: float  # calls started per second while starting them (the achieved target rate)
     tasks: dict[str, int]
     models: dict[str, ModelSummary]
     errors: int  # failed calls, primary and shadow
@@ -219,7 +219,10 @@ class LoadGenerator:
         stop_event: threading.Event | None,
         on_call: Callable[[int, int], None] | None = None,
     ) -> tuple[int, float]:
-        """Start calls at the target rate until `calls`, `duration` or `stop_event`; returns (calls, seconds)."""
+        """Start calls at the target rate until `calls`, `duration` or `stop_event`.
+
+        Returns (calls started, seconds spent starting them), the basis of the achieved rate.
+        """
         rate = self.settings.loadgen_rate
         slots = threading.BoundedSemaphore(self.settings.loadgen_concurrency)
         stop = stop_event or threading.Event()
@@ -244,7 +247,8 @@ class LoadGenerator:
                     break
                 pool.submit(one, index)
                 index += 1
-        return index, time.monotonic() - started
+            dispatched = time.monotonic() - started
+        return index, dispatched
 
 
 def _acquire(slots: threading.BoundedSemaphore, stop: threading.Event, deadline: float) -> bool:
@@ -284,14 +288,16 @@ def run_loadgen(
         max_queue=settings.loadgen_shadow_queue,
     )
     generator = LoadGenerator(settings, client, mirror)
+    began = time.monotonic()
     try:
-        started, elapsed = generator.run(calls, duration, stop_event, on_call)
+        started, dispatching = generator.run(calls, duration, stop_event, on_call)
     finally:
         mirror.close(wait=True)
         client.close()
         instrumentation.force_flush()
         dropped = instrumentation.dropped
         instrumentation.shutdown()
+    elapsed = time.monotonic() - began
     shadow = mirror.stats
     models = generator.tally.models()
     return Summary(
@@ -299,7 +305,7 @@ def run_loadgen(
         primary_model=settings.loadgen_model,
         calls=started,
         elapsed_s=round(elapsed, 3),
-        rate_per_s=round(started / elapsed, 2) if elapsed > 0 else 0.0,
+        rate_per_s=round((started - 1) / dispatching, 2) if started > 1 and dispatching > 0 else 0.0,
         tasks=dict(generator.tally.tasks),
         models=models,
         errors=sum(sum(m.errors.values()) for m in models.values()),
