@@ -1,0 +1,136 @@
+"""Precision and recall of the refusal classifier and the hallucination checks on the labelled sets.
+
+    python bench/quality.py                # default (lexical) checks
+    python bench/quality.py --embeddings   # also the model-based check, side by side (needs the extra)
+
+Prints confusion counts, precision, recall and F1 per method and per slice (the `holdout`
+slice was written after the classifiers were tuned on the rest), plus throughput, all
+measured in the same run on the same examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from processors.hallucination import DEFAULT_CHECKS, build_checks  # noqa: E402
+from processors.refusal import is_refusal_text  # noqa: E402
+
+DATA = REPO / "processors" / "data"
+
+
+def read(name: str) -> list[dict]:
+    return [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def scores(pairs: Iterable[tuple[bool, bool]]) -> str:
+    tp = fp = fn = tn = 0
+    for predicted, actual in pairs:
+        tp += predicted and actual
+        fp += predicted and not actual
+        fn += not predicted and actual
+        tn += not predicted and not actual
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+    return f"n={tp + fp + fn + tn:4d}  tp={tp:3d} fp={fp:3d} fn={fn:3d} tn={tn:3d}  P={precision:.3f} R={recall:.3f} F1={f1:.3f}"
+
+
+def _f1(pairs: Iterable[tuple[bool, bool]]) -> float:
+    pairs = list(pairs)
+    tp = sum(p and a for p, a in pairs)
+    fp = sum(p and not a for p, a in pairs)
+    fn = sum(not p and a for p, a in pairs)
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def timed(function: Callable[[], object], repeat: int) -> float:
+    started = time.perf_counter()
+    for _ in range(repeat):
+        function()
+    return (time.perf_counter() - started) / repeat
+
+
+def refusals() -> None:
+    rows = read("refusals.jsonl")
+    predicted = [is_refusal_text(row["text"]) for row in rows]
+    print(f"refusal classifier ({len(rows)} labelled answers, {sum(r['refusal'] for r in rows)} refusals)")
+    print(f"  all            {scores(zip(predicted, (r['refusal'] for r in rows)))}")
+    for style in sorted({row["style"] for row in rows}):
+        picked = [(p, r["refusal"]) for p, r in zip(predicted, rows) if r["style"] == style]
+        print(f"  {style:<14} {scores(picked)}")
+    texts = [row["text"] for row in rows]
+    per_call = timed(lambda: [is_refusal_text(t) for t in texts], 50) / len(texts)
+    print(f"  throughput     {1 / per_call:,.0f} answers/s ({per_call * 1e6:.1f} us each)")
+
+
+def as_call(example: dict) -> dict:
+    return {
+        "input_text": example["input"],
+        "context_text": example["context"],
+        "reference_answer": example["reference"],
+        "output_text": example["answer"],
+        "partner_output_text": example["partner"],
+        "model": "bench",
+        "span_id": "bench",
+    }
+
+
+def hallucinations(with_embeddings: bool) -> None:
+    rows = read("hallucinations.jsonl")
+    calls = [as_call(row) for row in rows]
+    truth = [row["hallucinated"] for row in rows]
+    methods: dict[str, list] = {"default (lexical)": build_checks(DEFAULT_CHECKS)}
+    if with_embeddings:
+        methods["embedding_similarity"] = build_checks(["embedding_similarity"])
+    print(f"\nhallucination checks ({len(rows)} labelled answers, {sum(truth)} hallucinated)")
+    verdicts: dict[str, list[bool]] = {}
+    for label, checks in methods.items():
+        for check in checks:  # warm-up (the model's first call pays for lazy initialisation)
+            check.run(calls[0])
+        started = time.perf_counter()
+        flags = [[f for check in checks if (f := check.run(call)) is not None] for call in calls]
+        elapsed = time.perf_counter() - started
+        verdicts[label] = [any(f.flagged for f in call_flags) for call_flags in flags]
+        covered = sum(bool(call_flags) for call_flags in flags)
+        print(f"  {label}: {len(calls) / elapsed:,.0f} calls/s, verdict on {covered}/{len(calls)} calls")
+        print(f"    all              {scores(zip(verdicts[label], truth))}")
+        for kind in sorted({row["kind"] for row in rows}):
+            picked = [(v, t) for v, t, r in zip(verdicts[label], truth, rows) if r["kind"] == kind]
+            print(f"    {kind:<16} {scores(picked)}")
+        for split in ("tuning", "holdout"):
+            picked = [(v, t) for v, t, r in zip(verdicts[label], truth, rows) if r.get("split", "tuning") == split]
+            print(f"    split {split:<10} {scores(picked)}")
+        if not label.startswith("default"):
+            # The model's thresholds are a guess; give it its best cut on this very set (optimistic).
+            best = max(
+                ((cut / 100, [any(f.score >= cut / 100 for f in fl) for fl in flags]) for cut in range(1, 100)),
+                key=lambda item: _f1(zip(item[1], truth)),
+            )
+            print(f"    best score cut {best[0]:.2f} {scores(zip(best[1], truth))}")
+        if label.startswith("default"):
+            for check in checks:
+                ran = [(f.flagged, t) for call, t in zip(calls, truth) if (f := check.run(call)) is not None]
+                print(f"      {check.name:<20} {scores(ran)}")
+    if len(verdicts) == 2:
+        either = [a or b for a, b in zip(*verdicts.values())]
+        print(f"  default OR embedding {scores(zip(either, truth))}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--embeddings", action="store_true", help="also measure the model-based check")
+    args = parser.parse_args()
+    refusals()
+    hallucinations(args.embeddings)
+
+
+if __name__ == "__main__":
+    main()
