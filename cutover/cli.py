@@ -51,6 +51,20 @@ def kafka_status() -> None:
     typer.echo(f"kafka running on {broker.bootstrap}, pid {broker.pid()}, round trip {seconds * 1000:.0f} ms (log: {broker.log_file})")
 
 
+@app.command("demo")
+def demo(
+    seconds: float | None = typer.Option(None, help="Stop by itself after this many seconds (default: run until Ctrl-C)."),
+) -> None:
+    """Run the whole pipeline locally: Kafka, simulator, load generator, processor and dashboard."""
+    from cutover.demo import DemoError, run_demo
+
+    try:
+        run_demo(stop_after_s=seconds)
+    except DemoError as error:
+        typer.echo(f"cutover demo: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
 @app.command("check")
 def check() -> None:
     """Check Kafka (produce/consume round trip) and ClickHouse (a query) with the current settings."""
