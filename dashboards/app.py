@@ -9,13 +9,13 @@ from dashboards import filters
 st.set_page_config(page_title="LLM cutover", page_icon=":material/compare_arrows:", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", url_path="overview", default=True),
-    st.Page("pages/latency.py", title="Latency", icon=":material/timer:", url_path="latency"),
-    st.Page("pages/cost.py", title="Cost and tokens", icon=":material/payments:", url_path="cost"),
-    st.Page("pages/quality.py", title="Quality", icon=":material/fact_check:", url_path="quality"),
-    st.Page("pages/shadow.py", title="Shadow comparison", icon=":material/difference:", url_path="shadow"),
-    st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:", url_path="alerts"),
-    st.Page("pages/sql_explorer.py", title="SQL explorer", icon=":material/database:", url_path="sql"),
+    st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", url_path="overview", default=True),
+    st.Page("views/latency.py", title="Latency", icon=":material/timer:", url_path="latency"),
+    st.Page("views/cost.py", title="Cost and tokens", icon=":material/payments:", url_path="cost"),
+    st.Page("views/quality.py", title="Quality", icon=":material/fact_check:", url_path="quality"),
+    st.Page("views/shadow.py", title="Shadow comparison", icon=":material/difference:", url_path="shadow"),
+    st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:", url_path="alerts"),
+    st.Page("views/sql_explorer.py", title="SQL explorer", icon=":material/database:", url_path="sql"),
 ]
 
 page = st.navigation(PAGES)

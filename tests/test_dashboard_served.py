@@ -1,0 +1,115 @@
+"""`cutover dashboard` served for real: each page loaded in headless Chromium (screenshots under
+artifacts/screenshots/) and read back through Streamlit's agent API to prove the charts have data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cutover.local_kafka import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+SHOTS = REPO / "artifacts" / "screenshots"
+# url path -> the least number of charts with their own data the page must show (layered and
+# concatenated charts carry their data in their parts, which the agent API does not count)
+PAGES = {"": 0, "latency": 5, "cost": 4, "quality": 2, "shadow": 2, "alerts": 0, "sql": 0}
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--window-size=1400,1800", "--virtual-time-budget=20000",
+]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A seeded chDB path served by `cutover dashboard` in a subprocess of its own."""
+    home = tmp_path_factory.mktemp("dashboard")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
+    port = free_port()
+    env.update(
+        CUTOVER_HOME=str(home),
+        CUTOVER_CLICKHOUSE_URL=f"chdb://{home / 'chdb'}",
+        CUTOVER_DASHBOARD_PORT=str(port),
+        CUTOVER_DASHBOARD_AGENT_API="true",
+        CUTOVER_BUDGET_USD="500",
+    )
+    seeded = subprocess.run(
+        [sys.executable, "-m", "tests.dashboard_seed", env["CUTOVER_CLICKHOUSE_URL"], "cutover", "20000", "6"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert seeded.returncode == 0, seeded.stderr[-2000:]
+    log = open(home / "dashboard.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "cutover.cli", "dashboard"], cwd=REPO, env=env, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, (home / "dashboard.log").read_text()[-3000:]
+        time.sleep(0.5)
+    yield base
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+def agent(base: str, page: str) -> dict:
+    import json
+
+    request = urllib.request.Request(
+        f"{base}/_stcore/agent/interact", data=json.dumps({"page": page}).encode(), headers={"content-type": "application/json"}
+    )
+    return json.loads(urllib.request.urlopen(request, timeout=120).read())
+
+
+def nodes(tree: object, kind: str) -> list[dict]:
+    found = []
+    if isinstance(tree, dict):
+        if tree.get("type") == kind:
+            found.append(tree)
+        for value in tree.values():
+            found += nodes(value, kind)
+    elif isinstance(tree, list):
+        for value in tree:
+            found += nodes(value, kind)
+    return found
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_page_is_served_with_non_empty_charts_and_a_screenshot(served, page):
+    snapshot = agent(served, page)
+    assert snapshot["page"]["url_path"] == page
+    assert not nodes(snapshot["tree"], "exception"), nodes(snapshot["tree"], "exception")
+    charts = nodes(snapshot["tree"], "altair_chart") + nodes(snapshot["tree"], "vega_lite_chart")
+    with_data = [c for c in charts if c.get("data", {}).get("row_count", 0) > 0]
+    assert len(with_data) >= PAGES[page], f"{page}: {len(with_data)} of {len(charts)} charts have data"
+    if page == "":  # the Overview
+        assert len(nodes(snapshot["tree"], "metric")) >= 33  # 11 tiles x 3 models
+
+    chromium = shutil.which("chromium")
+    assert chromium, "headless Chromium is missing: run scripts/system-deps.sh"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SHOTS / f"{page or 'overview'}.png"
+    shot.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}", f"{served}/{page}"],
+            capture_output=True, text=True, timeout=180,
+        )
+    assert shot.is_file(), done.stderr[-2000:]
+    image = Image.open(shot).convert("L")
+    assert image.size == (1400, 1800)
+    main = image.crop((320, 0, 1400, 1800)).histogram()  # right of the sidebar
+    inked = sum(main[:200]) / sum(main)
+    assert inked > (0.01 if PAGES[page] else 0.002), f"the page area is blank ({inked:.2%} non-white pixels)"
