@@ -1,0 +1,83 @@
+"""Dashboard panel queries on 10 million calls: each panel's query timed (median of several runs).
+
+Seeds its own chDB path (generated inside ClickHouse, see tests/dashboard_seed.py), recomputes
+the histograms, then runs every query the pages run, for the default range (last 24 hours)
+and a week, and prints each median against the 300 ms target.
+
+    .venv/bin/python bench/dashboard.py [--calls 10000000] [--days 14] [--runs 5] [--path DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cutover.store import open_client  # noqa: E402
+from dashboards import queries  # noqa: E402
+from dashboards.queries import Filters  # noqa: E402
+from tests.dashboard_seed import seed  # noqa: E402
+
+TARGET_MS = 300.0
+DB = "cutover"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=10_000_000)
+    parser.add_argument("--days", type=float, default=14)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--path", type=Path, default=None, help="chDB data path (default: a fresh temporary one)")
+    args = parser.parse_args()
+
+    path = args.path or Path(tempfile.mkdtemp(prefix="cutover-bench-dashboard-"))
+    client = open_client(f"chdb://{path}")
+    began = time.perf_counter()
+    start, end = seed(client, DB, args.calls, args.days * 24)
+    seconds = time.perf_counter() - began
+    print(f"seeded {args.calls:,} calls over {args.days:g} days (+ histograms) in {seconds:.1f} s ({args.calls / seconds:,.0f} calls/s)")
+
+    panels: list[tuple[str, Callable[[Filters], object]]] = [
+        ("sidebar: models/services/tasks", lambda f: queries.dimensions(client, DB, f.start, f.end)),
+        ("overview: per-model summary", lambda f: queries.model_summary(client, DB, f)),
+        ("overview/latency: merged latency buckets", lambda f: queries.merged_buckets(client, DB, f, "latency_ms")),
+        ("latency: percentiles over time", lambda f: queries.buckets_over_time(client, DB, f, "latency_ms", 15)),
+        ("latency: TTFT over time", lambda f: queries.buckets_over_time(client, DB, f, "ttft_ms", 15)),
+        ("latency: advisor buckets per model x task", lambda f: queries.merged_buckets(client, DB, f, "latency_ms", ("model", "task"))),
+        ("latency: timeouts in force", lambda f: queries.timeouts_in_force(client, DB, f)),
+        ("cost: cost and tokens per model x task", lambda f: queries.cost_and_tokens(client, DB, f)),
+        ("cost: budget burn (month to date)", lambda f: queries.spend_by_hour(client, DB, end.replace(day=1, hour=0, minute=0), end)),
+        ("quality: rates over time", lambda f: queries.quality_over_time(client, DB, f, 15)),
+        ("quality: flagged calls (200)", lambda f: queries.flagged_calls(client, DB, f, 200)),
+        ("shadow: pairs (50,000 newest)", lambda f: queries.shadow_pairs(client, DB, f, 50_000)),
+        ("alerts", lambda f: queries.alerts(client, DB, f)),
+    ]
+    ranges = {"24 h": Filters(start=end - timedelta(hours=24), end=end), "7 d": Filters(start=end - timedelta(days=7), end=end)}
+    rows = client.query(f"SELECT count() FROM {DB}.llm_calls WHERE start_time >= %(s)s", parameters={"s": end - timedelta(hours=24)})
+    print(f"calls in the last 24 h: {rows.result_rows[0][0]:,}; runs per query: {args.runs} (median, after one warm-up)\n")
+    print(f"{'panel query':44} {'range':>5} {'median ms':>10} {'min ms':>8} {'target':>7}  verdict")
+    misses = 0
+    for name, run in panels:
+        for label, f in ranges.items():
+            run(f)  # warm-up: first-touch of marks and caches
+            times = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                run(f)
+                times.append((time.perf_counter() - t0) * 1000)
+            median = statistics.median(times)
+            ok = median < TARGET_MS
+            misses += label == "24 h" and not ok
+            print(f"{name:44} {label:>5} {median:10.1f} {min(times):8.1f} {TARGET_MS:7.0f}  {'ok' if ok else 'OVER'}")
+    print(f"\n{misses} panel queries over the {TARGET_MS:.0f} ms target on the default 24 h range")
+
+
+if __name__ == "__main__":
+    main()
