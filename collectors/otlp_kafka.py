@@ -44,28 +44,48 @@ def trace_key(trace_id: bytes) -> bytes:
 
 
 def split_by_trace(request: ExportTraceServiceRequest) -> list[TraceMessage]:
-    """Split a request exactly like `batchpersignal.SplitTraces`, one message per trace part."""
-    messages: list[tuple[bytes, ExportTraceServiceRequest]] = []
+    """Split a request exactly like `batchpersignal.SplitTraces`, one message per trace part.
+
+    Each resource, scope and span is serialised once and the parts are framed by hand:
+    building a message object per trace and serialising it was 20x slower than the parse.
+    """
+    messages: list[TraceMessage] = []
     for resource_spans in request.resource_spans:
+        resource = _field(1, resource_spans.resource.SerializeToString()) if resource_spans.HasField("resource") else b""
+        resource_schema = _field(3, resource_spans.schema_url.encode()) if resource_spans.schema_url else b""
         for scope_spans in resource_spans.scope_spans:
-            parts: dict[bytes, ExportTraceServiceRequest] = {}
+            scope = _field(1, scope_spans.scope.SerializeToString()) if scope_spans.HasField("scope") else b""
+            scope_schema = _field(3, scope_spans.schema_url.encode()) if scope_spans.schema_url else b""
+            parts: dict[bytes, list[bytes]] = {}
             for span in scope_spans.spans:
+                encoded = _field(2, span.SerializeToString())
                 part = parts.get(span.trace_id)
                 if part is None:
-                    part = ExportTraceServiceRequest()
-                    out_resource = part.resource_spans.add()
-                    out_resource.resource.CopyFrom(resource_spans.resource)
-                    out_resource.schema_url = resource_spans.schema_url
-                    out_scope = out_resource.scope_spans.add()
-                    out_scope.scope.CopyFrom(scope_spans.scope)
-                    out_scope.schema_url = scope_spans.schema_url
-                    parts[span.trace_id] = part
-                    messages.append((span.trace_id, part))
-                part.resource_spans[0].scope_spans[0].spans.append(span)
-    return [
-        TraceMessage(trace_key(trace_id), part.SerializeToString(), len(part.resource_spans[0].scope_spans[0].spans))
-        for trace_id, part in messages
-    ]
+                    parts[span.trace_id] = [encoded]
+                else:
+                    part.append(encoded)
+            for trace_id, spans in parts.items():
+                scoped = _field(2, b"".join((scope, *spans, scope_schema)))
+                value = _field(1, b"".join((resource, scoped, resource_schema)))
+                messages.append(TraceMessage(trace_key(trace_id), value, len(spans)))
+    return messages
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (numbers 1-15): tag, varint length, payload."""
+    size = len(payload)
+    if size < 0x80:
+        return _TAGS[number] + _ONE_BYTE[size] + payload
+    length = bytearray()
+    while size > 0x7F:
+        length.append(size & 0x7F | 0x80)
+        size >>= 7
+    length.append(size)
+    return _TAGS[number] + bytes(length) + payload
+
+
+_TAGS = {number: bytes((number << 3 | 2,)) for number in range(1, 16)}
+_ONE_BYTE = [bytes((size,)) for size in range(0x80)]
 
 
 def sarama_partition(key: bytes, partitions: int) -> int:

@@ -47,6 +47,13 @@ def test_split_matches_batchpersignal_split_traces():
     assert first.schema_url == "https://opentelemetry.io/schemas/1.30.0" and first.scope_spans[0].schema_url == "scope-schema"
     assert [message.spans for message in messages] == [2, 1, 1, 1, 1]
     assert messages[0].key == b"0a" * 16
+    # the hand-framed bytes are exactly what protobuf serialises for the same message
+    source = _request().resource_spans[0]
+    expected = ExportTraceServiceRequest()
+    resource_spans = expected.resource_spans.add(resource=source.resource, schema_url=source.schema_url)
+    scope_spans = resource_spans.scope_spans.add(scope=source.scope_spans[0].scope, schema_url="scope-schema")
+    scope_spans.spans.extend([source.scope_spans[0].spans[0], source.scope_spans[0].spans[2]])
+    assert messages[0].value == expected.SerializeToString()
 
 
 def test_keys_and_partitions_follow_the_kafkaexporter():
