@@ -110,6 +110,31 @@ def test_shadow_pair_is_judged_when_the_second_half_arrives(ch_client, ch_databa
     assert worker.stats.partner_updates == 1
 
 
+def test_pair_verdict_reaches_a_partner_whose_own_check_has_not_run(ch_client, ch_database):
+    """The race of two instances: the partner is stored but its worker looked before this call existed."""
+    migrate(ch_client, ch_database)
+    primary = call_row("p2", "gpt-5.4", "PostgreSQL uses port 5432 by default.", shadow_pair_id="pair-2",
+                       context_text="", input_text="What port does PostgreSQL use?")
+    shadow = call_row("s2", "gpt-5.5", "PostgreSQL listens on port 3306 by default.", 1, shadow_pair_id="pair-2",
+                      context_text="", input_text="What port does PostgreSQL use?")
+    write_calls(ch_client, ch_database, [primary, shadow])
+    worker = HallucinationWorker(ch_client, ch_database, settings())
+    worker.start()
+    try:
+        worker.submit([shadow])
+        assert worker.wait_idle(60)
+    finally:
+        worker.stop()
+    calls = stored(ch_client, ch_database)
+    assert calls["s2"][:3] == (2, 1, 1)
+    assert calls["p2"][:3] == (2, 0, 1)  # the pair verdict, but not called checked by checks that never ran
+    spans = ch_client.query(
+        f"SELECT span_id FROM {ch_database}.hallucination_flags FINAL WHERE check_name = 'shadow_disagreement' "
+        "AND flagged = 1 ORDER BY span_id"
+    ).result_rows
+    assert spans == [("p2",), ("s2",)]
+
+
 class _SlowCheck:
     """A real check made slow, to fill the queue the way a heavy model-based check would."""
 

@@ -215,7 +215,7 @@ class HallucinationWorker:
         partners = self._partners([row for row, _ in batch])
         flag_rows: list[tuple] = []
         verdicts: dict[str, tuple[int, float]] = {}
-        later: dict[str, int] = {}  # already-checked partners whose pair verdict changes now
+        later: dict[str, int] = {}  # stored partners (not in this batch) whose pair verdict is known now
         for row, rate in batch:
             call = dict(row)
             partner = partners.get(call["span_id"])
@@ -230,7 +230,9 @@ class HallucinationWorker:
             flagged = any(flag.flagged for flag in flags)
             verdicts[call["span_id"]] = (int(flagged), rate)
             self.stats.flagged += flagged
-            if partner is not None and partner.get("hallucination_checked") and self._pair_check is not None:
+            # The partner gets the verdict even if its own check has not run yet: that run may
+            # have looked for this call before it was stored, and would never judge the pair.
+            if partner is not None and self._pair_check is not None:
                 mirrored = dict(partner, partner_output_text=call["output_text"], partner_model=call["model"],
                                 partner_span_id=call["span_id"])
                 flag = self._pair_check.run(mirrored)
@@ -248,7 +250,7 @@ class HallucinationWorker:
         self._new_versions(verdicts, [row for row, _ in batch])
         if later:
             earlier = [p for p in partners.values() if p["span_id"] in later]
-            self._new_versions({span: (flag, -1.0) for span, flag in later.items()}, earlier)
+            self._new_versions({span: (flag, -1.0) for span, flag in later.items()}, earlier, checked=False)
         self.stats.batches += 1
         self.stats.checked += len(batch)
         self.stats.flags_written += len(flag_rows)
@@ -287,10 +289,14 @@ class HallucinationWorker:
                 partners[row["span_id"]] = others[0]
         return partners
 
-    def _new_versions(self, verdicts: Mapping[str, tuple[int, float]], rows: Sequence[Mapping[str, Any]]) -> None:
+    def _new_versions(
+        self, verdicts: Mapping[str, tuple[int, float]], rows: Sequence[Mapping[str, Any]], checked: bool = True
+    ) -> None:
         """Re-insert the stored rows as version + 1 with the verdict (OR-ed with an earlier one).
 
-        A sample rate below 0 keeps the stored rate (a partner re-judged, not re-sampled)."""
+        For a partner judged from the other side (`checked=False`) its checked mark stays as
+        stored (a sampled-out call is not called checked), and a sample rate below 0 keeps
+        the stored rate."""
         spans = list(verdicts)
         flags = [verdicts[span][0] for span in spans]
         rates = [verdicts[span][1] for span in spans]
@@ -302,7 +308,7 @@ class HallucinationWorker:
             INSERT INTO {self.database}.llm_calls
             SELECT * REPLACE (
                 version + 1 AS version,
-                1 AS hallucination_checked,
+                {"1" if checked else "hallucination_checked"} AS hallucination_checked,
                 greatest(hallucination_flag, toUInt8(transform(span_id, %(spans)s, %(flags)s, 0))) AS hallucination_flag,
                 if(transform(span_id, %(spans)s, %(rates)s, -1.0) < 0, hallucination_sample_rate,
                    toFloat32(transform(span_id, %(spans)s, %(rates)s, -1.0))) AS hallucination_sample_rate,
