@@ -151,29 +151,31 @@ class Receiver:
         if producer is None:
             raise Rejection(503, f"Kafka unavailable: {self.producer.last_error}")
         loop = asyncio.get_running_loop()
-        acks = await asyncio.to_thread(self._send_all, producer, messages, loop)
+        acks = [loop.create_future() for _ in messages]
+        await asyncio.to_thread(self._send_all, producer, messages, acks, loop)
         try:
             async with asyncio.timeout(self.settings.collect_ack_timeout_s):
-                await asyncio.gather(*acks)
+                outcomes = await asyncio.gather(*acks, return_exceptions=True)
         except TimeoutError:
             raise Rejection(503, f"Kafka did not acknowledge within {self.settings.collect_ack_timeout_s}s") from None
-        except KafkaError as error:
-            status = 503 if error.retriable else 500
-            raise Rejection(status, f"Kafka refused the data: {type(error).__name__}: {error}") from None
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                status = 503 if getattr(outcome, "retriable", False) else 500
+                raise Rejection(status, f"Kafka refused the data: {type(outcome).__name__}: {outcome}")
 
-    def _send_all(self, producer: KafkaProducer, messages: list[TraceMessage], loop: asyncio.AbstractEventLoop) -> list[asyncio.Future[None]]:
-        acks: list[asyncio.Future[None]] = []
-        for message in messages:
-            ack: asyncio.Future[None] = loop.create_future()
+    def _send_all(
+        self, producer: KafkaProducer, messages: list[TraceMessage], acks: list[asyncio.Future[None]], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        for index, (message, ack) in enumerate(zip(messages, acks)):
             try:
                 future = producer.send(self.settings.spans_topic, key=message.key, value=message.value)
             except KafkaError as error:
-                loop.call_soon_threadsafe(_settle, ack, error)
-            else:
-                future.add_callback(lambda _meta, ack=ack: loop.call_soon_threadsafe(_settle, ack, None))
-                future.add_errback(lambda error, ack=ack: loop.call_soon_threadsafe(_settle, ack, error))
-            acks.append(ack)
-        return acks
+                # No metadata or no room: the rest of the request would wait just as long in vain.
+                for pending in acks[index:]:
+                    loop.call_soon_threadsafe(_settle, pending, error)
+                return
+            future.add_callback(lambda _meta, ack=ack: loop.call_soon_threadsafe(_settle, ack, None))
+            future.add_errback(lambda error, ack=ack: loop.call_soon_threadsafe(_settle, ack, error))
 
     async def close(self) -> None:
         await asyncio.to_thread(self.producer.close, self.settings.collect_ack_timeout_s)
