@@ -34,7 +34,7 @@ class CollectorSettings(CutoverSettings):
         description="Bytes of spans handed to Kafka and not yet acknowledged (broker slow or down); beyond it spans are dropped and counted.",
     )
     exporter_timeout_s: float = Field(
-        default=30.0,
+        default=10.0,
         gt=0,
         le=600,
         description="Seconds a span batch may wait for Kafka before it counts as dropped; also bounds flush on shutdown.",
