@@ -138,6 +138,8 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
 
     The SDK only logs those drops (its metric needs an opt-in env var), so the count is kept
     from public calls: spans handed in minus spans handed to the exporter is the queue depth.
+    It can be off by a span that ends in the instant between the worker taking a batch off
+    the queue and handing it to the exporter.
     """
 
     def __init__(self, exporter: SpanExporter, max_queue_size: int, **kwargs: float) -> None:
