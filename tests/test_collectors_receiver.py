@@ -19,6 +19,7 @@ from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
 from kafka import KafkaConsumer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from opentelemetry.sdk.resources import Resource
@@ -100,9 +101,10 @@ def by_key(messages) -> dict[bytes, list[bytes]]:
     return dict(grouped)
 
 
-def test_stock_sdk_exporter_spans_arrive_on_kafka_unchanged(collect, kafka_bootstrap, topic):
+@pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
+def test_stock_sdk_exporter_spans_arrive_on_kafka_unchanged(collect, kafka_bootstrap, topic, compression):
     spans = make_spans()
-    assert OTLPSpanExporter(endpoint=collect, timeout=30).export(spans) is SpanExportResult.SUCCESS
+    assert OTLPSpanExporter(endpoint=collect, timeout=30, compression=compression).export(spans) is SpanExportResult.SUCCESS
 
     expected = split_by_trace(encode_spans(spans))
     assert len(expected) == 6  # 3 traces x 2 scopes, like the Collector's SplitTraces
