@@ -125,8 +125,14 @@ def run_demo(stop_after_s: float | None = None) -> None:
         supervisor.wait_until(lambda: _http_ok(f"{url}/_stcore/health"), "the dashboard")
         # A day-long run is "continuous" for a demo; Ctrl-C ends it sooner.
         supervisor.spawn(
-            "loadgen", "loadgen", "--duration", "24h", "--shadow", "0.1", "--model", "gpt-5.4", "--shadow-model", "gpt-5.5"
-        )
+            "loadgen",
+            "loadgen",
+            "--duration", "24h",
+            "--base-url", f"http://{simulator.simulator_host}:{simulator.simulator_port}/v1",
+            "--shadow", "0.1",
+            "--model", "gpt-5.4",
+            "--shadow-model", "gpt-5.5",
+        )  # fmt: skip
         print(f"dashboard: {url}  (logs in {supervisor.logs}; Ctrl-C stops the demo)", flush=True)
         deadline = None if stop_after_s is None else time.monotonic() + stop_after_s
         while deadline is None or time.monotonic() < deadline:
