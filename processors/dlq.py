@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
 
@@ -36,14 +37,18 @@ def make_producer(bootstrap: list[str]) -> KafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
+        max_block_ms=10_000,  # never hold the consumer thread for a minute on missing DLQ metadata
         max_request_size=16_777_216,
         client_id="cutover-processor-dlq",
     )
 
 
 def send(producer: KafkaProducer, dlq_topic: str, letter: DeadLetter) -> None:
-    """Start producing `letter` (asynchronous); `confirm` waits for it."""
-    letter.future = producer.send(dlq_topic, key=letter.key, value=letter.value, headers=letter.headers())
+    """Start producing `letter` (asynchronous); `confirm` waits for it and re-sends it if this failed."""
+    try:
+        letter.future = producer.send(dlq_topic, key=letter.key, value=letter.value, headers=letter.headers())
+    except KafkaError:
+        letter.future = None
 
 
 def confirm(producer: KafkaProducer, dlq_topic: str, letters: list[DeadLetter], timeout_s: float = 30.0) -> None:
@@ -53,4 +58,6 @@ def confirm(producer: KafkaProducer, dlq_topic: str, letters: list[DeadLetter], 
             send(producer, dlq_topic, letter)
     producer.flush(timeout=timeout_s)
     for letter in letters:
-        letter.future.get(timeout=timeout_s)  # type: ignore[union-attr]
+        if letter.future is None:
+            raise KafkaError(f"could not produce to the DLQ topic {dlq_topic}")
+        letter.future.get(timeout=timeout_s)

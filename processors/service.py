@@ -89,6 +89,7 @@ class ProcessorService:
         self._revoked = False
         self._degraded = False
         self._last_lag = 0.0
+        self._last_log = time.monotonic()
         self._consume_thread: threading.Thread | None = None
         self.partitions: list[int] = []  # partitions of the spans topic this instance owns now
         self.failure: BaseException | None = None
@@ -159,12 +160,12 @@ class ProcessorService:
                 for records in polled.values():
                     for record in records:
                         self._take(record)
+                        if len(self._batch.rows) >= settings.batch_max_calls:
+                            self._flush(patient=True)
                 batch = self._batch
-                if not batch.empty() and (
-                    len(batch.rows) >= settings.batch_max_calls
-                    or time.monotonic() - batch.started >= settings.batch_max_wait_s
-                ):
+                if not batch.empty() and time.monotonic() - batch.started >= settings.batch_max_wait_s:
                     self._flush(patient=True)
+                self._update_lag()
             self._flush(patient=True)
         except _Abandoned:
             log.warning("stopped with an unwritten batch; it was not committed and will be re-read on restart")
@@ -238,7 +239,6 @@ class ProcessorService:
         stats.unpriced += sum(cost is None for cost in columns["cost_usd"])
         stats.batches += 1
         self._batch = _Batch()
-        self._update_lag()
 
     def _update_lag(self) -> None:
         now = time.monotonic()
@@ -247,10 +247,13 @@ class ProcessorService:
         self._last_lag = now
         lag = 0
         for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
+            high = self._consumer.highwater(tp)  # known from fetch responses: no extra request
             if high is not None:
                 lag += max(0, high - self._consumer.position(tp))
         self.stats.lag = lag
+        if now - self._last_log >= self.settings.stats_log_interval_s:
+            self._last_log = now
+            log.info("progress: %s, partitions %s", self.stats.as_dict(), self.partitions)
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         if self._flushing:

@@ -45,6 +45,9 @@ class ProcessorSettings(CutoverSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of `cutover process` (logs go to stderr)."
     )
+    stats_log_interval_s: float = Field(
+        default=60.0, gt=0, le=86400, description="Seconds between two progress lines (counters, lag) in the processor log."
+    )
     # Enrichment: pricing, hallucination checks, alerts (processors/pricing.py, hallucination/, alerts.py).
     prices_file: Path | None = Field(
         default=None,

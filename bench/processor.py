@@ -1,0 +1,125 @@
+"""Processor throughput on one core, next to a bare protobuf decode of the same messages.
+
+    .venv/bin/python bench/processor.py [--spans 200000] [--per-message 512]
+
+Starts its own Kafka broker on free ports and a private chDB path, fills a topic with
+OTLP `ExportTraceServiceRequest`s of `--per-message` GenAI spans (the SDK's default export
+batch is 512), then measures in one run, pinned to one CPU:
+  1. bare upb parse of every message (`ExportTraceServiceRequest.FromString`),
+  2. our decode to call rows (`processors.decode.decode`),
+  3. decode + enrichment (cost, refusal),
+  4. the full service: consume from Kafka, decode, enrich, insert into chDB, recompute
+     histograms, commit offsets,
+and prints spans/s of each and the ratios to the bare parse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kafka import KafkaConsumer  # noqa: E402
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+
+from cutover.local_kafka import LocalBroker, free_port  # noqa: E402
+from cutover.store import open_client  # noqa: E402
+from processors.decode import decode  # noqa: E402
+from processors.enrich import Enricher  # noqa: E402
+from processors.pricing import PriceBook  # noqa: E402
+from processors.refusal import refusal_source  # noqa: E402
+from processors.service import ProcessorService  # noqa: E402
+from processors.settings import ProcessorSettings  # noqa: E402
+from tests.processor_workload import make_calls, messages, produce  # noqa: E402
+
+
+def read_topic(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    values = [record.value for _, record in zip(range(count), consumer)]
+    consumer.close()
+    return values
+
+
+def rate(spans: int, seconds: float) -> str:
+    return f"{spans / seconds:>12,.0f} spans/s  ({seconds:6.2f} s)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--per-message", type=int, default=512)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core for this process; the broker is a JVM apart
+
+    with tempfile.TemporaryDirectory(prefix="cutover-bench-") as scratch:
+        broker = LocalBroker(
+            state=Path(scratch) / "kafka",
+            libs=REPO / ".cutover" / "kafka" / "libs",
+            port=free_port(),
+            controller_port=free_port(),
+            partitions=4,
+        )
+        broker.start()
+        try:
+            topic = "bench_spans"
+            broker.create_topics([topic])
+            calls = make_calls(args.spans, seed=1, spread_s=3600)
+            items = list(messages(calls, per_message=args.per_message))
+            produce(broker.bootstrap, topic, items)
+            values = read_topic(broker.bootstrap, topic, len(items))
+            assert len(values) == len(items)
+
+            started = time.perf_counter()
+            parsed = 0
+            for value in values:
+                request = ExportTraceServiceRequest.FromString(value)
+                for resource_spans in request.resource_spans:
+                    for scope_spans in resource_spans.scope_spans:
+                        parsed += len(scope_spans.spans)
+            bare_s = time.perf_counter() - started
+
+            started = time.perf_counter()
+            rows = [row for value in values for row in decode(value).rows]
+            decode_s = time.perf_counter() - started
+            assert len(rows) == len(calls)
+
+            enricher = Enricher(PriceBook.load(), refusal_source)
+            started = time.perf_counter()
+            for at in range(0, len(values), 100):
+                enricher.columns([row for value in values[at : at + 100] for row in decode(value).rows])
+            enrich_s = time.perf_counter() - started
+
+            client = open_client(f"chdb://{Path(scratch) / 'chdb'}")
+            settings = ProcessorSettings(
+                kafka_bootstrap=broker.bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq",
+                consumer_group="bench", clickhouse_database="bench", alert_interval_s=3600,
+            )  # fmt: skip
+            service = ProcessorService(settings, client=client)
+            started = time.perf_counter()
+            service.start()
+            while service.stats.calls_written < len(calls):
+                assert service.failure is None, service.failure
+                time.sleep(0.01)
+            service_s = time.perf_counter() - started
+            service.stop()
+            stored = client.command("SELECT count() FROM bench.llm_calls FINAL")
+            assert stored == len(calls), stored
+        finally:
+            broker.stop()
+
+    print(f"{len(calls):,} GenAI spans (+{len(items):,} HTTP spans) in {len(items):,} messages of {args.per_message}, one core")
+    print(f"bare protobuf parse          {rate(parsed, bare_s)}")
+    print(f"decode to call rows          {rate(parsed, decode_s)}   {bare_s / decode_s:6.1%} of bare parse")
+    print(f"decode + enrich              {rate(parsed, enrich_s)}   {bare_s / enrich_s:6.1%} of bare parse")
+    print(f"full processor (Kafka->chDB) {rate(parsed, service_s)}   {bare_s / service_s:6.1%} of bare parse")
+    print(f"ratio bare parse / full processor: {service_s / bare_s:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
