@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +108,7 @@ class Receiver:
         self.producer = LazyProducer(
             lambda: new_producer(settings, max_block_ms=1000, timeout_s=settings.collect_ack_timeout_s, client_id="cutover-collect")
         )
+        self.counts: Counter[str] = Counter()
 
     async def traces(self, request: Request) -> Response:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -119,9 +121,11 @@ class Receiver:
             messages = await asyncio.to_thread(split_by_trace, trace_request)
             await self._produce(messages)
         except Rejection as rejection:
+            self.counts[str(rejection.status)] += 1
             if rejection.status >= 500:
                 log.warning("answering %d: %s", rejection.status, rejection.reason)
             return _status(rejection, as_json)
+        self.counts.update({"200": 1, "spans": sum(message.spans for message in messages), "messages": len(messages)})
         response = ExportTraceServiceResponse()
         if as_json:
             return Response(json_format.MessageToJson(response), media_type=JSON)
@@ -177,6 +181,20 @@ class Receiver:
             future.add_callback(lambda _meta, ack=ack: loop.call_soon_threadsafe(_settle, ack, None))
             future.add_errback(lambda error, ack=ack: loop.call_soon_threadsafe(_settle, ack, error))
 
+    async def report(self, interval_s: float) -> None:
+        """Log what was accepted and rejected since the last line, when anything happened."""
+        last: Counter[str] = Counter()
+        while True:
+            await asyncio.sleep(interval_s)
+            delta = self.counts - last
+            last = self.counts.copy()
+            if delta:
+                rejected = " ".join(f"{code}:{delta[code]}" for code in sorted(delta) if code.isdigit() and code != "200") or "none"
+                log.info(
+                    "last %.0fs: %d requests accepted, %d spans -> %d Kafka messages; rejected %s",
+                    interval_s, delta["200"], delta["spans"], delta["messages"], rejected,
+                )
+
     async def close(self) -> None:
         await asyncio.to_thread(self.producer.close, self.settings.collect_ack_timeout_s)
 
@@ -204,7 +222,10 @@ def create_app(settings: CollectorSettings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        reporter = asyncio.create_task(receiver.report(settings.collect_stats_interval_s)) if settings.collect_stats_interval_s else None
         yield
+        if reporter is not None:
+            reporter.cancel()
         await receiver.close()
 
     return Starlette(routes=[Route("/v1/traces", receiver.traces, methods=["POST"])], lifespan=lifespan)
@@ -212,6 +233,9 @@ def create_app(settings: CollectorSettings) -> Starlette:
 
 def serve(settings: CollectorSettings) -> None:
     import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per-connection chatter
 
     print(
         f"cutover collect: OTLP/HTTP on http://{settings.collect_host}:{settings.collect_port}/v1/traces "

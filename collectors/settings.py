@@ -52,3 +52,8 @@ class CollectorSettings(CutoverSettings):
         le=120,
         description="Seconds `cutover collect` waits for Kafka to acknowledge a request before answering 503.",
     )
+    collect_stats_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds between `cutover collect` log lines counting accepted spans and rejections (0: none).",
+    )

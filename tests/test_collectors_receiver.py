@@ -35,7 +35,7 @@ MAX_BODY = 64 * 1024
 
 def start_collect(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = dict(env, CUTOVER_COLLECT_PORT=str(port), CUTOVER_COLLECT_MAX_BODY_BYTES=str(MAX_BODY))
+    env = dict(env, CUTOVER_COLLECT_PORT=str(port), CUTOVER_COLLECT_MAX_BODY_BYTES=str(MAX_BODY), CUTOVER_COLLECT_STATS_INTERVAL_S="1")
     process = subprocess.Popen([sys.executable, "-m", "cutover.cli", "collect"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while not port_open("127.0.0.1", port):
@@ -157,6 +157,16 @@ def test_bad_requests_get_a_status_with_the_reason(collect, body, content_type, 
     assert code == status
     message = json.loads(payload)["message"] if content_type == "application/json" else Status.FromString(payload).message
     assert reason in message
+
+
+def test_collect_logs_what_it_accepted_and_rejected(collect, tmp_path):
+    assert post(collect, encode_spans(make_spans()).SerializeToString())[0] == 200
+    assert post(collect, b"junk")[0] == 400
+    log = tmp_path / "collect.log"
+    deadline = time.monotonic() + 10
+    while "requests accepted" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "1 requests accepted, 6 spans -> 6 Kafka messages; rejected 400:1" in log.read_text()
 
 
 def test_empty_request_is_accepted_and_other_methods_are_not(collect):
