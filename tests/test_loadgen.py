@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -200,3 +201,58 @@ def test_shadow_mirror_never_blocks_the_primary_and_drops_when_full(kafka_bootst
     assert roles == {("gpt-5.4", "primary"): 1, ("slow-candidate", "shadow"): 1, ("gpt-5.4", None): 1}
     assert len({s[semconv.SHADOW_PAIR_ID] for s in spans if semconv.SHADOW_PAIR_ID in s}) == 1
     assert all(s[semconv.TASK] == "simple" for s in spans)
+
+
+def test_duration_bound_run_starts_calls_at_the_target_rate(kafka_bootstrap, topic, simulator, monkeypatch):
+    monkeypatch.setenv("CUTOVER_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv("CUTOVER_SPANS_TOPIC", topic)
+    settings = LoadgenSettings(loadgen_base_url=simulator.base_url, loadgen_rate=20, loadgen_shadow=0, loadgen_timeout=2)
+    summary = run_loadgen(settings, duration=1.0, capture_content=False)
+    assert summary.calls == 20 and summary.shadow.mirrored == 0 and summary.spans_expected == 20
+    assert 15 < summary.rate_per_s < 25
+    assert len(consume_spans(kafka_bootstrap, topic, 20)) == 20
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "value"),
+    [
+        ("loadgen", "CUTOVER_LOADGEN_MIX", "coding=1,poetry=2"),
+        ("loadgen", "CUTOVER_LOADGEN_SHADOW", "1.5"),
+        ("simulate", "CUTOVER_SIMULATOR_PORT", "70000"),
+        ("simulate", "CUTOVER_SIMULATOR_PROFILES", "/nonexistent/profiles.yaml"),
+    ],
+)
+def test_bad_settings_stop_with_one_line_and_exit_2(tmp_path, command, variable, value):
+    done = subprocess.run(
+        [sys.executable, "-m", "cutover.cli", command, *(["--calls", "1"] if command == "loadgen" else [])],
+        env={"PATH": "/usr/bin:/bin", "CUTOVER_HOME": str(tmp_path), variable: value},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert variable in lines[0] or value in lines[0]
+
+
+def test_cutover_simulate_serves_until_stopped(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cutover.cli", "simulate", "--port", str(port), "--time-scale", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert f"127.0.0.1:{port}/v1" in process.stdout.readline()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sim", max_retries=0, timeout=5) as client:
+                    assert [m.id for m in client.models.list()] == ["gpt-5.4", "gpt-5.5", "gpt-5.5-pro", "gpt-4o-mini"]
+                break
+            except openai.APIConnectionError:
+                assert time.monotonic() < deadline, process.stderr.read()
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why it ended
+        assert process.wait(timeout=15) in (0, -signal.SIGTERM)
+    assert "Traceback" not in process.stderr.read()
