@@ -44,13 +44,6 @@ _DECLINE = re.compile(
 )
 # A decline that goes on to deliver ("..., but here's a skeleton") is a partial answer.
 _DELIVERS = re.compile(r"\bbut\s+here(?:'s|\s+is|\s+are)\b|```")
-# Every pattern above contains one of these; most answers contain none, and substring tests
-# (in C) rule them out ~30x faster than the regex can.
-_NECESSARY = (
-    "can't", "cant", "cannot", "can not", "won't", "wont", "will not", "unable", "not able", "not allowed",
-    "not permitted", "not going", "not comfortable", "decline", "refuse", "something", "outside", "violat",
-    "against",
-)
 _IRREGULAR_SPACE = re.compile(r"\s\s|[^\S ]")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 
@@ -64,11 +57,6 @@ def is_refusal_text(text: str) -> bool:
         lead = lead.translate(_APOSTROPHES)
     if _IRREGULAR_SPACE.search(lead):
         lead = " ".join(lead.split())
-    for word in _NECESSARY:
-        if word in lead:
-            break
-    else:
-        return False
     decline = _DECLINE.search(lead)
     if decline is None:
         return False

@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+# The checks of one call read the same texts several times; a few hundred entries cover
+# that reuse without pinning many large RAG contexts in memory.
+_CACHED_TEXTS = 256
 _TOKEN = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n+")
 # An enumerator ("1)", "2." at the start of a line) is layout, not a fact.
@@ -62,7 +65,7 @@ def stem(token: str) -> str:
     return token
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=_CACHED_TEXTS)
 def content_terms(text: str) -> frozenset[str]:
     """Stemmed lower-case terms that carry meaning (stop words dropped)."""
     return frozenset(stem(t) for t in _TOKEN.findall(normalise(text).lower()) if t not in STOPWORDS)
@@ -83,14 +86,14 @@ def _number_value(raw: str) -> str:
     return cleaned or "0"
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=_CACHED_TEXTS)
 def numbers(text: str) -> frozenset[str]:
     """Numbers stated in a text, normalised ('1,200' -> '1200', '3.50' -> '3.5'); enumerators ignored."""
     body = _NUMBER_WORD.sub(lambda m: _NUMBER_WORDS[m.group().lower()], _ENUMERATOR.sub(" ", normalise(text)))
     return frozenset(_number_value(m.group()) for m in _NUMBER.finditer(body))
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=_CACHED_TEXTS)
 def quantities(text: str) -> frozenset[tuple[str, str]]:
     """(number, the word it counts): ('10', 'user') for '10 users'; tells swapped numbers apart."""
     body = _NUMBER_WORD.sub(lambda m: _NUMBER_WORDS[m.group().lower()], _ENUMERATOR.sub(" ", normalise(text)))
@@ -101,12 +104,12 @@ def quantities(text: str) -> frozenset[tuple[str, str]]:
     )
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=_CACHED_TEXTS)
 def identifiers(text: str) -> frozenset[str]:
     return frozenset(m.group().lower() for m in _IDENTIFIER.finditer(normalise(text)))
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=_CACHED_TEXTS)
 def names(text: str) -> frozenset[str]:
     """Capitalised names (people, places, products, acronyms) as lower-case phrases."""
     found = set()
@@ -136,3 +139,7 @@ def overlap_f1(answer: str, other: str) -> float:
         return 0.0
     precision, recall = common / len(a), common / len(b)
     return 2 * precision * recall / (precision + recall)
+
+
+# The cached feature functions (bench/enrichment.py clears them to measure cold calls).
+CACHED = (content_terms, numbers, quantities, identifiers, names)
