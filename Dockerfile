@@ -11,7 +11,8 @@ COPY processors ./processors
 COPY dashboards ./dashboards
 COPY simulator ./simulator
 COPY docs ./docs
-RUN pip install . && useradd --system --home-dir /var/lib/cutover --create-home cutover
+# Editable, so the dashboard finds docs/sql.md beside the packages.
+RUN pip install -e . && useradd --system --home-dir /var/lib/cutover --create-home cutover
 USER cutover
 ENTRYPOINT ["cutover"]
 CMD ["--help"]

@@ -42,7 +42,7 @@ class CutoverSettings(BaseSettings):
     consumer_group: str = Field(default="cutover-processor", description="Kafka consumer group of the processors.")
     clickhouse_url: str = Field(
         default="",
-        description="`chdb://PATH` (embedded engine, one process per path) or `http(s)://host:port` "
+        description="`chdb://PATH` (embedded engine, one process per path) or `http(s)://[user:password@]host:port` "
         "(ClickHouse server). Default: chdb:// + `$CUTOVER_HOME/chdb`.",
     )
     clickhouse_database: str = Field(default="cutover", description="ClickHouse database of all cutover tables.")
@@ -65,7 +65,7 @@ class CutoverSettings(BaseSettings):
             if value == "chdb://":
                 raise ValueError("chdb:// needs a data path, e.g. chdb://.cutover/chdb")
             return value
-        if re.match(r"^https?://[^/:]+(:\d{1,5})?/?$", value):
+        if re.match(r"^https?://([^/@\s]+@)?[^/:@\s]+(:\d{1,5})?/?$", value):
             return value.rstrip("/")
         raise ValueError(f"expected chdb://PATH or http(s)://host:port, got {value!r}")
 

@@ -1,15 +1,11 @@
-import importlib
-import inspect
-import pkgutil
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from pydantic_settings import BaseSettings
-
 from cutover.settings import CutoverSettings, SettingsError, load
+from tests.support import settings_variables
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,31 +54,9 @@ def test_load_raises_settings_error_with_code_2(monkeypatch):
     assert raised.value.code == 2
 
 
-def _settings_classes() -> set[type[BaseSettings]]:
-    """Every settings class of the project: each component keeps its slice in a `settings` module."""
-    for package in ("cutover", "collectors", "processors", "dashboards", "simulator"):
-        if not (REPO / package).is_dir():
-            continue
-        for info in pkgutil.walk_packages([str(REPO / package)], prefix=f"{package}."):
-            if info.name.rsplit(".", 1)[-1].endswith("settings") or info.name.endswith(".local_kafka"):
-                importlib.import_module(info.name)
-    importlib.import_module("cutover.local_kafka")
-    found, queue = set(), [CutoverSettings]
-    while queue:
-        cls = queue.pop()
-        found.add(cls)
-        queue.extend(cls.__subclasses__())
-    return found
-
-
 def test_every_setting_is_in_the_readme_configuration_table():
     readme = (REPO / "README.md").read_text()
     documented = set(re.findall(r"^\|\s*`(CUTOVER_[A-Z0-9_]+)`", readme, flags=re.M))
-    declared = {
-        f"CUTOVER_{name.upper()}"
-        for cls in _settings_classes()
-        if inspect.isclass(cls)
-        for name in cls.model_fields
-    }
+    declared = settings_variables()
     assert declared - documented == set(), "add these to the README configuration table"
     assert documented - declared == set(), "the README documents variables no settings class reads"
