@@ -205,3 +205,32 @@ def test_a_failing_write_is_retried_not_lost(ch_client, ch_database):
         worker.stop()
     assert stored(ch_client, ch_database)["late"][:3] == (2, 1, 1)
     assert worker.stats.abandoned == 0
+
+
+class _SleepyCheck:
+    name = "sleepy"
+
+    def run(self, call) -> Flag:
+        time.sleep(0.1)
+        return Flag(self.name, 0.0, False, "took 100 ms")
+
+
+def test_stop_is_bounded_and_counts_what_stays_unchecked(ch_client, ch_database):
+    migrate(ch_client, ch_database)
+    rows = [call_row(f"z{i:03d}", "gpt-5.5", "Refunds take 30 days.", i) for i in range(100)]
+    write_calls(ch_client, ch_database, rows)
+    worker = HallucinationWorker(
+        ch_client, ch_database, settings(hallucination_queue_size=100, hallucination_batch_size=1),
+        checks=[_SleepyCheck()],
+    )
+    worker.start()
+    worker.submit(rows)
+    started = time.monotonic()
+    worker.stop(timeout=0.5)
+    assert time.monotonic() - started < 3
+    stats = worker.stats
+    assert 0 < stats.checked < 100 and stats.checked + stats.abandoned == 100
+    checked = ch_client.query(
+        f"SELECT count() FROM {ch_database}.llm_calls FINAL WHERE hallucination_checked = 1"
+    ).result_rows[0][0]
+    assert checked == stats.checked

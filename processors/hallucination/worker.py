@@ -181,6 +181,9 @@ class HallucinationWorker:
 
     def _next_batch(self) -> list[tuple[Mapping[str, Any], float]] | None:
         batch: list[tuple[Mapping[str, Any], float]] = []
+        if self._give_up.is_set():  # stop() ran out of time: what is still queued stays unchecked
+            self.stats.abandoned += self._queue.qsize()
+            return None
         while not batch:
             try:
                 batch.append(self._queue.get(timeout=0.2))
