@@ -110,6 +110,38 @@ def test_shadow_pair_is_judged_when_the_second_half_arrives(ch_client, ch_databa
     assert worker.stats.partner_updates == 1
 
 
+def test_both_halves_of_a_pair_in_one_batch_as_the_processor_hands_them_over(ch_client, ch_database):
+    migrate(ch_client, ch_database)
+    question = "Who wrote Hamlet?"
+    primary = call_row("p3", "gpt-5.4", "William Shakespeare wrote Hamlet around 1600.", shadow_pair_id="pair-3",
+                       context_text="", input_text=question)
+    shadow = call_row("s3", "gpt-5.5", "Hamlet was written by Christopher Marlowe in 1590.", 1,
+                      shadow_pair_id="pair-3", context_text="", input_text=question)
+    write_calls(ch_client, ch_database, [primary, shadow])
+    # the processor's row dicts: start time in int microseconds, booleans, no sample-rate column
+    handed = []
+    for row in (primary, shadow):
+        row = dict(row, start_time=int(row["start_time"].timestamp()) * 1_000_000, is_error=False,
+                   is_refusal=False, hallucination_checked=False, hallucination_flag=False)
+        handed.append(row)
+    worker = HallucinationWorker(ch_client, ch_database, settings())
+    worker.start()
+    try:
+        worker.submit(handed)
+        assert worker.wait_idle(60)
+    finally:
+        worker.stop()
+    calls = stored(ch_client, ch_database)
+    assert calls["p3"][:3] == (2, 1, 1) and calls["s3"][:3] == (2, 1, 1)
+    assert worker.stats.write_failures == 0 and worker.stats.partner_updates == 0
+    pair = ch_client.query(
+        f"SELECT span_id, flagged, start_time FROM {ch_database}.hallucination_flags FINAL "
+        "WHERE check_name = 'shadow_disagreement' ORDER BY span_id"
+    ).result_rows
+    assert [(span, flagged) for span, flagged, _ in pair] == [("p3", 1), ("s3", 1)]
+    assert pair[0][2].replace(tzinfo=timezone.utc) == primary["start_time"]
+
+
 def test_pair_verdict_reaches_a_partner_whose_own_check_has_not_run(ch_client, ch_database):
     """The race of two instances: the partner is stored but its worker looked before this call existed."""
     migrate(ch_client, ch_database)

@@ -215,7 +215,9 @@ class HallucinationWorker:
 
     def process(self, batch: Sequence[tuple[Mapping[str, Any], float]]) -> None:
         """Check one batch and write its flags and new call versions (idempotent, so retried whole)."""
-        partners = self._partners([row for row, _ in batch])
+        rows = [row for row, _ in batch]
+        partners = self._partners(rows)
+        in_batch = {row["span_id"] for row in rows}
         flag_rows: list[tuple] = []
         verdicts: dict[str, tuple[int, float]] = {}
         later: dict[str, int] = {}  # stored partners (not in this batch) whose pair verdict is known now
@@ -230,34 +232,30 @@ class HallucinationWorker:
                 )
             flags = [flag for check in self.checks if (flag := check.run(call)) is not None]
             flag_rows.extend(self._flag_row(call, flag, rate) for flag in flags)
-            flagged = any(flag.flagged for flag in flags)
-            verdicts[call["span_id"]] = (int(flagged), rate)
-            self.stats.flagged += flagged
-            # The partner gets the verdict even if its own check has not run yet: that run may
-            # have looked for this call before it was stored, and would never judge the pair.
-            if partner is not None and self._pair_check is not None:
-                mirrored = dict(partner, partner_output_text=call["output_text"], partner_model=call["model"],
-                                partner_span_id=call["span_id"])
+            verdicts[call["span_id"]] = (int(any(flag.flagged for flag in flags)), rate)
+            # A stored partner gets the verdict even if its own check has not run yet: that run
+            # may have looked for this call before it was stored, and would never judge the pair.
+            if partner is not None and partner["span_id"] not in in_batch and self._pair_check is not None:
+                mirrored = dict(
+                    partner, partner_output_text=call["output_text"], partner_model=call["model"],
+                    partner_span_id=call["span_id"],
+                )
                 flag = self._pair_check.run(mirrored)
                 if flag is not None:
                     flag_rows.append(self._flag_row(mirrored, flag, partner["hallucination_sample_rate"]))
-                    later[partner["span_id"]] = int(flag.flagged)
-        later = {span: flag for span, flag in later.items() if span not in verdicts}
+                    later[partner["span_id"]] = max(later.get(partner["span_id"], 0), int(flag.flagged))
         if flag_rows:
-            self.client.insert(
-                "hallucination_flags",
-                flag_rows,
-                column_names=list(FLAG_COLUMNS),
-                database=self.database,
-            )
-        self._new_versions(verdicts, [row for row, _ in batch])
+            self.client.insert("hallucination_flags", flag_rows, column_names=list(FLAG_COLUMNS), database=self.database)
+        self._new_versions(verdicts, rows)
         if later:
             earlier = [p for p in partners.values() if p["span_id"] in later]
             self._new_versions({span: (flag, -1.0) for span, flag in later.items()}, earlier, checked=False)
-        self.stats.batches += 1
-        self.stats.checked += len(batch)
-        self.stats.flags_written += len(flag_rows)
-        self.stats.partner_updates += len(later)
+        stats = self.stats  # counted once the batch is written: a retried batch is not counted twice
+        stats.batches += 1
+        stats.checked += len(batch)
+        stats.flagged += sum(flagged for flagged, _ in verdicts.values())
+        stats.flags_written += len(flag_rows)
+        stats.partner_updates += len(later)
 
     @staticmethod
     def _flag_row(call: Mapping[str, Any], flag: Flag, rate: float) -> tuple:
