@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaTimeoutError
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -111,7 +111,7 @@ class KafkaSpanExporter(SpanExporter):
                 continue
             try:
                 future = producer.send(self.topic, key=message.key, value=message.value)
-            except KafkaError as error:
+            except Exception as error:  # counted, whatever the client raises
                 # Metadata did not come in time: the rest of this batch would wait just as long.
                 unreachable = isinstance(error, KafkaTimeoutError)
                 self._count_failed(message.spans, size, error)

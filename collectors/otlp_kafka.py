@@ -154,7 +154,7 @@ class LazyProducer:
                 try:
                     self._producer = self._factory()
                     self.last_error = ""
-                except KafkaError as error:
+                except Exception as error:  # whatever stops the client from starting, Kafka is unavailable
                     self.last_error = f"{type(error).__name__}: {error}"
                     self._next_attempt = time.monotonic() + self._retry_s
                     log.warning("Kafka unavailable (%s); retrying in %.0fs", self.last_error, self._retry_s)
