@@ -100,6 +100,16 @@ def test_p99_above_the_model_timeout(ch_client, ch_database, calls):
     assert later[0].period != alerts[0].period
 
 
+def test_calls_cut_at_the_timeout_put_p99_at_the_timeout_and_that_alerts(ch_client, ch_database, calls):
+    # 2% of gpt-5.4 calls time out and are recorded at the 30 s cut; the rest take 2 s
+    calls.add("gpt-5.4", 500, latency_ms=lambda i: 30_000.0 if i % 50 == 0 else 2_000.0)
+    # 0.8% time out: p99 stays below the timeout
+    calls.add("gpt-5.5", 500, latency_ms=lambda i: 45_000.0 if i < 4 else 3_000.0)
+    alerts = AlertEvaluator(ch_client, ch_database, settings()).run_once(NOW)
+    assert [(a.model, a.threshold) for a in alerts] == [("gpt-5.4", 30_000)]
+    assert "over 1% of calls are cut" in alerts[0].message
+
+
 def test_refusal_rate_significantly_above_the_other_model(ch_client, ch_database, calls):
     calls.add("gpt-5.5", 400, refusals=40, errors=4)  # refusal 40/396 = 10.1%, errors 1%
     calls.add("gpt-5.4", 400, refusals=8, errors=4)  # refusal 2%, errors 1%
