@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -62,7 +64,7 @@ def simulate(
 
 
 def loadgen(
-    calls: Optional[int] = typer.Option(None, min=1, help="Stop after this many primary calls."),
+    calls: Optional[int] = typer.Option(None, min=1, help="Stop after this many primary calls (neither limit: until Ctrl-C)."),
     duration: Optional[str] = typer.Option(None, help="Stop after this long: seconds, or 90s / 5m / 1h."),
     rate: Optional[float] = typer.Option(None, help="Target primary calls per second, 0 = unpaced [CUTOVER_LOADGEN_RATE]."),
     concurrency: Optional[int] = typer.Option(None, help="Primary calls in flight at most [CUTOVER_LOADGEN_CONCURRENCY]."),
@@ -97,6 +99,7 @@ def loadgen(
     from simulator.loadgen import run_loadgen
 
     err = Console(stderr=True)
+    stop = _stop_on_signals(err)
     columns = [TextColumn("[bold]loadgen"), BarColumn(), MofNCompleteColumn() if calls else TextColumn(""),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn()]
     started = time.monotonic()
@@ -108,8 +111,9 @@ def loadgen(
             progress.update(bar, completed=position, status=f"{done} calls, {errors} errors")
 
         try:
-            summary = run_loadgen(settings, calls, seconds, capture_content=capture_content, on_call=on_call)
+            summary = run_loadgen(settings, calls, seconds, stop, capture_content=capture_content, on_call=on_call)
         except KeyboardInterrupt:
+            err.print("aborted: calls in flight and buffered spans were abandoned")
             raise typer.Exit(130) from None
     if json_output:
         typer.echo(summary.model_dump_json(indent=2))
@@ -121,6 +125,21 @@ def loadgen(
     if summary.spans_dropped:
         err.print(f"[red]{summary.spans_dropped} of {summary.spans_expected} spans were dropped on the way to Kafka")
         raise typer.Exit(1)
+
+
+def _stop_on_signals(console: Any) -> threading.Event:
+    """Ctrl-C or SIGTERM: start no new calls, finish the ones in flight, flush, summarise; twice: abort."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        console.print("stopping: finishing the calls in flight and flushing spans (again to abort)")
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop
 
 
 def _print_summary(summary: Summary, console: Any, settings: LoadgenSettings) -> None:

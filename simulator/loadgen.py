@@ -8,6 +8,7 @@ the simulator's answers follow the same plan.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import threading
@@ -21,12 +22,14 @@ from typing import Any, Literal
 import openai
 from pydantic import BaseModel
 
-from collectors.instrument import instrument
+from collectors.instrument import Instrumentation, instrument
 from collectors.labels import call_labels, current_labels
 from collectors.shadow import ShadowMirror
 from simulator.server import NONCE_HEADER
 from simulator.settings import LoadgenSettings
 from simulator.workload import TASK_CLASSES, Corpus, Task, load_corpus
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = "loadgen"
 Api = Literal["chat", "responses"]
@@ -42,7 +45,7 @@ class CallPlan:
     nonce: str
 
 
-class Planner:
+class CallPlanner:
     """Call `index` -> what to ask, how, and whether to mirror it."""
 
     def __init__(self, settings: LoadgenSettings, corpus: Corpus) -> None:
@@ -181,7 +184,7 @@ class LoadGenerator:
     def __init__(self, settings: LoadgenSettings, client: openai.OpenAI, mirror: ShadowMirror) -> None:
         self.settings = settings
         self.corpus = load_corpus()
-        self.planner = Planner(settings, self.corpus)
+        self.planner = CallPlanner(settings, self.corpus)
         self.client = client
         self.mirror = mirror
         self.tally = _Tally()
@@ -195,7 +198,9 @@ class LoadGenerator:
             reply = create(**kwargs)
             refused = _drain(reply, api) if plan.stream else _api_refusal(reply, api)
             result = CallResult(model, True, refused, None, time.perf_counter() - started)
-        except openai.OpenAIError as error:
+        except Exception as error:  # every failure is a counted outcome of the run, never a lost call
+            if not isinstance(error, openai.OpenAIError):
+                log.warning("call %s to %s failed unexpectedly: %r", plan.index, model, error)
             result = CallResult(model, False, False, type(error).__name__, time.perf_counter() - started)
         labels = current_labels()
         self.tally.add(result, plan, primary=labels is None or labels.shadow_role != "shadow")
@@ -266,15 +271,20 @@ def run_loadgen(
     stop_event: threading.Event | None = None,
     *,
     capture_content: bool | None = None,
+    instrumentation: Instrumentation | None = None,
     on_call: Callable[[int, int], None] | None = None,
 ) -> Summary:
     """Run until `calls` primary calls, `duration` seconds or `stop_event`; every span is on Kafka on return.
 
-    `capture_content=None` leaves content capture to `CUTOVER_CAPTURE_CONTENT`.
+    Without `instrumentation` the run instruments the process itself (service `loadgen`; content
+    capture from `capture_content`, else `CUTOVER_CAPTURE_CONTENT`) and shuts it down at the end;
+    an application that is already instrumented passes its own, which is flushed, not shut down.
+    `on_call(primary calls done, primary errors)` runs after each primary call (progress bars).
     """
     if calls is None and duration is None and stop_event is None:
         raise ValueError("give calls, duration or a stop_event, or the load never ends")
-    instrumentation = instrument(service_name=SERVICE_NAME, capture_content=capture_content)
+    owned = instrumentation is None
+    instrumentation = instrumentation or instrument(service_name=SERVICE_NAME, capture_content=capture_content)
     client = openai.OpenAI(
         base_url=settings.loadgen_base_url,
         api_key=os.environ.get("OPENAI_API_KEY", "simulator"),
@@ -296,7 +306,8 @@ def run_loadgen(
         client.close()
         instrumentation.force_flush()
         dropped = instrumentation.dropped
-        instrumentation.shutdown()
+        if owned:
+            instrumentation.shutdown()
     elapsed = time.monotonic() - began
     shadow = mirror.stats
     models = generator.tally.models()

@@ -19,7 +19,7 @@ from collectors.labels import call_labels
 from collectors.shadow import ShadowMirror
 from cutover import semconv
 from cutover.local_kafka import free_port
-from simulator.loadgen import Planner as CallPlanner
+from simulator.loadgen import CallPlanner
 from simulator.loadgen import run_loadgen
 from simulator.server import SimulatorThread
 from simulator.settings import LoadgenSettings, SimulatorSettings
