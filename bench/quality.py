@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from processors.hallucination import DEFAULT_CHECKS, build_checks  # noqa: E402
+from processors.hallucination.text import CACHED  # noqa: E402
 from processors.refusal import is_refusal_text  # noqa: E402
 
 DATA = REPO / "processors" / "data"
@@ -96,7 +97,11 @@ def hallucinations(with_embeddings: bool) -> None:
         for check in checks:  # warm-up (the model's first call pays for lazy initialisation)
             check.run(calls[0])
         started = time.perf_counter()
-        flags = [[f for check in checks if (f := check.run(call)) is not None] for call in calls]
+        flags = []
+        for call in calls:
+            flags.append([f for check in checks if (f := check.run(call)) is not None])
+            for cached in CACHED:  # examples share contexts; real calls bring new texts
+                cached.cache_clear()
         elapsed = time.perf_counter() - started
         verdicts[label] = [any(f.flagged for f in call_flags) for call_flags in flags]
         covered = sum(bool(call_flags) for call_flags in flags)
