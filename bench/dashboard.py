@@ -39,10 +39,15 @@ def main() -> None:
 
     path = args.path or Path(tempfile.mkdtemp(prefix="cutover-bench-dashboard-"))
     client = open_client(f"chdb://{path}")
-    began = time.perf_counter()
-    start, end = seed(client, DB, args.calls, args.days * 24)
-    seconds = time.perf_counter() - began
-    print(f"seeded {args.calls:,} calls over {args.days:g} days (+ histograms) in {seconds:.1f} s ({args.calls / seconds:,.0f} calls/s)")
+    seeded = client.query(f"SELECT count(), max(start_time) FROM {DB}.llm_calls") if client.command(f"EXISTS TABLE {DB}.llm_calls") else None
+    if seeded is not None and seeded.result_rows[0][0] == args.calls:  # --path of an earlier run: reuse its data
+        end = (seeded.result_rows[0][1] + timedelta(minutes=1)).replace(second=0, microsecond=0, tzinfo=None)
+        print(f"reusing {args.calls:,} calls in {path}")
+    else:
+        began = time.perf_counter()
+        _, end = seed(client, DB, args.calls, args.days * 24)
+        seconds = time.perf_counter() - began
+        print(f"seeded {args.calls:,} calls over {args.days:g} days (+ histograms) in {seconds:.1f} s ({args.calls / seconds:,.0f} calls/s)")
 
     panels: list[tuple[str, Callable[[Filters], object]]] = [
         ("sidebar: models/services/tasks", lambda f: queries.dimensions(client, DB, f.start, f.end)),
@@ -53,7 +58,8 @@ def main() -> None:
         ("latency: advisor buckets per model x task", lambda f: queries.merged_buckets(client, DB, f, "latency_ms", ("model", "task"))),
         ("latency: timeouts in force", lambda f: queries.timeouts_in_force(client, DB, f)),
         ("cost: cost and tokens per model x task", lambda f: queries.cost_and_tokens(client, DB, f)),
-        ("cost: budget burn (month to date)", lambda f: queries.spend_by_hour(client, DB, end.replace(day=1, hour=0, minute=0), end)),
+        ("cost: budget burn, this hour (each refresh)", lambda f: queries.spend_by_hour(client, DB, end.replace(minute=0), end)),
+        ("cost: budget burn, month (cached 10 min)*", lambda f: queries.spend_by_hour(client, DB, end.replace(day=1, hour=0, minute=0), end)),
         ("quality: rates over time", lambda f: queries.quality_over_time(client, DB, f, 15)),
         ("quality: flagged calls (200)", lambda f: queries.flagged_calls(client, DB, f, 200)),
         ("shadow: pairs (50,000 newest)", lambda f: queries.shadow_pairs(client, DB, f, 50_000)),
@@ -74,9 +80,10 @@ def main() -> None:
                 times.append((time.perf_counter() - t0) * 1000)
             median = statistics.median(times)
             ok = median < TARGET_MS
-            misses += label == "24 h" and not ok
+            misses += label == "24 h" and not ok and not name.endswith("*")
             print(f"{name:44} {label:>5} {median:10.1f} {min(times):8.1f} {TARGET_MS:7.0f}  {'ok' if ok else 'OVER'}")
-    print(f"\n{misses} panel queries over the {TARGET_MS:.0f} ms target on the default 24 h range")
+    print("\n* range-independent and cached by the page for 10 minutes: not run on each refresh")
+    print(f"{misses} per-refresh panel queries over the {TARGET_MS:.0f} ms target on the default 24 h range")
 
 
 if __name__ == "__main__":

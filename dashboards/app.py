@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import filters
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from dashboards import context, filters
 
 st.set_page_config(page_title="LLM cutover", page_icon=":material/compare_arrows:", layout="wide")
 
@@ -19,5 +21,8 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-filters.sidebar()
-page.run()
+try:
+    filters.sidebar()
+    page.run()
+except ClickHouseError as error:
+    context.store_error(error)

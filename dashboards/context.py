@@ -6,6 +6,7 @@ import math
 
 import streamlit as st
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
 from cutover.settings import load
 from cutover.store import client_for
@@ -36,12 +37,32 @@ def database() -> str:
     return settings().clickhouse_database
 
 
-def no_data(what: str = "calls") -> None:
+def no_data(what: str = "calls", hint: str = "") -> None:
     st.info(
-        f"No {what} in this range. Is `cutover process` running and consuming "
+        f"No {what} in this range. {hint}Is `cutover process` running and consuming "
         f"`{settings().spans_topic}`? Widen the time range or clear the filters in the sidebar.",
         icon=":material/hourglass_empty:",
     )
+
+
+MISSING_CODES = ("Code: 81.", "Code: 60.")  # UNKNOWN_DATABASE, UNKNOWN_TABLE
+
+
+def store_error(error: ClickHouseError) -> None:
+    """Say plainly what is wrong with the store and what to do, instead of a traceback."""
+    where = f"`{settings().clickhouse_dsn}`, database `{database()}`"
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if any(code in str(error) for code in MISSING_CODES):
+        st.warning(
+            f"No cutover tables in {where} yet: start `cutover process`, which creates them, "
+            f"or check `CUTOVER_CLICKHOUSE_DATABASE`.",
+            icon=":material/table_view:",
+        )
+    elif isinstance(error, OperationalError):
+        st.error(f"ClickHouse at {where} does not answer: {first_line}. Is it running? The page retries on refresh.",
+                 icon=":material/cloud_off:")
+    else:
+        st.error(f"ClickHouse error on {where}: {first_line}", icon=":material/error:")
 
 
 def ms(value: float | None) -> str:

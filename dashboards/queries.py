@@ -60,7 +60,11 @@ def _where(time_column: str = "start_time", services: bool = True, models: bool 
 
 
 def _df(client: Client, sql: str, parameters: dict[str, Any], settings: dict[str, Any] | None = None) -> pd.DataFrame:
-    return client.query_df(sql, parameters=parameters, settings=settings or _FINAL)
+    frame = client.query_df(sql, parameters=parameters, settings=settings or _FINAL)
+    if frame.columns.empty:  # chDB sends no header with an empty result: ask ClickHouse for its columns
+        described = client.query(f"DESCRIBE ({sql})", parameters=parameters)
+        frame = pd.DataFrame(columns=[row[0] for row in described.result_rows])
+    return frame
 
 
 # --- filters ----------------------------------------------------------------------------------
@@ -152,7 +156,7 @@ def timeouts_in_force(client: Client, db: str, f: Filters) -> pd.DataFrame:
     return _df(
         client,
         f"""
-        SELECT model, task, topKIf(1)(client_timeout_s, client_timeout_s IS NOT NULL)[1] AS timeout_s,
+        SELECT model, task, anyHeavyIf(client_timeout_s, client_timeout_s IS NOT NULL) AS timeout_s,
                sum(is_timeout) AS timed_out, count() AS calls
         FROM {db}.llm_calls FINAL
         WHERE {_where()}
@@ -262,7 +266,7 @@ def shadow_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataFram
         toNullable(toFloat64(anyIf(cost_usd, shadow_role = '{r}'))) AS {r}_cost_usd,
         anyIf(multiIf(is_error = 1, 'error', is_refusal = 1, 'refusal', 'answer'), shadow_role = '{r}') AS {r}_outcome,
         anyIf(content_captured, shadow_role = '{r}') AS {r}_captured,
-        anyIf(lower(trimBoth(output_text)), shadow_role = '{r}') AS {r}_text"""
+        anyIf(cityHash64(lower(trimBoth(output_text))), shadow_role = '{r}') AS {r}_text_hash"""
     return _df(
         client,
         f"""

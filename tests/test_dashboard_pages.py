@@ -155,3 +155,21 @@ def test_sql_explorer_refuses_writes_and_runs_examples(seeded):
     at.button(key="run_sql").click().run()
     assert not at.error, [e.value for e in at.error]
     assert len(at.dataframe[0].value) == 3  # p50/p95/p99 per model
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_empty_and_missing_store_say_what_to_do(ch_client, ch_database, chdb_path, monkeypatch, page):
+    dsn = f"chdb://{chdb_path}"
+    monkeypatch.setitem(store._clients, dsn, ch_client)
+    monkeypatch.setattr(context, "_settings", DashboardSettings(clickhouse_url=dsn, clickhouse_database=ch_database))
+    missing = render(page)  # the database does not exist yet
+    if page != "sql_explorer":  # the explorer needs no table to show its editor
+        assert any("start `cutover process`" in w.value for w in missing.warning), [w.value for w in missing.warning]
+
+    from processors.schema import migrate
+
+    migrate(ch_client, ch_database)
+    empty = render(page)
+    assert not empty.error, [e.value for e in empty.error]
+    if page in ("overview", "latency", "cost", "quality", "shadow"):
+        assert any("Is `cutover process` running" in i.value for i in empty.info), [i.value for i in empty.info]

@@ -84,9 +84,17 @@ def period_bounds(now: datetime, period: str) -> tuple[datetime, datetime]:
     return start, (start + timedelta(days=32)).replace(day=1)
 
 
+@st.cache_data(ttl=600, show_spinner=False)
+def spend_history(database: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Spend of the period's finished hours: they barely change, so one scan per 10 minutes."""
+    return queries.spend_by_hour(context.client(), database, start, end)
+
+
 now = filters.now()
 p_start, p_end = period_bounds(now, settings.budget_period)
-spend = queries.spend_by_hour(client, db, p_start, p_end)
+this_hour = now.replace(minute=0, second=0, microsecond=0)
+history = spend_history(db, p_start, this_hour)
+spend = pd.concat([history, queries.spend_by_hour(client, db, this_hour, p_end)], ignore_index=True)
 spent = float(spend["spend_usd"].sum()) if not spend.empty else 0.0
 elapsed_h = max((now - p_start).total_seconds() / 3600, 1 / 60)
 projected = spent / elapsed_h * ((p_end - p_start).total_seconds() / 3600)

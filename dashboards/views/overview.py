@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from dashboards import context, filters, queries, stats
 
@@ -37,48 +38,52 @@ def _tiles(summary: pd.DataFrame, latency: pd.DataFrame, f: queries.Filters) -> 
     return pd.DataFrame(rows)
 
 
-def _delta(b: float | None, a: float | None, scale: float = 1.0, unit: str = "") -> str | None:
+def _delta(b: float | None, a: float | None, fmt: str) -> str | None:
+    """B minus A in the tile's unit; None (no delta shown) when either side is unknown."""
     if a is None or b is None or pd.isna(a) or pd.isna(b):
         return None
-    return f"{(b - a) * scale:+,.2f}{unit} vs A"
+    return fmt.format(b - a)
 
 
 def _model_tiles(t: dict, base: dict | None) -> None:
-    g = (lambda key: base.get(key)) if base else (lambda key: None)
+    def d(key: str, fmt: str) -> str | None:
+        return _delta(t[key], base[key], fmt) if base else None
+
     with st.container(border=True):
-        role = " (B)" if base else ""
-        st.subheader(f"{t['model']}{role}")
-        c = st.columns(4)
-        c[0].metric("calls/min", f"{t['calls_per_min']:,.1f}", _delta(t["calls_per_min"], g("calls_per_min")), delta_color="off")
-        c[1].metric("p50 latency", context.ms(t["p50_ms"]), _delta(t["p50_ms"], g("p50_ms"), unit=" ms"), delta_color="inverse")
-        c[2].metric("p95 latency", context.ms(t["p95_ms"]), _delta(t["p95_ms"], g("p95_ms"), unit=" ms"), delta_color="inverse")
-        c[3].metric("p99 latency", context.ms(t["p99_ms"]), _delta(t["p99_ms"], g("p99_ms"), unit=" ms"), delta_color="inverse")
-        c = st.columns(4)
-        c[0].metric("error %", context.pct(t["error_rate"]), _delta(t["error_rate"], g("error_rate"), 100, " pt"), delta_color="inverse")
-        c[1].metric("refusal %", context.pct(t["refusal_rate"]), _delta(t["refusal_rate"], g("refusal_rate"), 100, " pt"), delta_color="inverse")
-        c[2].metric(
-            "hallucination-flag %",
-            context.pct(t["flag_rate"]),
-            _delta(t["flag_rate"], g("flag_rate"), 100, " pt"),
-            delta_color="inverse",
-            help=f"flagged / checked; {t['checked']:,} calls checked",
-        )
-        c[3].metric("tokens/call", f"{t['tokens_per_call']:,.0f}", _delta(t["tokens_per_call"], g("tokens_per_call")), delta_color="inverse")
-        c = st.columns(4)
-        c[0].metric("cost/hour", context.usd(t["cost_per_hour"]), _delta(t["cost_per_hour"], g("cost_per_hour"), unit=" $"), delta_color="inverse")
-        c[1].metric("unpriced calls", f"{t['unpriced']:,}", help="calls without a price: not in the cost numbers")
-        c[2].metric("calls", f"{t['calls']:,}")
+        st.subheader(f"{t['model']}{' (B)' if base else ''}")
+        c = st.columns(3)
+        c[0].metric("calls/min", f"{t['calls_per_min']:,.1f}", d("calls_per_min", "{:+,.1f}"), delta_color="off")
+        c[1].metric("calls", f"{t['calls']:,}")
+        c[2].metric("tokens/call", f"{t['tokens_per_call']:,.0f}", d("tokens_per_call", "{:+,.0f}"), delta_color="inverse")
+        c = st.columns(3)
+        c[0].metric("p50 latency", context.ms(t["p50_ms"]), d("p50_ms", "{:+,.0f} ms"), delta_color="inverse")
+        c[1].metric("p95 latency", context.ms(t["p95_ms"]), d("p95_ms", "{:+,.0f} ms"), delta_color="inverse")
+        c[2].metric("p99 latency", context.ms(t["p99_ms"]), d("p99_ms", "{:+,.0f} ms"), delta_color="inverse")
+        pt = "{:+.2%}"
+        c = st.columns(3)
+        c[0].metric("error %", context.pct(t["error_rate"]), d("error_rate", pt), delta_color="inverse")
+        c[1].metric("refusal %", context.pct(t["refusal_rate"]), d("refusal_rate", pt), delta_color="inverse")
+        c[2].metric("hallucination-flag %", context.pct(t["flag_rate"]), d("flag_rate", pt), delta_color="inverse",
+                    help=f"flagged / checked; {t['checked']:,} calls checked")
+        c = st.columns(3)
+        c[0].metric("cost/hour", context.usd(t["cost_per_hour"]), d("cost_per_hour", "{:+,.2f} $"), delta_color="inverse")
+        c[1].metric("unpriced calls", f"{t['unpriced']:,}", help="calls without a price: left out of the cost, never $0")
 
 
 @st.fragment(run_every=context.settings().dashboard_refresh_s)
 def live() -> None:
     f = filters.current()
     client, db = context.client(), context.database()
-    summary = queries.model_summary(client, db, f)
+    try:  # a fragment rerun is not inside the app's handler
+        summary = queries.model_summary(client, db, f)
+        latency = queries.merged_buckets(client, db, f, "latency_ms")
+    except ClickHouseError as error:
+        context.store_error(error)
+        return
     if summary.empty:
         context.no_data()
         return
-    tiles = _tiles(summary, queries.merged_buckets(client, db, f, "latency_ms"), f)
+    tiles = _tiles(summary, latency, f)
     unpriced = int(tiles["unpriced"].sum())
     st.caption(
         f"{f.start:%Y-%m-%d %H:%M} to {f.end:%H:%M} UTC, refreshed every {context.settings().dashboard_refresh_s} s · "

@@ -13,7 +13,7 @@ f = filters.current()
 settings = context.settings()
 pairs = queries.shadow_pairs(context.client(), context.database(), f, settings.dashboard_shadow_max_pairs)
 if pairs.empty:
-    context.no_data("shadow pairs (a primary call and its shadow mirror)")
+    context.no_data("shadow pairs", "Pairs come from shadow mirroring (a sampled copy of each call sent to the candidate model): is it on in the app? ")
     st.stop()
 
 combos = pairs.groupby(["primary_model", "shadow_model"]).size().sort_values(ascending=False)
@@ -33,12 +33,12 @@ tokens = stats.mean_delta(answered["primary_tokens"].to_numpy(), answered["shado
 priced = p.dropna(subset=["primary_cost_usd", "shadow_cost_usd"])
 cost = stats.mean_delta(priced["primary_cost_usd"].to_numpy(), priced["shadow_cost_usd"].to_numpy())
 both_text = (p["primary_captured"] == 1) & (p["shadow_captured"] == 1) & (p["primary_outcome"] == "answer")
-agree = (p["primary_outcome"] == p["shadow_outcome"]) & (~both_text | (p["primary_text"] == p["shadow_text"]))
+agree = (p["primary_outcome"] == p["shadow_outcome"]) & (~both_text | (p["primary_text_hash"] == p["shadow_text_hash"]))
 agreement = stats.rate(int(agree.sum()), len(p))
 
 
-def ci_words(d: stats.Delta, unit: str, digits: int = 0) -> str:
-    return f"95% CI {d.low:+,.{digits}f} to {d.high:+,.{digits}f}{unit}"
+def ci_words(d: stats.Delta, unit: str, digits: int = 0, prefix: str = "") -> str:
+    return f"95% CI {prefix}{d.low:,.{digits}f} to {prefix}{d.high:,.{digits}f}{unit}"
 
 
 def verdict() -> str:
@@ -51,7 +51,7 @@ def verdict() -> str:
             parts.append(f"{shadow_model} shows no clear p95 latency difference ({latency_p95.estimate:+,.0f} ms, {ci_words(latency_p95, ' ms')})")
     if cost is not None:
         word = "more" if cost.estimate > 0 else "less"
-        parts.append(f"costs ${abs(cost.estimate):,.5f} {word} per call ({ci_words(cost, ' $', 5)})")
+        parts.append(f"costs ${abs(cost.estimate):,.5f} {word} per call ({ci_words(cost, '', 5, '$')})")
     if agreement is not None:
         parts.append(f"agrees with {primary_model} on {agreement.estimate:.1%} of pairs")
     return ", ".join(parts) + f", on {len(p):,} pairs."
@@ -112,6 +112,8 @@ st.altair_chart(
     alt.Chart(outcomes).mark_rect().encode(
         alt.X("shadow_outcome:N", title=f"shadow ({shadow_model})"), alt.Y("primary_outcome:N", title=f"primary ({primary_model})"),
         alt.Color("pairs:Q", scale=alt.Scale(type="log")), tooltip=["primary_outcome", "shadow_outcome", "pairs"])
-    + alt.Chart(outcomes).mark_text(color="white").encode(x="shadow_outcome:N", y="primary_outcome:N", text="pairs:Q"),
+    + alt.Chart(outcomes).mark_text(fontWeight="bold").encode(
+        x="shadow_outcome:N", y="primary_outcome:N", text="pairs:Q",
+        color=alt.condition(alt.datum.pairs > outcomes["pairs"].max() ** 0.5, alt.value("white"), alt.value("black"))),
     width="stretch",
 )
