@@ -129,12 +129,45 @@ def hallucinations(with_embeddings: bool) -> None:
         print(f"  default OR embedding {scores(zip(either, truth))}")
 
 
+def simulator_corpus() -> list[tuple[dict, bool]]:
+    """Calls built from the simulator's corpus (written independently of these checks): each
+    knowledge and rag task's correct answer, and its planted hallucination per wrong value."""
+    from simulator.workload import load_corpus
+
+    corpus, examples = load_corpus(), []
+    for klass in ("knowledge", "rag"):
+        for task in corpus.tasks.get(klass, ()):
+            base = {
+                "input_text": f"{corpus.system_prompts[klass]}\n{task.user_message}",
+                "context_text": task.context,
+                "reference_answer": task.correct_answer,
+            }
+            examples.append((dict(base, output_text=task.correct_answer), False))
+            examples.extend((dict(base, output_text=task.hallucinated_answer(i)), True) for i in range(len(task.wrong)))
+    return examples
+
+
+def independent() -> None:
+    examples = simulator_corpus()
+    checks = build_checks(DEFAULT_CHECKS)
+    verdicts = [(any(f.flagged for c in checks if (f := c.run(call))), truth) for call, truth in examples]
+    print(f"\nsimulator corpus (independent: simulator/corpus.yaml, {len(examples)} answers)")
+    print(f"  default (lexical) {scores(verdicts)}")
+    without_reference = [
+        (any(f.flagged for c in checks if (f := c.run(dict(call, reference_answer="")))), truth)
+        for call, truth in examples
+        if call["context_text"]
+    ]
+    print(f"  rag, context only {scores(without_reference)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embeddings", action="store_true", help="also measure the model-based check")
     args = parser.parse_args()
     refusals()
     hallucinations(args.embeddings)
+    independent()
 
 
 if __name__ == "__main__":

@@ -127,6 +127,20 @@ def test_default_checks_meet_precision_and_recall_on_the_labelled_set():
     assert tp / (tp + fn) >= RECALL_FLOOR
 
 
+def test_default_checks_on_the_simulator_corpus_written_independently_of_them():
+    import sys
+
+    sys.path.insert(0, str(LABELLED.parents[2] / "bench"))
+    from quality import simulator_corpus
+
+    examples = simulator_corpus()
+    assert len(examples) >= 40
+    checks = build_checks(DEFAULT_CHECKS)
+    wrong = [call["output_text"] for call, truth in examples
+             if any(f.flagged for c in checks if (f := c.run(call))) != truth]
+    assert len(wrong) <= len(examples) * 0.05, wrong
+
+
 def test_flag_score_is_the_decision_point():
     call = {"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 2 hours."}
     strict, lenient = UnsupportedFacts(flag_score=0.5).run(call), UnsupportedFacts(flag_score=0.9).run(call)

@@ -16,7 +16,11 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n+")
 # An enumerator ("1)", "2." at the start of a line) is layout, not a fact.
 _ENUMERATOR = re.compile(r"(?m)^\s*\d{1,2}[.)]\s|\(\d{1,2}\)|\s\d{1,2}\)\s")
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?![\w])|(?<![\w.])\d+(?:\.\d+)?(?=[a-zA-Z%°])")
+# Dates, times and dotted versions are one fact each ("1970-01-02" must not pass as 1970, 01, 02).
+_NUMBER = re.compile(
+    r"(?<![\w.])(?:\d{4}-\d{2}-\d{2}|\d{1,2}:\d{2}(?::\d{2})?|\d+(?:\.\d+){2,})(?![\w.])"
+    r"|(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?![\w])|(?<![\w.])\d+(?:\.\d+)?(?=[a-zA-Z%°])"
+)
 _NAME = re.compile(r"\b[A-Z][A-Za-z0-9&'\-]*(?:\s+(?:of\s+|de\s+|da\s+|van\s+)?[A-Z][A-Za-z0-9&'\-]*)*")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
@@ -80,6 +84,8 @@ def sentences(text: str) -> list[str]:
 
 
 def _number_value(raw: str) -> str:
+    if raw.count(".") > 1 or ":" in raw or raw.count("-") > 1:
+        return raw  # a version, time or date: compared as written
     cleaned = raw.replace(",", "").lstrip("+")
     if "." in cleaned:
         cleaned = cleaned.rstrip("0").rstrip(".")
