@@ -148,17 +148,23 @@ def simulator_corpus() -> list[tuple[dict, bool]]:
 
 
 def independent() -> None:
+    from simulator.outcomes import REFUSALS
+    from simulator.workload import load_corpus
+
+    answers = [task.correct_answer for tasks in load_corpus().tasks.values() for task in tasks]
+    pairs = [(is_refusal_text(text), False) for text in answers] + [(is_refusal_text(t), True) for t in REFUSALS]
+    print("\nsimulator corpus (independent: simulator/corpus.yaml and its refusal texts)")
+    print(f"  refusal classifier {scores(pairs)}")
     examples = simulator_corpus()
     checks = build_checks(DEFAULT_CHECKS)
     verdicts = [(any(f.flagged for c in checks if (f := c.run(call))), truth) for call, truth in examples]
-    print(f"\nsimulator corpus (independent: simulator/corpus.yaml, {len(examples)} answers)")
-    print(f"  default (lexical) {scores(verdicts)}")
+    print(f"  hallucination, default checks {scores(verdicts)}")
     without_reference = [
         (any(f.flagged for c in checks if (f := c.run(dict(call, reference_answer="")))), truth)
         for call, truth in examples
         if call["context_text"]
     ]
-    print(f"  rag, context only {scores(without_reference)}")
+    print(f"  hallucination, rag without reference {scores(without_reference)}")
 
 
 def main() -> None:
