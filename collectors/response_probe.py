@@ -33,6 +33,8 @@ _TARGETS = (
     ("openai.resources.responses.responses", "AsyncResponses", True),
 )
 _REFUSAL_EVENTS = frozenset({"response.refusal.delta", "response.refusal.done"})
+# The instrumentor ends a Responses API stream's span on these events, before the stream stops.
+_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _installed = False
 
 
@@ -137,7 +139,25 @@ async def _probe_async(wrapped, instance, args, kwargs):  # type: ignore[no-unty
         return result
 
 
-class _RefusalStream(wrapt.ObjectProxy):  # type: ignore[misc]
+class _StreamWatch:
+    """Refusal bookkeeping shared by the sync and async stream proxies."""
+
+    _self_span: trace.Span
+    _self_refused: bool
+
+    def _seen(self, item: Any) -> None:
+        if not self._self_refused and refused(item):
+            self._self_refused = True
+            self._self_span.set_attribute(semconv.REFUSAL, True)
+        elif getattr(item, "type", None) in _FINAL_EVENTS:
+            self._finished()
+
+    def _finished(self) -> None:
+        if self._self_span.is_recording():
+            self._self_span.set_attribute(semconv.REFUSAL, self._self_refused)
+
+
+class _RefusalStream(_StreamWatch, wrapt.ObjectProxy):  # type: ignore[misc]
     def __init__(self, stream: Any, span: trace.Span) -> None:
         super().__init__(stream)
         self._self_span = span
@@ -151,11 +171,9 @@ class _RefusalStream(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             item = next(self._self_iterator)
         except StopIteration:
-            self._self_span.set_attribute(semconv.REFUSAL, self._self_refused)
+            self._finished()
             raise
-        if not self._self_refused and refused(item):
-            self._self_refused = True
-            self._self_span.set_attribute(semconv.REFUSAL, True)
+        self._seen(item)
         return item
 
     def __enter__(self):  # type: ignore[no-untyped-def]
@@ -165,7 +183,7 @@ class _RefusalStream(wrapt.ObjectProxy):  # type: ignore[misc]
         return self.__wrapped__.__exit__(*exc_info)
 
 
-class _AsyncRefusalStream(wrapt.ObjectProxy):  # type: ignore[misc]
+class _AsyncRefusalStream(_StreamWatch, wrapt.ObjectProxy):  # type: ignore[misc]
     def __init__(self, stream: Any, span: trace.Span) -> None:
         super().__init__(stream)
         self._self_span = span
@@ -179,11 +197,9 @@ class _AsyncRefusalStream(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             item = await self._self_iterator.__anext__()
         except StopAsyncIteration:
-            self._self_span.set_attribute(semconv.REFUSAL, self._self_refused)
+            self._finished()
             raise
-        if not self._self_refused and refused(item):
-            self._self_refused = True
-            self._self_span.set_attribute(semconv.REFUSAL, True)
+        self._seen(item)
         return item
 
     async def __aenter__(self):  # type: ignore[no-untyped-def]

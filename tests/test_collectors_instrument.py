@@ -62,8 +62,7 @@ class _OpenAIFixture(BaseHTTPRequestHandler):
         if self.path.endswith("/responses"):
             refuse = "refuse" in json.dumps(body["input"])
             part = {"type": "refusal", "refusal": REFUSAL_TEXT} if refuse else {"type": "output_text", "text": ANSWER, "annotations": []}
-            return self._json(
-                {
+            response = {
                     "id": "resp_1",
                     "object": "response",
                     "created_at": int(time.time()),
@@ -81,7 +80,9 @@ class _OpenAIFixture(BaseHTTPRequestHandler):
                         "total_tokens": 32,
                     },
                 }
-            )
+            if body.get("stream"):
+                return self._stream_response(response, part)
+            return self._json(response)
         self.send_error(404)
 
     def _json(self, document: dict) -> None:
@@ -91,6 +92,22 @@ class _OpenAIFixture(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _stream_response(self, response: dict, part: dict) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        refuse = part["type"] == "refusal"
+        kind = "refusal" if refuse else "output_text"
+        where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+        events = [{"type": "response.created", "response": {**response, "status": "in_progress", "output": [], "usage": None}}]
+        events += [{"type": f"response.{kind}.delta", "delta": word + " ", **where} for word in (part.get("refusal") or part["text"]).split(" ")]
+        events += [{"type": f"response.{kind}.done", kind if refuse else "text": part.get("refusal") or part["text"], **where}]
+        events += [{"type": "response.completed", "response": response}]
+        for number, event in enumerate(events):
+            time.sleep(0.01)
+            self.wfile.write(f"event: {event['type']}\ndata: {json.dumps({**event, 'sequence_number': number})}\n\n".encode())
+        self.wfile.flush()
 
     def _stream_chat(self, body: dict, refuse: bool) -> None:
         self.send_response(200)
@@ -204,6 +221,18 @@ def test_responses_api_refusal_part(memory, openai_base_url, refuse):
     assert response.output[0].content[0].type == ("refusal" if refuse else "output_text")
     attributes = _only_genai_span(memory)
     assert attributes[semconv.CACHE_READ_INPUT_TOKENS] == 8 and attributes[semconv.REASONING_OUTPUT_TOKENS] == 5
+    assert attributes[semconv.REFUSAL] is refuse
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+def test_streamed_responses_api_refusal(memory, openai_base_url, refuse):
+    client = _client(openai_base_url)
+    stream = client.responses.create(model="gpt-5.5", input="please refuse" if refuse else "Capital of France?", stream=True)
+    kinds = {event.type for event in stream}
+    assert ("response.refusal.delta" in kinds) is refuse
+    attributes = _only_genai_span(memory)
+    assert attributes[semconv.TIME_TO_FIRST_CHUNK] > 0
+    assert attributes[semconv.OUTPUT_TOKENS] == 12
     assert attributes[semconv.REFUSAL] is refuse
 
 
