@@ -74,7 +74,7 @@ def test_overview_tiles_equal_sql_over_raw_rows(seeded):
         assert tile["calls/min"] == f"{calls / (24 * 60):,.1f}"  # default range: the last 24 hours
         assert tile["error %"] == f"{errors / calls * 100:.2f}%"
         assert tile["refusal %"] == f"{refusals / calls * 100:.2f}%"
-        assert tile["hallucination-flag %"] == f"{flagged / checked * 100:.2f}%"
+        assert tile["flagged %"] == f"{flagged / checked * 100:.2f}%"
         assert tile["unpriced calls"] == f"{unpriced:,}"
         assert tile["tokens/call"] == f"{tokens / calls:,.0f}"
         if cost is None:  # every call unpriced: unknown, never $0

@@ -47,7 +47,7 @@ def served(tmp_path_factory):
     )
     assert seeded.returncode == 0, seeded.stderr[-2000:]
     log = open(home / "dashboard.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "cutover.cli", "dashboard"], cwd=REPO, env=env, stdout=log, stderr=log)
+    server = subprocess.Popen([sys.executable, "-m", "cutover.cli", "dashboard", "--no-processor"], cwd=REPO, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:

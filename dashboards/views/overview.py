@@ -63,8 +63,8 @@ def _model_tiles(t: dict, base: dict | None) -> None:
         c = st.columns(3)
         c[0].metric("error %", context.pct(t["error_rate"]), d("error_rate", pt), delta_color="inverse")
         c[1].metric("refusal %", context.pct(t["refusal_rate"]), d("refusal_rate", pt), delta_color="inverse")
-        c[2].metric("hallucination-flag %", context.pct(t["flag_rate"]), d("flag_rate", pt), delta_color="inverse",
-                    help=f"flagged / checked; {t['checked']:,} calls checked")
+        c[2].metric("flagged %", context.pct(t["flag_rate"]), d("flag_rate", pt), delta_color="inverse",
+                    help=f"hallucination flags / calls checked ({t['checked']:,} checked)")
         c = st.columns(3)
         c[0].metric("cost/hour", context.usd(t["cost_per_hour"]), d("cost_per_hour", "{:+,.2f} $"), delta_color="inverse")
         c[1].metric("unpriced calls", f"{t['unpriced']:,}", help="calls without a price: left out of the cost, never $0")
