@@ -2,8 +2,9 @@
 
     mirror = ShadowMirror("gpt-5.5", fraction=0.1)
     reply = mirror.call(client.chat.completions.create, model="gpt-5.4", messages=messages)
+    reply = await mirror.acall(async_client.chat.completions.create, model="gpt-5.4", messages=messages)
     ...
-    mirror.close()
+    mirror.close()   # or `await mirror.aclose()` with async clients
 
 The primary call runs in the caller's thread exactly as without the mirror; its result and
 exceptions are returned untouched. The sampling decision and a free slot are taken *before*
@@ -16,12 +17,13 @@ because the replay runs in a copy of the caller's context.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import random
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -31,6 +33,10 @@ from collectors.labels import call_labels
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+
+
+async def _no_close() -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ class ShadowMirror:
         self._slots = threading.BoundedSemaphore(max_workers + max_queue)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="cutover-shadow")
         self._lock = threading.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._counts = {"sampled": 0, "mirrored": 0, "dropped": 0, "completed": 0, "failed": 0}
 
     @property
@@ -95,6 +102,42 @@ class ShadowMirror:
                 return create(**kwargs)
         finally:
             self._submit(shadow_create or create, pair_id, kwargs)
+
+    async def acall(
+        self,
+        create: Callable[..., Awaitable[R]],
+        /,
+        *,
+        mirror: bool | None = None,
+        shadow_create: Callable[..., Awaitable[Any]] | None = None,
+        **kwargs: Any,
+    ) -> R:
+        """`call` for async clients (`AsyncOpenAI`): the replay is a task on the running loop."""
+        sampled = self._random() < self.fraction if mirror is None else mirror
+        if not sampled:
+            return await create(**kwargs)
+        self._count("sampled")
+        if not self._slots.acquire(blocking=False):
+            self._count("dropped")
+            return await create(**kwargs)
+        pair_id = uuid.uuid4().hex
+        try:
+            with call_labels(shadow_pair_id=pair_id, shadow_role="primary"):
+                return await create(**kwargs)
+        finally:
+            # A task copies the current context when created: the caller's labels, not the primary's.
+            task = asyncio.get_running_loop().create_task(
+                self._areplay(shadow_create or create, pair_id, {**kwargs, "model": self.candidate_model})
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            self._count("mirrored")
+
+    async def aclose(self) -> None:
+        """Wait for the async shadows in flight (then close the thread pool as `close` does)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.close()
 
     def wrap(self, create: Callable[..., R]) -> Callable[..., R]:
         """`create` with mirroring: a drop-in for `client.chat.completions.create` and the like."""
@@ -130,6 +173,21 @@ class ShadowMirror:
                     getattr(reply, "close", lambda: None)()
             self._count("completed")
         except Exception as error:  # the shadow's failure is data (its span has error.type), never the caller's
+            log.debug("shadow call %s failed: %r", pair_id, error)
+            self._count("failed")
+        finally:
+            self._slots.release()
+
+    async def _areplay(self, create: Callable[..., Awaitable[Any]], pair_id: str, kwargs: dict[str, Any]) -> None:
+        try:
+            with call_labels(shadow_pair_id=pair_id, shadow_role="shadow"):
+                reply = await create(**kwargs)
+                if isinstance(reply, AsyncIterator):
+                    async for _ in reply:
+                        pass
+                    await getattr(reply, "close", _no_close)()
+            self._count("completed")
+        except Exception as error:
             log.debug("shadow call %s failed: %r", pair_id, error)
             self._count("failed")
         finally:

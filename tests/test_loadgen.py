@@ -256,3 +256,43 @@ def test_cutover_simulate_serves_until_stopped(tmp_path):
         # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why it ended
         assert process.wait(timeout=15) in (0, -signal.SIGTERM)
     assert "Traceback" not in process.stderr.read()
+
+
+def test_shadow_mirror_with_the_async_client(kafka_bootstrap, topic, simulator, monkeypatch):
+    import asyncio
+
+    monkeypatch.setenv("CUTOVER_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv("CUTOVER_SPANS_TOPIC", topic)
+    corpus = load_corpus()
+    tasks = [t for items in corpus.tasks.values() for t in items][:12]
+
+    async def calls() -> ShadowMirror:
+        mirror = ShadowMirror("gpt-5.5", fraction=1.0, max_workers=1, max_queue=100)
+        async with openai.AsyncOpenAI(base_url=simulator.base_url, api_key="sim", max_retries=0, timeout=5) as client:
+            for i, task in enumerate(tasks):
+                with call_labels(task=task.task):
+                    stream = i % 2 == 1
+                    extra = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+                    reply = await mirror.acall(client.chat.completions.create, model="gpt-5.4", messages=corpus.messages(task), **extra)
+                    if stream:
+                        async for _ in reply:
+                            pass
+            await mirror.aclose()
+        return mirror
+
+    inst = instrument(service_name="shadow-async-test", capture_content=False)
+    try:
+        mirror = asyncio.run(calls())
+    finally:
+        inst.shutdown()
+    stats = mirror.stats
+    assert (stats.sampled, stats.mirrored, stats.dropped) == (12, 12, 0) and stats.completed + stats.failed == 12
+    spans = consume_spans(kafka_bootstrap, topic, 24)
+    assert len(spans) == 24
+    by_pair: dict[str, dict[str, dict]] = {}
+    for s in spans:
+        by_pair.setdefault(s[semconv.SHADOW_PAIR_ID], {})[s[semconv.SHADOW_ROLE]] = s
+    assert len(by_pair) == 12
+    for pair in by_pair.values():
+        assert pair["primary"][semconv.REQUEST_MODEL] == "gpt-5.4" and pair["shadow"][semconv.REQUEST_MODEL] == "gpt-5.5"
+        assert pair["primary"][semconv.TASK] == pair["shadow"][semconv.TASK]
