@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 import streamlit as st
@@ -19,6 +19,7 @@ PRESETS = {
     "Last 30 days": timedelta(days=30),
     "Custom": None,
 }
+DEFAULT_RANGE = "Last 24 hours"
 
 
 def now() -> datetime:
@@ -32,16 +33,40 @@ def _ceil_minute(moment: datetime) -> datetime:
 
 def time_range() -> tuple[datetime, datetime]:
     """The selected range as whole UTC minutes (histograms are per minute); relative presets move with now."""
-    preset = st.session_state.get("range", "Last 24 hours")
-    span = PRESETS.get(preset)
+    span = PRESETS.get(st.session_state.get("range", DEFAULT_RANGE))
     if span is not None:
         end = _ceil_minute(now())
         return end - span, end
-    day = st.session_state.get("custom_day", now().date())
-    start = datetime.combine(day, st.session_state.get("custom_from", time(0, 0)))
-    end = datetime.combine(day, st.session_state.get("custom_to", time(23, 59)))
-    end = _ceil_minute(end if end > start else start + timedelta(minutes=1))
-    return start.replace(second=0, microsecond=0), end
+    start = datetime.combine(st.session_state["from_day"], st.session_state["from_time"]).replace(second=0, microsecond=0)
+    end = _ceil_minute(datetime.combine(st.session_state["to_day"], st.session_state["to_time"]))
+    return start, max(end, start + timedelta(minutes=1))
+
+
+def _range_from_link() -> None:
+    """Open the range a shared link names (`?range=Last+hour` or `?from=...&to=...`, ISO UTC) on first load."""
+    if "range" in st.session_state:
+        return
+    link = st.query_params
+    try:
+        start, end = datetime.fromisoformat(link["from"]), datetime.fromisoformat(link["to"])
+    except (KeyError, ValueError):
+        if link.get("range") in PRESETS:
+            st.session_state["range"] = link["range"]
+        return
+    st.session_state.update(range="Custom", from_day=start.date(), from_time=start.time(), to_day=end.date(), to_time=end.time())
+
+
+def _custom_range_inputs() -> None:
+    # Default custom window: 13:30-14:30 UTC yesterday, the shape of "what happened at 14:00?"
+    yesterday = now().date() - timedelta(days=1)
+    for key, value in (("from_day", yesterday), ("from_time", time(13, 30)), ("to_day", yesterday), ("to_time", time(14, 30))):
+        st.session_state.setdefault(key, value)
+    left, right = st.columns(2)
+    left.date_input("From (UTC)", key="from_day")
+    right.time_input("at", key="from_time", step=300)
+    left, right = st.columns(2)
+    left.date_input("To (UTC)", key="to_day")
+    right.time_input("at", key="to_time", step=300)
 
 
 def _dimensions(start: datetime, end: datetime) -> pd.DataFrame:
@@ -51,14 +76,17 @@ def _dimensions(start: datetime, end: datetime) -> pd.DataFrame:
 def sidebar() -> None:
     """Draw the filters; pages read them back with `current()`."""
     with st.sidebar:
-        st.selectbox("Time range (UTC)", list(PRESETS), index=3, key="range")
+        _range_from_link()
+        st.session_state.setdefault("range", DEFAULT_RANGE)
+        st.selectbox("Time range (UTC)", list(PRESETS), key="range")
         if st.session_state["range"] == "Custom":
-            st.date_input("Day", value=now().date() - timedelta(days=1), key="custom_day", max_value=date.today())
-            left, right = st.columns(2)
-            left.time_input("From", value=time(13, 30), key="custom_from", step=300)
-            right.time_input("To", value=time(14, 30), key="custom_to", step=300)
+            _custom_range_inputs()
         start, end = time_range()
-        st.caption(f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
+        if st.session_state["range"] == "Custom":
+            st.query_params.from_dict({"from": start.isoformat(), "to": end.isoformat()})
+        else:
+            st.query_params.from_dict({"range": st.session_state["range"]})
+        st.caption(f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC · the page link keeps this range")
         dims = _dimensions(start, end)
         by_model = dims.groupby("model")["calls"].sum().sort_values(ascending=False)
         models = list(by_model.index)

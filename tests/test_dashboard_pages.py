@@ -4,6 +4,7 @@ numbers on the page are checked against SQL over the raw rows."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,26 @@ def test_empty_and_missing_store_say_what_to_do(ch_client, ch_database, chdb_pat
     assert not empty.error, [e.value for e in empty.error]
     if page in ("overview", "latency", "cost", "quality", "shadow"):
         assert any("Is `cutover process` running" in i.value for i in empty.info), [i.value for i in empty.info]
+
+
+def test_a_shared_link_opens_a_past_window_and_its_numbers(seeded):
+    """"What happened at 14:00?": a link with from/to opens that window, and the tiles count only its calls."""
+    client, db = seeded
+    last = one(client, f"SELECT max(start_time) FROM {db}.llm_calls")[0].replace(tzinfo=None)
+    start = last.replace(second=0, microsecond=0) - timedelta(hours=3)
+    end = start + timedelta(hours=1)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["from"] = start.isoformat()
+    at.query_params["to"] = end.isoformat()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="range").value == "Custom"
+    tiles = {m.label: m.value for m in at.metric[:11]}  # the first container: model A
+    model = at.subheader[0].value
+    calls = one(
+        client,
+        f"SELECT count() FROM {db}.llm_calls FINAL WHERE model = '{model}' AND start_time >= '{start}' AND start_time < '{end}'",
+    )[0]
+    assert 0 < calls < one(client, f"SELECT count() FROM {db}.llm_calls WHERE model = '{model}'")[0]
+    assert tiles["calls"] == f"{calls:,}"
+    assert tiles["calls/min"] == f"{calls / 60:,.1f}"
