@@ -89,14 +89,9 @@ class ShadowMirror:
 
         `shadow_create` replays on another client (another endpoint or provider); default `create`.
         """
-        sampled = self._random() < self.fraction if mirror is None else mirror
-        if not sampled:
+        pair_id = self._reserve(mirror)
+        if pair_id is None:
             return create(**kwargs)
-        self._count("sampled")
-        if not self._slots.acquire(blocking=False):
-            self._count("dropped")
-            return create(**kwargs)
-        pair_id = uuid.uuid4().hex
         try:
             with call_labels(shadow_pair_id=pair_id, shadow_role="primary"):
                 return create(**kwargs)
@@ -113,14 +108,9 @@ class ShadowMirror:
         **kwargs: Any,
     ) -> R:
         """`call` for async clients (`AsyncOpenAI`): the replay is a task on the running loop."""
-        sampled = self._random() < self.fraction if mirror is None else mirror
-        if not sampled:
+        pair_id = self._reserve(mirror)
+        if pair_id is None:
             return await create(**kwargs)
-        self._count("sampled")
-        if not self._slots.acquire(blocking=False):
-            self._count("dropped")
-            return await create(**kwargs)
-        pair_id = uuid.uuid4().hex
         try:
             with call_labels(shadow_pair_id=pair_id, shadow_role="primary"):
                 return await create(**kwargs)
@@ -144,14 +134,24 @@ class ShadowMirror:
         return partial(self.call, create)
 
     def close(self, wait: bool = True) -> None:
-        """Stop taking shadows; with `wait`, return once the queued and running ones are done."""
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        """Stop taking shadows (later ones count as dropped); with `wait`, return once the queued and running ones are done."""
+        self._pool.shutdown(wait=wait)
 
     def __enter__(self) -> ShadowMirror:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _reserve(self, mirror: bool | None) -> str | None:
+        """Sample the call and take a shadow slot for it: its pair id, or None (not mirrored)."""
+        if not (self._random() < self.fraction if mirror is None else mirror):
+            return None
+        self._count("sampled")
+        if not self._slots.acquire(blocking=False):
+            self._count("dropped")
+            return None
+        return uuid.uuid4().hex
 
     def _submit(self, create: Callable[..., Any], pair_id: str, kwargs: dict[str, Any]) -> None:
         context = contextvars.copy_context()
