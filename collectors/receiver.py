@@ -27,7 +27,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from google.rpc.status_pb2 import Status
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -163,6 +163,8 @@ class Receiver:
         except TimeoutError:
             raise Rejection(503, f"Kafka did not acknowledge within {self.settings.collect_ack_timeout_s}s") from None
         for outcome in outcomes:
+            if isinstance(outcome, MessageSizeTooLargeError):
+                raise Rejection(413, f"a trace exceeds the Kafka producer's message size limit: {outcome}")
             if isinstance(outcome, BaseException):
                 status = 503 if getattr(outcome, "retriable", False) else 500
                 raise Rejection(status, f"Kafka refused the data: {type(outcome).__name__}: {outcome}")
@@ -173,11 +175,14 @@ class Receiver:
         for index, (message, ack) in enumerate(zip(messages, acks)):
             try:
                 future = producer.send(self.settings.spans_topic, key=message.key, value=message.value)
-            except KafkaError as error:
-                # No metadata or no room: the rest of the request would wait just as long in vain.
+            except KafkaTimeoutError as error:
+                # No topic metadata in time: the rest of the request would wait just as long in vain.
                 for pending in acks[index:]:
                     loop.call_soon_threadsafe(_settle, pending, error)
                 return
+            except KafkaError as error:  # this record only (e.g. too large); the others still go
+                loop.call_soon_threadsafe(_settle, ack, error)
+                continue
             future.add_callback(lambda _meta, ack=ack: loop.call_soon_threadsafe(_settle, ack, None))
             future.add_errback(lambda error, ack=ack: loop.call_soon_threadsafe(_settle, ack, error))
 

@@ -33,9 +33,9 @@ from cutover.local_kafka import free_port, port_open
 MAX_BODY = 64 * 1024
 
 
-def start_collect(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+def start_collect(env: dict[str, str], log: Path, max_body: int = MAX_BODY) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = dict(env, CUTOVER_COLLECT_PORT=str(port), CUTOVER_COLLECT_MAX_BODY_BYTES=str(MAX_BODY), CUTOVER_COLLECT_STATS_INTERVAL_S="1")
+    env = dict(env, CUTOVER_COLLECT_PORT=str(port), CUTOVER_COLLECT_MAX_BODY_BYTES=str(max_body), CUTOVER_COLLECT_STATS_INTERVAL_S="1")
     process = subprocess.Popen([sys.executable, "-m", "cutover.cli", "collect"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while not port_open("127.0.0.1", port):
@@ -174,3 +174,20 @@ def test_empty_request_is_accepted_and_other_methods_are_not(collect):
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(collect, timeout=10)
     assert raised.value.code == 405
+
+
+def test_a_trace_too_large_for_kafka_is_413_and_the_rest_still_lands(cutover_env, kafka_bootstrap, topic, tmp_path):
+    process, url = start_collect(dict(cutover_env, CUTOVER_SPANS_TOPIC=topic), tmp_path / "collect.log", max_body=8 * 1024 * 1024)
+    try:
+        request = ExportTraceServiceRequest()
+        scope_spans = request.resource_spans.add().scope_spans.add()
+        huge = scope_spans.spans.add(trace_id=b"\x01" * 16, span_id=b"\x01" * 8, name="huge")
+        huge.attributes.add(key="gen_ai.output.messages").value.string_value = "x" * 1_500_000  # over the 1 MB default
+        scope_spans.spans.add(trace_id=b"\x02" * 16, span_id=b"\x02" * 8, name="small")
+        status, payload, _ = post(url, request.SerializeToString())
+    finally:
+        stop(process)
+    assert status == 413 and "message size limit" in Status.FromString(payload).message
+    (record,) = consume(kafka_bootstrap, topic, 1)
+    assert record.key == (b"\x02" * 16).hex().encode()
+
