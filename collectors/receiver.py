@@ -3,7 +3,7 @@
 `POST /v1/traces` takes `application/x-protobuf` or `application/json` (OTLP/JSON: hex ids),
 optionally gzip-encoded, and answers only after Kafka has acknowledged every record of the
 request: 200 with an `ExportTraceServiceResponse`; 400 (malformed, with the reason), 413 (over
-`CUTOVER_COLLECT_MAX_BODY_BYTES`, also after gunzip), 415 (other content types or encodings);
+`CUTOVER_COLLECT_MAX_BODY_BYTES`, also after gunzip, or a trace over Kafka's message size), 415 (other content types or encodings);
 503 with `Retry-After` when Kafka cannot take the data in `CUTOVER_COLLECT_ACK_TIMEOUT_S`, so
 the sender's OTLP exporter retries. Error bodies are `google.rpc.Status` in the request's
 encoding, as the OTLP/HTTP spec asks. A request answered 503 may have been partly written;
