@@ -13,7 +13,7 @@ import os
 import random
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,7 +72,7 @@ class ModelSummary(BaseModel):
     api_refusals: int = 0
     streamed: int = 0
     errors: dict[str, int] = {}
-    latency_ms: dict[str, float] = {}
+    latency_ms: dict[str, float] = {}  # p50/p95/p99 of successful calls (the latest 50,000)
 
 
 class ShadowSummary(BaseModel):
@@ -99,13 +99,30 @@ class Summary(BaseModel):
     spans_dropped: int
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CallResult:
     model: str
-    ok: bool
     api_refusal: bool
     error: str | None
     latency_s: float
+
+
+LATENCY_WINDOW = 50_000  # latest successful calls per model behind the summary's percentiles
+
+
+class _ModelTally:
+    def __init__(self) -> None:
+        self.calls = self.ok = self.api_refusals = self.streamed = 0
+        self.errors: Counter[str] = Counter()
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)  # bounded: runs may last days
+
+    def summary(self) -> ModelSummary:
+        ok = sorted(self.latencies)
+        latency = {f"p{q}": round(ok[min(len(ok) - 1, int(q / 100 * len(ok)))] * 1000, 1) for q in (50, 95, 99)} if ok else {}
+        return ModelSummary(
+            calls=self.calls, ok=self.ok, api_refusals=self.api_refusals, streamed=self.streamed,
+            errors=dict(self.errors), latency_ms=latency,
+        )
 
 
 class _Tally:
@@ -113,16 +130,22 @@ class _Tally:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.by_model: dict[str, list[CallResult]] = defaultdict(list)
-        self.streamed: Counter[str] = Counter()
+        self._models: dict[str, _ModelTally] = defaultdict(_ModelTally)
         self.tasks: Counter[str] = Counter()
         self.primary_done = 0
         self.primary_errors = 0
 
     def add(self, result: CallResult, plan: CallPlan, primary: bool) -> None:
         with self._lock:
-            self.by_model[result.model].append(result)
-            self.streamed[result.model] += plan.stream
+            model = self._models[result.model]
+            model.calls += 1
+            model.streamed += plan.stream
+            model.api_refusals += result.api_refusal
+            if result.error is None:
+                model.ok += 1
+                model.latencies.append(result.latency_s)
+            else:
+                model.errors[result.error] += 1
             if primary:
                 self.primary_done += 1
                 self.primary_errors += result.error is not None
@@ -130,22 +153,7 @@ class _Tally:
 
     def models(self) -> dict[str, ModelSummary]:
         with self._lock:
-            return {model: _model_summary(results, self.streamed[model]) for model, results in self.by_model.items()}
-
-
-def _model_summary(results: list[CallResult], streamed: int) -> ModelSummary:
-    ok = sorted(r.latency_s for r in results if r.ok)
-    latency = {}
-    if ok:
-        latency = {f"p{q}": round(ok[min(len(ok) - 1, int(q / 100 * len(ok)))] * 1000, 1) for q in (50, 95, 99)}
-    return ModelSummary(
-        calls=len(results),
-        ok=sum(r.ok for r in results),
-        api_refusals=sum(r.api_refusal for r in results),
-        streamed=streamed,
-        errors=dict(Counter(r.error for r in results if r.error)),
-        latency_ms=latency,
-    )
+            return {name: model.summary() for name, model in self._models.items()}
 
 
 def _request(plan: CallPlan, corpus: Corpus, model: str) -> tuple[str, dict[str, Any]]:
@@ -197,11 +205,11 @@ class LoadGenerator:
         try:
             reply = create(**kwargs)
             refused = _drain(reply, api) if plan.stream else _api_refusal(reply, api)
-            result = CallResult(model, True, refused, None, time.perf_counter() - started)
+            result = CallResult(model, refused, None, time.perf_counter() - started)
         except Exception as error:  # every failure is a counted outcome of the run, never a lost call
             if not isinstance(error, openai.OpenAIError):
                 log.warning("call %s to %s failed unexpectedly: %r", plan.index, model, error)
-            result = CallResult(model, False, False, type(error).__name__, time.perf_counter() - started)
+            result = CallResult(model, False, type(error).__name__, time.perf_counter() - started)
         labels = current_labels()
         self.tally.add(result, plan, primary=labels is None or labels.shadow_role != "shadow")
         return result
