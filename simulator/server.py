@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -103,7 +103,12 @@ class Simulator:
     async def responses(self, request: Request) -> Response:
         return await self._serve(request, _responses_messages, self._responses_reply)
 
-    async def _serve(self, request: Request, read_messages, reply) -> Response:
+    async def _serve(
+        self,
+        request: Request,
+        read_messages: Callable[[dict[str, Any]], list[tuple[str, str]]],
+        reply: Callable[[dict[str, Any], Outcome, str, dict[str, str]], Awaitable[Response]],
+    ) -> Response:
         try:
             body = json.loads(await request.body())
             if not isinstance(body, dict):
