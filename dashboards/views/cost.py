@@ -96,12 +96,14 @@ this_hour = now.replace(minute=0, second=0, microsecond=0)
 history = spend_history(db, p_start, this_hour)
 spend = pd.concat([history, queries.spend_by_hour(client, db, this_hour, p_end)], ignore_index=True)
 spent = float(spend["spend_usd"].sum()) if not spend.empty else 0.0
-elapsed_h = max((now - p_start).total_seconds() / 3600, 1 / 60)
-projected = spent / elapsed_h * ((p_end - p_start).total_seconds() / 3600)
+# Projection at the recent rate (the last 24 hours, or the period so far if shorter), not the period's average.
+window_h = min(24.0, max((now - p_start).total_seconds() / 3600, 1 / 60))
+recent = float(spend.loc[spend["hour"] >= now - timedelta(hours=window_h), "spend_usd"].sum()) if not spend.empty else 0.0
+projected = spent + recent / window_h * ((p_end - now).total_seconds() / 3600)
 budget = settings.budget_usd
 cols = st.columns(4)
 cols[0].metric(f"spent this {settings.budget_period}", context.usd(spent))
-cols[1].metric("projected at period end", context.usd(projected), help="Linear: the period's average hourly spend so far, continued.")
+cols[1].metric("projected at period end", context.usd(projected), help="Spent so far plus the last 24 hours' hourly rate continued to the period end.")
 cols[2].metric("budget", context.usd(budget) if budget else "not set")
 cols[3].metric("projected share of budget", context.pct(projected / budget, 0) if budget else "–")
 if not budget:
@@ -118,7 +120,8 @@ chart = alt.Chart(burn).mark_line(point=True).encode(
 if budget:
     lines = pd.DataFrame({"level": ["50%", "75%", "90%", "100%"], "usd": [budget * x for x in (0.5, 0.75, 0.9, 1.0)]})
     rules = alt.Chart(lines).mark_rule(strokeDash=[4, 4]).encode(
-        y="usd:Q", color=alt.Color("level:N", scale=alt.Scale(range=["#f2c744", "#f28e2b", "#e15759", "#7f0000"])),
+        y="usd:Q", color=alt.Color("level:N", title="budget", scale=alt.Scale(
+            domain=["50%", "75%", "90%", "100%"], range=["#f2c744", "#f28e2b", "#e15759", "#7f0000"])),
         tooltip=["level", alt.Tooltip("usd:Q", format="$,.2f")])
     chart = chart + rules
 st.altair_chart(chart, width="stretch")
