@@ -14,4 +14,6 @@ def process() -> None:
 
     settings = load(ProcessorSettings)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python logs every reconnect attempt as an error; our own lines report each outage once.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if settings.log_level == "DEBUG" else logging.CRITICAL)
     ProcessorService(settings).run_forever()

@@ -30,7 +30,7 @@ class DeadLetter:
         ]
 
 
-def make_producer(bootstrap: list[str]) -> KafkaProducer:
+def make_producer(bootstrap: list[str], bootstrap_timeout_ms: int) -> KafkaProducer:
     # acks=all and idempotence: a dead letter must be durable before its offset is committed.
     return KafkaProducer(
         bootstrap_servers=bootstrap,
@@ -40,6 +40,7 @@ def make_producer(bootstrap: list[str]) -> KafkaProducer:
         max_block_ms=10_000,  # never hold the consumer thread for a minute on missing DLQ metadata
         max_request_size=16_777_216,
         client_id="cutover-processor-dlq",
+        bootstrap_timeout_ms=bootstrap_timeout_ms,
     )
 
 

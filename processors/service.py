@@ -15,11 +15,13 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from clickhouse_connect.driver.client import Client
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
@@ -38,6 +40,9 @@ from processors.settings import ProcessorSettings
 from processors.writer import CallWriter
 
 log = logging.getLogger("cutover.processor")
+T = TypeVar("T")
+# A failed bootstrap returns to our retry loop (one log line per outage, stop honoured) within 5 s.
+BOOTSTRAP_TIMEOUT_MS = 5_000
 
 
 @dataclass
@@ -72,8 +77,8 @@ class _Batch:
         return not self.offsets
 
 
-class _Abandoned(Exception):
-    """The batch in hand must be given up uncommitted (stop deadline or rebalance)."""
+class Interrupted(Exception):
+    """A stop (or a rebalance) ended a retry: the batch in hand is given up uncommitted."""
 
 
 class ProcessorService:
@@ -91,30 +96,44 @@ class ProcessorService:
         self._last_lag = 0.0
         self._last_log = time.monotonic()
         self._consume_thread: threading.Thread | None = None
+        self._starting = False
+        self._producer: KafkaProducer | None = None
+        self._hallucination: HallucinationWorker | None = None
         self.partitions: list[int] = []  # partitions of the spans topic this instance owns now
         self.failure: BaseException | None = None
 
     # lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Migrate the schema (retrying while ClickHouse is down), then start the background threads."""
+        """Connect and migrate (retrying while ClickHouse or Kafka is down), then start the background threads.
+
+        Raises `Interrupted` if a stop is requested while it is still retrying.
+        """
         settings = self.settings
-        self.client = self._client or client_for(settings)
         database = settings.clickhouse_database
-        self._retrying(lambda: migrate(self.client, database, settings.retention_days), what="schema migration")
         self._enricher = Enricher(PriceBook.load(settings.prices_file), refusal_source)
+        self._starting = True
+        try:
+            self.client = self._client or self._retrying(lambda: client_for(settings), what="ClickHouse connection")
+            self._retrying(lambda: migrate(self.client, database, settings.retention_days), what="schema migration")
+            self._producer = self._retrying(lambda: dlq.make_producer(settings.bootstrap_servers, BOOTSTRAP_TIMEOUT_MS), what="Kafka connection")
+            self._consumer = self._retrying(
+                lambda: KafkaConsumer(
+                    bootstrap_servers=settings.bootstrap_servers,
+                    group_id=settings.consumer_group,
+                    client_id="cutover-processor",
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=settings.poll_max_records,
+                    fetch_max_bytes=64 * 1024 * 1024,
+                    max_partition_fetch_bytes=16 * 1024 * 1024,
+                    bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                ),
+                what="Kafka connection",
+            )
+        finally:
+            self._starting = False
         self._writer = CallWriter(self.client, database)
-        self._producer = dlq.make_producer(settings.bootstrap_servers)
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=settings.consumer_group,
-            client_id="cutover-processor",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.poll_max_records,
-            fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-        )
         self._consumer.subscribe([settings.spans_topic], listener=_Rebalance(self))
         self._hallucination = HallucinationWorker(self.client, database, settings)
         self._hallucination.start()
@@ -135,15 +154,21 @@ class ProcessorService:
             if thread.is_alive():
                 self._give_up.set()
                 thread.join(5)
-        self._hallucination.stop()
-        self._producer.close(timeout=5)
+        if self._hallucination is not None:
+            self._hallucination.stop()
+        if self._producer is not None:
+            self._producer.close(timeout=5)
         log.info("stopped: %s", self.stats.as_dict())
 
     def run_forever(self) -> None:
         """Run until SIGTERM/SIGINT (or a fatal error), then stop cleanly; raises SystemExit(1) on failure."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stopping.set())
-        self.start()
+        try:
+            self.start()
+        except Interrupted:
+            log.warning("stopped while waiting for ClickHouse/Kafka at start; nothing was consumed")
+            return
         while not self._stopping.wait(1.0):
             pass
         self.stop()
@@ -167,7 +192,7 @@ class ProcessorService:
                     self._flush(patient=True)
                 self._update_lag()
             self._flush(patient=True)
-        except _Abandoned:
+        except Interrupted:
             log.warning("stopped with an unwritten batch; it was not committed and will be re-read on restart")
         except BaseException as error:  # noqa: BLE001 - a dead consumer thread must stop the service loudly
             log.exception("processor failed")
@@ -215,7 +240,7 @@ class ProcessorService:
             else:
                 self._writer.write(columns)
                 dlq.confirm(self._producer, self.settings.dlq_topic, batch.letters)
-        except _Abandoned:
+        except Interrupted:
             if not self._revoked:
                 raise
             # Our partitions were taken away mid-retry: their new owner re-reads this batch.
@@ -268,25 +293,31 @@ class ProcessorService:
 
     # retries ---------------------------------------------------------------------------------
 
-    def _retrying(self, action, what: str) -> None:
-        """Run `action` until it succeeds, backing off exponentially; raise _Abandoned on give-up."""
+    def _halted(self) -> bool:
+        if self._starting:
+            return self._stopping.is_set()
+        return self._give_up.is_set() or self._revoked
+
+    def _retrying(self, action: Callable[[], T], what: str) -> T:
+        """Run `action` until it succeeds, backing off exponentially; raise Interrupted on give-up."""
         retrying = Retrying(
             wait=wait_exponential(multiplier=0.2, max=self.settings.retry_max_backoff_s),
             retry=retry_if_exception_type(Exception),
-            stop=stop_any(lambda _: self._give_up.is_set() or self._revoked),
+            stop=stop_any(lambda _: self._halted()),
             sleep=self._wait_alive,
             before_sleep=lambda state: self._failing(what, state.outcome.exception()),
             reraise=True,
         )
         try:
-            retrying(action)
+            result = retrying(action)
         except Exception as error:
-            if self._give_up.is_set() or self._revoked:
-                raise _Abandoned() from error
+            if self._halted():
+                raise Interrupted() from error
             raise
         if self._degraded:
             self._degraded = False
             log.warning("%s succeeded again; resuming", what)
+        return result
 
     def _failing(self, what: str, error: BaseException | None) -> None:
         self.stats.retries += 1
@@ -297,7 +328,7 @@ class ProcessorService:
     def _wait_alive(self, seconds: float) -> None:
         """Back off while polling with partitions paused, so the group keeps our membership."""
         if threading.current_thread() is not self._consume_thread:
-            self._give_up.wait(seconds)  # schema migration at start: no consumer to keep alive yet
+            (self._stopping if self._starting else self._give_up).wait(seconds)  # at start: no group to stay in yet
             return
         consumer = self._consumer
         deadline = time.monotonic() + seconds

@@ -95,3 +95,24 @@ def test_sigkill_mid_stream_then_restart_gives_every_call_exactly_once(kafka_boo
         dsn, "SELECT sum(count) FROM cutover.latency_histograms FINAL WHERE metric = 'latency_ms'"
     )
     assert int(histogram_calls) == sum(c.in_histograms for c in calls)
+
+
+def test_processor_waits_for_an_unreachable_kafka_and_stops_cleanly_on_sigterm(cutover_env, tmp_path):
+    from cutover.local_kafka import free_port
+
+    env = dict(cutover_env, CUTOVER_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}", CUTOVER_RETRY_MAX_BACKOFF_S="1")
+    log_path = tmp_path / "processor.log"
+    with log_path.open("wb") as log:
+        process = start_processor(env, log)
+        deadline = time.monotonic() + 60
+        while "Kafka connection failed" not in log_path.read_text():
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        time.sleep(2)
+        assert process.poll() is None  # still retrying, not crashed
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    text = log_path.read_text()
+    assert code == 0, text[-3000:]
+    assert "Traceback" not in text and text.count("Kafka connection failed") == 1  # logged once, not per attempt
