@@ -69,8 +69,10 @@ def _custom_range_inputs() -> None:
     right.time_input("at", key="to_time", step=300)
 
 
-def _dimensions(start: datetime, end: datetime) -> pd.DataFrame:
-    return queries.dimensions(context.client(), context.database(), start, end)
+@st.cache_data(ttl=60, show_spinner=False)
+def _dimensions(database: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """The filter choices; cached a minute so page switches and widget changes do not rescan the range."""
+    return queries.dimensions(context.client(), database, start, end)
 
 
 def sidebar() -> None:
@@ -87,7 +89,7 @@ def sidebar() -> None:
         else:
             st.query_params.from_dict({"range": st.session_state["range"]})
         st.caption(f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC · the page link keeps this range")
-        dims = _dimensions(start, end)
+        dims = _dimensions(context.database(), start, end)
         by_model = dims.groupby("model")["calls"].sum().sort_values(ascending=False)
         models = list(by_model.index)
         st.multiselect("Services", sorted(dims["service"].unique()), key="services", placeholder="all services")

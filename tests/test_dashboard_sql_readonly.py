@@ -77,3 +77,10 @@ def test_global_system_stop_merges_is_a_no_op_under_readonly(ch_client, table):
         f"SELECT count() FROM system.parts WHERE database = '{database}' AND table = '{table_name}' AND active"
     )
     assert parts == 1
+
+
+def test_a_runaway_query_is_stopped_by_the_time_limit(table):
+    dsn, _ = table
+    with pytest.raises(Exception) as raised:
+        run_readonly(dsn, "SELECT count() FROM system.numbers", row_limit=10, timeout_s=1)
+    assert "TIMEOUT_EXCEEDED" in str(raised.value) or "Timeout exceeded" in str(raised.value)
