@@ -4,7 +4,8 @@ Messages on `CUTOVER_SPANS_TOPIC` are OTLP protobuf `ExportTraceServiceRequest`s
 trace id (what the OpenTelemetry Collector's kafkaexporter writes with `otlp_proto` and
 `partition_traces_by_id`). GenAI attributes follow the OpenTelemetry GenAI semantic
 conventions as recorded by `opentelemetry-instrumentation-genai-openai`; the `cutover.*`
-ones are added by our span processor (collectors) and are all optional on the wire.
+ones are added by collectors (`span_processor`: labels and shadow pair; `response_probe`:
+refusal and the client timeout read from the call) and are all optional on the wire.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ ERROR_TYPE = "error.type"
 SERVICE_NAME = "service.name"  # resource attribute
 ENVIRONMENT = "deployment.environment.name"  # resource attribute
 
-# Ours, added by collectors.span_processor.
+# Ours, added by collectors.
 REFUSAL = "cutover.refusal"  # bool: the API returned message.refusal
 TASK = "cutover.task"  # the application's task class: coding, knowledge, rag, simple, ...
 CLIENT_TIMEOUT = "cutover.client.timeout_s"  # double: the client timeout in force for the call
