@@ -27,7 +27,7 @@ top[3].metric("unpriced share", context.pct(unpriced / int(data["calls"].sum()))
 if unpriced:
     st.warning(f"{unpriced:,} calls are unpriced: add their model to the price table, costs below leave them out.")
 
-per_model = data.groupby("model", as_index=False)[["calls", "unpriced", "spend_usd"]].sum()
+per_model = data.groupby("model", as_index=False)[["calls", "unpriced", "spend_usd"]].sum(min_count=1)  # all unpriced: NaN, not $0
 per_model["priced"] = per_model["calls"] - per_model["unpriced"]
 per_model["cost_per_request"] = per_model["spend_usd"] / per_model["priced"].where(per_model["priced"] > 0)
 left, right = st.columns(2)
