@@ -181,12 +181,7 @@ class ProcessorService:
         consumer, settings = self._consumer, self.settings
         try:
             while not self._stopping.is_set():
-                polled = consumer.poll(timeout_ms=200, max_records=settings.poll_max_records)
-                for records in polled.values():
-                    for record in records:
-                        self._take(record)
-                        if len(self._batch.rows) >= settings.batch_max_calls:
-                            self._flush(patient=True)
+                self._take_all(consumer.poll(timeout_ms=200, max_records=settings.poll_max_records))
                 batch = self._batch
                 if not batch.empty() and time.monotonic() - batch.started >= settings.batch_max_wait_s:
                     self._flush(patient=True)
@@ -200,6 +195,16 @@ class ProcessorService:
             self._stopping.set()
         finally:
             consumer.close(autocommit=False)
+
+    def _take_all(self, polled: dict) -> None:
+        for records in polled.values():
+            for record in records:
+                self._take(record)
+                if len(self._batch.rows) >= self.settings.batch_max_calls and not self._flush(patient=True):
+                    # A rebalance reset our positions to the committed offsets: the rest of this
+                    # poll will be read again (by us or the new owner), so taking it now could
+                    # commit past records that were never written.
+                    return
 
     def _take(self, record) -> None:
         batch = self._batch
@@ -222,11 +227,14 @@ class ProcessorService:
         batch.messages += 1
         batch.offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
 
-    def _flush(self, patient: bool) -> None:
-        """Write, confirm dead letters, commit; `patient` retries with backoff, otherwise one try."""
+    def _flush(self, patient: bool) -> bool:
+        """Write, confirm dead letters, commit; `patient` retries with backoff, otherwise one try.
+
+        Returns False when a rebalance took the batch away (dropped uncommitted, to be re-read).
+        """
         batch = self._batch
         if batch.empty():
-            return
+            return True
         columns = self._enricher.columns(batch.rows)
         content = [i for i, captured in enumerate(columns["content_captured"]) if captured]
         self._flushing = True
@@ -246,7 +254,7 @@ class ProcessorService:
             # Our partitions were taken away mid-retry: their new owner re-reads this batch.
             self.stats.rebalance_replays += 1
             self._batch = _Batch()
-            return
+            return False
         finally:
             self._flushing = False
         if content:
@@ -264,6 +272,7 @@ class ProcessorService:
         stats.unpriced += sum(cost is None for cost in columns["cost_usd"])
         stats.batches += 1
         self._batch = _Batch()
+        return True
 
     def _update_lag(self) -> None:
         now = time.monotonic()
@@ -336,7 +345,9 @@ class ProcessorService:
         consumer.pause(*paused)
         try:
             while time.monotonic() < deadline and not self._give_up.is_set() and not self._revoked:
-                consumer.poll(timeout_ms=int(min(0.5, max(0.0, deadline - time.monotonic())) * 1000))
+                polled = consumer.poll(timeout_ms=int(min(0.5, max(0.0, deadline - time.monotonic())) * 1000))
+                for tp, records in polled.items():  # partitions newly assigned are not paused: unread them
+                    consumer.seek(tp, records[0].offset)
         finally:
             consumer.resume(*(tp for tp in paused if tp in consumer.assignment()))
 
