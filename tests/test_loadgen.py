@@ -296,3 +296,17 @@ def test_shadow_mirror_with_the_async_client(kafka_bootstrap, topic, simulator, 
     for pair in by_pair.values():
         assert pair["primary"][semconv.REQUEST_MODEL] == "gpt-5.4" and pair["shadow"][semconv.REQUEST_MODEL] == "gpt-5.5"
         assert pair["primary"][semconv.TASK] == pair["shadow"][semconv.TASK]
+
+
+def test_human_summary_names_models_roles_and_span_accounting(cutover_env, topic, simulator):
+    env = {**cutover_env, "CUTOVER_SPANS_TOPIC": topic, "CUTOVER_LOADGEN_BASE_URL": simulator.base_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "cutover.cli", "loadgen", "--calls", "12", "--rate", "0", "--shadow", "0.5", "--timeout", "2"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "12 calls in" in out and "gpt-5.4" in out and "primary" in out
+    mirrored = int(out.split(" mirrored")[0].rsplit(" ", 1)[-1])
+    assert f"spans: {12 + mirrored} expected on Kafka, 0 dropped" in out
+    assert ("gpt-5.5" in out and "shadow" in out) == (mirrored > 0)
