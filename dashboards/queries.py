@@ -300,7 +300,6 @@ def alerts(client: Client, db: str, f: Filters, limit: int = 500) -> pd.DataFram
         LIMIT %(limit)s
         """,
         f.params(limit=limit),
-        settings={},
     )
 
 
