@@ -7,6 +7,7 @@ latency at once on one core.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 import time
@@ -74,7 +75,7 @@ class Simulator:
     def __init__(self, settings: SimulatorSettings) -> None:
         self.settings = settings
         self.planner = Planner(load_profiles(settings.simulator_profiles), load_corpus(), settings.simulator_seed)
-        self._seen: Counter[str] = Counter()
+        self._seen: Counter[bytes] = Counter()  # one small entry per distinct request
         self.tally: Counter[tuple[str, str]] = Counter()
 
     def app(self) -> Starlette:
@@ -193,7 +194,7 @@ class Simulator:
     def _nonce(self, request: Request, model: str, messages: list[tuple[str, str]]) -> str:
         if nonce := request.headers.get(NONCE_HEADER):
             return nonce
-        key = f"{model}\x1f{messages!r}"
+        key = hashlib.blake2b(f"{model}\x1f{messages!r}".encode(), digest_size=16).digest()
         self._seen[key] += 1
         return f"#{self._seen[key]}"
 
