@@ -143,7 +143,8 @@ class ProcessorService:
         self._threads = [self._consume_thread, alert_thread]
         for thread in self._threads:
             thread.start()
-        log.info("processing %s -> %s.%s as group %s", settings.spans_topic, settings.clickhouse_dsn, database, settings.consumer_group)
+        store = "the shared client" if self._client is not None else settings.clickhouse_dsn
+        log.info("processing %s -> %s (database %s) as group %s", settings.spans_topic, store, database, settings.consumer_group)
 
     def stop(self, timeout: float = 30) -> None:
         """Finish and commit the batch in hand (giving up after `timeout` s, uncommitted), then close."""

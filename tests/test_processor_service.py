@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def settings_for(bootstrap: str, topic: str, database: str, group: str, **extra) -> ProcessorSettings:
-    return ProcessorSettings(
+    values = dict(
         kafka_bootstrap=bootstrap,
         spans_topic=topic,
         dlq_topic=f"{topic}_dlq",
@@ -32,8 +32,8 @@ def settings_for(bootstrap: str, topic: str, database: str, group: str, **extra)
         batch_max_calls=1000,
         batch_max_wait_s=0.3,
         alert_interval_s=3600,
-        **extra,
     )
+    return ProcessorSettings(**{**values, **extra})
 
 
 def run_until_consumed(
@@ -257,3 +257,38 @@ def test_clickhouse_failure_is_retried_with_backoff_and_nothing_is_lost(kafka_bo
     finally:
         service.stop()
     assert ch_client.command(f"SELECT count() FROM {ch_database}.llm_calls FINAL") == len(calls)
+
+
+def test_an_instance_joining_mid_stream_loses_nothing_and_counts_nothing_twice(
+    kafka_bootstrap, topic, ch_client, ch_database
+):
+    calls = make_calls(6000, seed=13)
+    items = list(messages(calls, per_message=20))
+    small = dict(batch_max_calls=200, poll_max_records=5)  # many commits, so the rebalance lands mid-stream
+    first = ProcessorService(settings_for(kafka_bootstrap, topic, ch_database, f"g_{topic}", **small), client=ch_client)
+    second = ProcessorService(settings_for(kafka_bootstrap, topic, ch_database, f"g_{topic}", **small), client=ch_client)
+    first.start()
+    try:
+        produce(kafka_bootstrap, topic, items[: len(items) // 2])
+        deadline = time.monotonic() + 120
+        while first.stats.messages < 40:
+            assert time.monotonic() < deadline and first.failure is None, first.stats.as_dict()
+            time.sleep(0.05)
+        second.start()
+        produce(kafka_bootstrap, topic, items[len(items) // 2 :])
+        count = f"SELECT count() FROM {ch_database}.llm_calls FINAL"
+        while ch_client.command(count) < len(calls) or first.stats.lag or second.stats.lag:
+            assert time.monotonic() < deadline, (first.stats.as_dict(), second.stats.as_dict())
+            assert first.failure is None and second.failure is None
+            time.sleep(0.2)
+    finally:
+        second.stop()
+        first.stop()
+    assert second.stats.messages > 0 and first.partitions != [0, 1, 2, 3]
+    assert ch_client.command(count) == ch_client.command(
+        f"SELECT uniqExact(span_id) FROM {ch_database}.llm_calls"
+    ) == len(calls)
+    histogram_calls = ch_client.command(
+        f"SELECT sum(count) FROM {ch_database}.latency_histograms FINAL WHERE metric = 'latency_ms'"
+    )
+    assert histogram_calls == sum(c.in_histograms for c in calls)
