@@ -136,7 +136,38 @@ def statements(database: str, retention_days: int) -> list[str]:
     ]
 
 
+# Tables with a retention TTL, and the time expression it counts from.
+RETENTION = {
+    "llm_calls": "toDateTime(start_time)",
+    "hallucination_flags": "toDateTime(start_time)",
+    "latency_histograms": "minute",
+}
+
+
+def apply_retention(client: Client, database: str, retention_days: int) -> None:
+    """Bring each table's TTL to `retention_days` (0 = none) when it differs, e.g. after a config change.
+
+    The new TTL takes effect on merges (`materialize_ttl_after_modify = 0`), so a start
+    never waits for a rewrite of old partitions.
+    """
+    for table, since in RETENTION.items():
+        engine = str(
+            client.command(
+                "SELECT engine_full FROM system.tables WHERE database = %(db)s AND name = %(table)s",
+                parameters={"db": database, "table": table},
+            )
+        )
+        if retention_days > 0 and f"toIntervalDay({int(retention_days)})" not in engine:
+            client.command(
+                f"ALTER TABLE {database}.{table} MODIFY TTL {since} + INTERVAL {int(retention_days)} DAY DELETE",
+                settings={"materialize_ttl_after_modify": 0},
+            )
+        elif retention_days <= 0 and " TTL " in engine:
+            client.command(f"ALTER TABLE {database}.{table} REMOVE TTL")
+
+
 def migrate(client: Client, database: str = "cutover", retention_days: int = 90) -> None:
     """Create or upgrade every table; safe to run at every start, from every instance."""
     for statement in statements(database, retention_days):
         client.command(statement)
+    apply_retention(client, database, retention_days)
