@@ -70,7 +70,7 @@ class Supervisor:
                 tail = child.log.read_text(errors="replace")[-1500:]
                 raise DemoError(f"{child.name} exited with code {code}; last lines of {child.log}:\n{tail}")
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 45.0) -> None:  # a stalled call finishes at its 30 s client timeout
         for child in reversed(self.children):
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
@@ -123,11 +123,9 @@ def run_demo(stop_after_s: float | None = None) -> None:
         supervisor.spawn("dashboard", "dashboard")
         url = f"http://{dashboard.dashboard_host}:{dashboard.dashboard_port}"
         supervisor.wait_until(lambda: _http_ok(f"{url}/_stcore/health"), "the dashboard")
-        # A day-long run is "continuous" for a demo; Ctrl-C ends it sooner.
-        supervisor.spawn(
+        supervisor.spawn(  # without --calls or --duration it runs until the demo stops it
             "loadgen",
             "loadgen",
-            "--duration", "24h",
             "--base-url", f"http://{simulator.simulator_host}:{simulator.simulator_port}/v1",
             "--shadow", "0.1",
             "--model", "gpt-5.4",
