@@ -117,11 +117,3 @@ def current() -> Filters:
 def pair() -> tuple[str | None, str | None]:
     """The A (baseline) and B (candidate) models."""
     return st.session_state.get("model_a"), st.session_state.get("model_b")
-
-
-def grain_minutes(f: Filters) -> int:
-    """A time bucket that gives a readable number of points for the range."""
-    for limit, grain in ((120, 1), (720, 5), (2880, 15), (11520, 60)):
-        if f.minutes <= limit:
-            return grain
-    return 360

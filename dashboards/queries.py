@@ -38,6 +38,14 @@ class Filters:
     def minutes(self) -> float:
         return max((self.end - self.start).total_seconds() / 60, 1.0)
 
+    @property
+    def grain_minutes(self) -> int:
+        """A time bucket that gives a readable number of points for the range."""
+        for limit, grain in ((120, 1), (720, 5), (2880, 15), (11520, 60)):
+            if self.minutes <= limit:
+                return grain
+        return 360
+
     def params(self, **extra: Any) -> dict[str, Any]:
         return {
             "start": self.start,

@@ -46,7 +46,7 @@ with cdf_col:
 
 
 def percentiles_over_time(metric: str) -> pd.DataFrame:
-    grain = filters.grain_minutes(f)
+    grain = f.grain_minutes
     rows = []
     for row in queries.buckets_over_time(client, db, f, metric, grain).itertuples():
         for name, value in zip(("p50", "p95", "p99"), stats.percentiles(row.buckets, row.zero_count), strict=True):

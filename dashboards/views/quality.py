@@ -10,7 +10,7 @@ from dashboards import context, filters, queries, stats
 st.title("Quality")
 f = filters.current()
 client, db = context.client(), context.database()
-grain = filters.grain_minutes(f)
+grain = f.grain_minutes
 data = queries.quality_over_time(client, db, f, grain)
 if data.empty:
     context.no_data()
