@@ -47,7 +47,7 @@ BOOTSTRAP_TIMEOUT_MS = 5_000
 
 @dataclass
 class ProcessorStats:
-    """Running counters since start (read by the dashboard and the CLI)."""
+    """Running counters since start, of committed batches (read by the dashboard and the CLI)."""
 
     messages: int = 0
     spans: int = 0
@@ -71,6 +71,8 @@ class _Batch:
     letters: list[dlq.DeadLetter] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     messages: int = 0
+    spans: int = 0
+    skipped_non_genai: int = 0
     started: float = 0.0
 
     def empty(self) -> bool:
@@ -219,8 +221,8 @@ class ProcessorService:
         else:
             batch.rows.extend(decoded.rows)
             reason = decoded.error
-            self.stats.spans += decoded.spans
-            self.stats.skipped_non_genai += decoded.skipped_non_genai
+            batch.spans += decoded.spans
+            batch.skipped_non_genai += decoded.skipped_non_genai
         if reason:
             letter = dlq.DeadLetter(record.key, record.value, record.topic, record.partition, record.offset, reason)
             dlq.send(self._producer, self.settings.dlq_topic, letter)
@@ -268,6 +270,8 @@ class ProcessorService:
             log.warning("offset commit failed (%s); the batch will be replayed idempotently", error)
         stats = self.stats
         stats.messages += batch.messages
+        stats.spans += batch.spans
+        stats.skipped_non_genai += batch.skipped_non_genai
         stats.calls_written += len(batch.rows)
         stats.dlq += len(batch.letters)
         stats.unpriced += sum(cost is None for cost in columns["cost_usd"])

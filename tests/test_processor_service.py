@@ -275,6 +275,9 @@ def test_an_instance_joining_mid_stream_loses_nothing_and_counts_nothing_twice(
             assert time.monotonic() < deadline and first.failure is None, first.stats.as_dict()
             time.sleep(0.05)
         second.start()
+        while not second.partitions:
+            assert time.monotonic() < deadline, "the second instance never got a partition"
+            time.sleep(0.05)
         produce(kafka_bootstrap, topic, items[len(items) // 2 :])
         count = f"SELECT count() FROM {ch_database}.llm_calls FINAL"
         while ch_client.command(count) < len(calls) or first.stats.lag or second.stats.lag:
