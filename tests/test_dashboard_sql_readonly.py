@@ -84,3 +84,15 @@ def test_a_runaway_query_is_stopped_by_the_time_limit(table):
     with pytest.raises(Exception) as raised:
         run_readonly(dsn, "SELECT count() FROM system.numbers", row_limit=10, timeout_s=1)
     assert "TIMEOUT_EXCEEDED" in str(raised.value) or "Timeout exceeded" in str(raised.value)
+
+
+def test_every_docs_example_runs_read_only_on_the_configured_database(ch_client, ch_database, chdb_path):
+    from dashboards.queries import example_queries
+    from tests.dashboard_seed import seed
+
+    seed(ch_client, ch_database, calls=3000, hours=2)
+    examples = example_queries(ch_database)
+    assert len(examples) >= 5
+    for title, sql in examples:
+        assert f"{ch_database}." in sql and "cutover." not in sql, title
+        run_readonly(f"chdb://{chdb_path}", sql, row_limit=1000, timeout_s=30)  # raises on any error
