@@ -6,18 +6,20 @@ import sys
 
 import typer
 
+from collectors.command import collect
 from cutover.local_kafka import BrokerError, BrokerSettings, LocalBroker, round_trip
 from cutover.settings import CutoverSettings, SettingsError, load
 from cutover.store import client_for, ping
+from dashboards.command import dashboard
+from processors.command import process
+from simulator.command import loadgen, simulate
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="Observability for an LLM model cutover.")
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broker (KRaft, 127.0.0.1).")
 app.add_typer(kafka_app, name="kafka")
-app.command("process")(__import__("processors.command", fromlist=["process"]).process)
-app.command("collect")(__import__("collectors.command", fromlist=["collect"]).collect)
-app.command("dashboard")(__import__("dashboards.command", fromlist=["dashboard"]).dashboard)
-app.command("simulate")(__import__("simulator.command", fromlist=["simulate"]).simulate)
-app.command("loadgen")(__import__("simulator.command", fromlist=["loadgen"]).loadgen)
+# Each component's command module keeps its heavy imports inside the command, so `cutover` starts fast.
+for command in (collect, process, dashboard, simulate, loadgen):
+    app.command()(command)
 
 
 def _broker() -> LocalBroker:
