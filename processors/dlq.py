@@ -30,35 +30,52 @@ class DeadLetter:
         ]
 
 
-def make_producer(bootstrap: list[str], bootstrap_timeout_ms: int) -> KafkaProducer:
-    # acks=all and idempotence: a dead letter must be durable before its offset is committed.
-    return KafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        max_block_ms=10_000,  # never hold the consumer thread for a minute on missing DLQ metadata
-        max_request_size=16_777_216,
-        client_id="cutover-processor-dlq",
-        bootstrap_timeout_ms=bootstrap_timeout_ms,
-    )
+class DeadLetterQueue:
+    """Produces dead letters; `confirm` is the gate before offsets may be committed past them."""
 
+    def __init__(self, bootstrap: list[str], topic: str, bootstrap_timeout_ms: int) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.bootstrap_timeout_ms = bootstrap_timeout_ms
+        self.producer = self._producer()
 
-def send(producer: KafkaProducer, dlq_topic: str, letter: DeadLetter) -> None:
-    """Start producing `letter` (asynchronous); `confirm` waits for it and re-sends it if this failed."""
-    try:
-        letter.future = producer.send(dlq_topic, key=letter.key, value=letter.value, headers=letter.headers())
-    except KafkaError:
-        letter.future = None
+    def _producer(self) -> KafkaProducer:
+        # acks=all and idempotence: a dead letter must be durable before its offset is committed.
+        return KafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_block_ms=10_000,  # never hold the consumer thread for a minute on missing DLQ metadata
+            max_request_size=16_777_216,
+            client_id="cutover-processor-dlq",
+            bootstrap_timeout_ms=self.bootstrap_timeout_ms,
+        )
 
+    def send(self, letter: DeadLetter) -> None:
+        """Start producing `letter` (asynchronous); `confirm` waits for it and re-sends it if this failed."""
+        try:
+            letter.future = self.producer.send(self.topic, key=letter.key, value=letter.value, headers=letter.headers())
+        except KafkaError:
+            letter.future = None
 
-def confirm(producer: KafkaProducer, dlq_topic: str, letters: list[DeadLetter], timeout_s: float = 30.0) -> None:
-    """Block until every letter is acknowledged, re-sending those that failed; raises if one still fails."""
-    for letter in letters:
-        if letter.future is None or (letter.future.is_done and letter.future.failed()):
-            send(producer, dlq_topic, letter)
-    producer.flush(timeout=timeout_s)
-    for letter in letters:
-        if letter.future is None:
-            raise KafkaError(f"could not produce to the DLQ topic {dlq_topic}")
-        letter.future.get(timeout=timeout_s)
+    def confirm(self, letters: list[DeadLetter], timeout_s: float = 30.0) -> None:
+        """Block until every letter is acknowledged, re-sending those that failed; raises if one still fails."""
+        for letter in letters:
+            if letter.future is None or (letter.future.is_done and letter.future.failed()):
+                self.send(letter)
+        self.producer.flush(timeout=timeout_s)
+        try:
+            for letter in letters:
+                if letter.future is None:
+                    raise KafkaError(f"could not produce to the DLQ topic {self.topic}")
+                letter.future.get(timeout=timeout_s)
+        except KafkaError:
+            # An idempotent producer keeps failing every send after a fatal error (e.g. a
+            # record the broker refused): the next attempt gets a fresh one.
+            self.producer.close(timeout=5)
+            self.producer = self._producer()
+            raise
+
+    def close(self) -> None:
+        self.producer.close(timeout=5)

@@ -21,14 +21,14 @@ from datetime import datetime, timezone
 from typing import TypeVar
 
 from clickhouse_connect.driver.client import Client
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from tenacity import Retrying, retry_if_exception_type, stop_any, wait_exponential
 
 from cutover.store import client_for
-from processors import dlq
+from processors.dlq import DeadLetter, DeadLetterQueue
 from processors.alerts import AlertEvaluator
 from processors.decode import decode
 from processors.enrich import Enricher, row_dicts
@@ -68,7 +68,7 @@ class ProcessorStats:
 @dataclass
 class _Batch:
     rows: list[tuple] = field(default_factory=list)
-    letters: list[dlq.DeadLetter] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     messages: int = 0
     spans: int = 0
@@ -99,7 +99,7 @@ class ProcessorService:
         self._last_log = time.monotonic()
         self._consume_thread: threading.Thread | None = None
         self._starting = False
-        self._producer: KafkaProducer | None = None
+        self._dlq: DeadLetterQueue | None = None
         self._hallucination: HallucinationWorker | None = None
         self.partitions: list[int] = []  # partitions of the spans topic this instance owns now
         self.failure: BaseException | None = None
@@ -118,7 +118,10 @@ class ProcessorService:
         try:
             self.client = self._client or self._retrying(lambda: client_for(settings), what="ClickHouse connection")
             self._retrying(lambda: migrate(self.client, database, settings.retention_days), what="schema migration")
-            self._producer = self._retrying(lambda: dlq.make_producer(settings.bootstrap_servers, BOOTSTRAP_TIMEOUT_MS), what="Kafka connection")
+            self._dlq = self._retrying(
+                lambda: DeadLetterQueue(settings.bootstrap_servers, settings.dlq_topic, BOOTSTRAP_TIMEOUT_MS),
+                what="Kafka connection",
+            )
             self._consumer = self._retrying(
                 lambda: KafkaConsumer(
                     bootstrap_servers=settings.bootstrap_servers,
@@ -159,8 +162,8 @@ class ProcessorService:
                 thread.join(5)
         if self._hallucination is not None:
             self._hallucination.stop()
-        if self._producer is not None:
-            self._producer.close(timeout=5)
+        if self._dlq is not None:
+            self._dlq.close()
         log.info("stopped: %s", self.stats.as_dict())
 
     def run_forever(self) -> None:
@@ -224,8 +227,8 @@ class ProcessorService:
             batch.spans += decoded.spans
             batch.skipped_non_genai += decoded.skipped_non_genai
         if reason:
-            letter = dlq.DeadLetter(record.key, record.value, record.topic, record.partition, record.offset, reason)
-            dlq.send(self._producer, self.settings.dlq_topic, letter)
+            letter = DeadLetter(record.key, record.value, record.topic, record.partition, record.offset, reason)
+            self._dlq.send(letter)
             batch.letters.append(letter)
         batch.messages += 1
         batch.offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
@@ -245,12 +248,10 @@ class ProcessorService:
         try:
             if patient:
                 self._retrying(lambda: self._writer.write(columns), what="ClickHouse write")
-                self._retrying(
-                    lambda: dlq.confirm(self._producer, self.settings.dlq_topic, batch.letters), what="DLQ produce"
-                )
+                self._retrying(lambda: self._dlq.confirm(batch.letters), what="DLQ produce")
             else:
                 self._writer.write(columns)
-                dlq.confirm(self._producer, self.settings.dlq_topic, batch.letters)
+                self._dlq.confirm(batch.letters)
         except Interrupted:
             if not self._revoked:
                 raise

@@ -295,3 +295,38 @@ def test_an_instance_joining_mid_stream_loses_nothing_and_counts_nothing_twice(
         f"SELECT sum(count) FROM {ch_database}.latency_histograms FINAL WHERE metric = 'latency_ms'"
     )
     assert histogram_calls == sum(c.in_histograms for c in calls)
+
+
+def test_a_failing_dlq_holds_the_commit_until_the_dead_letter_is_stored(kafka_bootstrap, topic, ch_client, ch_database):
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+
+    dlq_topic = f"{topic}_dlq"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    # The broker rejects any dead letter bigger than 200 bytes: the DLQ is "down" for ours.
+    admin.create_topics([NewTopic(dlq_topic, 1, 1, topic_configs={"max.message.bytes": "200"})])
+    calls = make_calls(100, seed=4)
+    good = list(messages(calls, per_message=20))
+    poison = (b"poison", bytes(range(256)) * 4)
+    produce(kafka_bootstrap, topic, [good[0], poison, *good[1:]])
+    settings = settings_for(kafka_bootstrap, topic, ch_database, f"g_{topic}", retry_max_backoff_s=0.5)
+    service = ProcessorService(settings, client=ch_client)
+    service.start()
+    try:
+        deadline = time.monotonic() + 60
+        while service.stats.retries < 3:
+            assert time.monotonic() < deadline and service.failure is None, service.stats.as_dict()
+            time.sleep(0.1)
+        assert service.stats.messages == 0  # nothing committed past the letter that is not stored
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, dlq_topic, configs={"max.message.bytes": "1048576"})])
+        while service.stats.messages < len(good) + 1:
+            assert time.monotonic() < deadline and service.failure is None, service.stats.as_dict()
+            time.sleep(0.1)
+    finally:
+        service.stop()
+        admin.close()
+    assert service.stats.dlq == 1
+    assert ch_client.command(f"SELECT count() FROM {ch_database}.llm_calls FINAL") == len(calls)
+    consumer = KafkaConsumer(dlq_topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    letters = [m for m in consumer]
+    consumer.close()
+    assert [(m.key, m.value) for m in letters] == [poison]
