@@ -7,7 +7,7 @@ OTLP `ExportTraceServiceRequest`s of `--per-message` GenAI spans (the SDK's defa
 batch is 512), then measures in one run, pinned to one CPU:
   1. bare upb parse of every message (`ExportTraceServiceRequest.FromString`),
   2. our decode to call rows (`processors.decode.decode`),
-  3. decode + enrichment (cost, refusal),
+  3. decode + enrichment (cost, refusal), and separately the writer (insert + histograms),
   4. the full service: consume from Kafka, decode, enrich, insert into chDB, recompute
      histograms, commit offsets,
 and prints spans/s of each and the ratios to the bare parse.
@@ -34,8 +34,10 @@ from processors.decode import decode  # noqa: E402
 from processors.enrich import Enricher  # noqa: E402
 from processors.pricing import PriceBook  # noqa: E402
 from processors.refusal import refusal_source  # noqa: E402
+from processors.schema import migrate  # noqa: E402
 from processors.service import ProcessorService  # noqa: E402
 from processors.settings import ProcessorSettings  # noqa: E402
+from processors.writer import CallWriter  # noqa: E402
 from tests.processor_workload import make_calls, messages, produce  # noqa: E402
 
 
@@ -72,7 +74,9 @@ def main() -> None:
             calls = make_calls(args.spans, seed=1, spread_s=3600)
             items = list(messages(calls, per_message=args.per_message))
             produce(broker.bootstrap, topic, items)
+            started = time.perf_counter()
             values = read_topic(broker.bootstrap, topic, len(items))
+            fetch_s = time.perf_counter() - started
             assert len(values) == len(items)
 
             started = time.perf_counter()
@@ -91,11 +95,19 @@ def main() -> None:
 
             enricher = Enricher(PriceBook.load(), refusal_source)
             started = time.perf_counter()
-            for at in range(0, len(values), 100):
+            batches = [
                 enricher.columns([row for value in values[at : at + 100] for row in decode(value).rows])
+                for at in range(0, len(values), 100)
+            ]
             enrich_s = time.perf_counter() - started
 
             client = open_client(f"chdb://{Path(scratch) / 'chdb'}")
+            migrate(client, "bench_write", 0)
+            writer = CallWriter(client, "bench_write")
+            started = time.perf_counter()
+            for columns in batches:
+                writer.write(columns)
+            write_s = time.perf_counter() - started
             settings = ProcessorSettings(
                 kafka_bootstrap=broker.bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq",
                 consumer_group="bench", clickhouse_database="bench", alert_interval_s=3600,
@@ -115,8 +127,10 @@ def main() -> None:
 
     print(f"{len(calls):,} GenAI spans (+{len(items):,} HTTP spans) in {len(items):,} messages of {args.per_message}, one core")
     print(f"bare protobuf parse          {rate(parsed, bare_s)}")
+    print(f"Kafka fetch (kafka-python)   {rate(parsed, fetch_s)}   (a bare consumer reading the same messages)")
     print(f"decode to call rows          {rate(parsed, decode_s)}   {bare_s / decode_s:6.1%} of bare parse")
     print(f"decode + enrich              {rate(parsed, enrich_s)}   {bare_s / enrich_s:6.1%} of bare parse")
+    print(f"chDB insert + histograms     {rate(parsed, write_s)}   (the writer alone, same batches)")
     print(f"full processor (Kafka->chDB) {rate(parsed, service_s)}   {bare_s / service_s:6.1%} of bare parse")
     print(f"ratio bare parse / full processor: {service_s / bare_s:.1f}x")
 
