@@ -28,9 +28,9 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from tenacity import Retrying, retry_if_exception_type, stop_any, wait_exponential
 
 from cutover.store import client_for
-from processors.dlq import DeadLetter, DeadLetterQueue
 from processors.alerts import AlertEvaluator
 from processors.decode import decode
+from processors.dlq import DeadLetter, DeadLetterQueue
 from processors.enrich import Enricher, row_dicts
 from processors.hallucination import HallucinationWorker
 from processors.pricing import PriceBook

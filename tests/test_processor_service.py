@@ -6,6 +6,7 @@ import math
 import re
 import time
 from collections import Counter, defaultdict
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -67,8 +68,6 @@ def expected_cost(book: PriceBook, call: Call) -> Decimal | None:
     family = book.family(call.model)
     if family is None:
         return None
-    from datetime import datetime, timezone
-
     price = book.price(family, datetime.fromtimestamp(call.start_ns / 1e9, tz=timezone.utc).date())
     per_token = Decimal(1_000_000)
     return (
