@@ -174,6 +174,7 @@ class ProcessorService:
             self.start()
         except Interrupted:
             log.warning("stopped while waiting for ClickHouse/Kafka at start; nothing was consumed")
+            self.stop()
             return
         while not self._stopping.wait(1.0):
             pass
