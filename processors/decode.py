@@ -4,6 +4,8 @@ This is the processor's hot path. The upb parser decodes ~1.3M spans/s; building
 attributes per span would cost 15x that, so each span's attributes are walked once with a
 key -> slot table and the values go straight into one tuple per call (`DECODED_FIELDS`
 order). Enrichment (`processors.enrich`) adds the derived columns afterwards, column-wise.
+The call record is that typed tuple, not a pydantic model: validating one model per call
+runs at ~90k calls/s, which would halve the decoder's ~110k spans/s (measured together).
 
 What counts as invalid (the whole message goes to the DLQ with the reason; the valid
 calls of a partly-invalid message are still written, which is safe because writes are
