@@ -26,6 +26,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from cutover.budget import period_bounds, period_label
 from processors.histograms import quantile
 from processors.pricing import PriceBook
 from processors.schema import HISTOGRAM_SCALE
@@ -97,10 +98,8 @@ class AlertEvaluator:
         budget = Decimal(self.settings.budget_usd)
         if budget <= 0:
             return []
-        if self.settings.budget_period == "day":
-            start, period = now.replace(hour=0, minute=0, second=0, microsecond=0), now.strftime("%Y-%m-%d")
-        else:
-            start, period = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0), now.strftime("%Y-%m")
+        start, _ = period_bounds(now, self.settings.budget_period)
+        period = period_label(now, self.settings.budget_period)
         spent, unpriced = self.client.query(
             f"""
             SELECT sum(cost_usd), countIf(cost_usd IS NULL)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from cutover.settings import CutoverSettings
+from cutover.budget import BudgetSettings
 
 
-class ProcessorSettings(CutoverSettings):
+class ProcessorSettings(BudgetSettings):
     batch_max_calls: int = Field(
         default=50_000,
         ge=1,
@@ -52,12 +51,6 @@ class ProcessorSettings(CutoverSettings):
     prices_file: Path | None = Field(
         default=None,
         description="Price book YAML (versioned, dated USD per 1M tokens); default: the packaged processors/prices.yaml.",
-    )
-    budget_usd: Decimal = Field(
-        default=Decimal(0), ge=0, description="Spend budget in USD per budget period; 0 turns budget alerts off."
-    )
-    budget_period: Literal["day", "month"] = Field(
-        default="month", description="Period the budget covers (UTC calendar day or month)."
     )
     model_timeouts: str = Field(
         default="",

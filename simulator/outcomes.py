@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from simulator.profiles import ModelProfile, Profiles
-from simulator.workload import Corpus, Task, TaskClass
+from simulator.workload import Corpus, TaskClass
 
 Fault = Literal["rate_limited", "server_error", "stall"]
 Refusal = Literal["api", "prose"]

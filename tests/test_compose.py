@@ -4,7 +4,6 @@ official images, topics, ports, variable names and values, commands, and the Col
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest

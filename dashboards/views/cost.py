@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from cutover.budget import period_bounds
 from dashboards import context, filters, queries
 
 st.title("Cost and tokens")
@@ -76,14 +77,6 @@ st.altair_chart(
 st.header("Budget burn")
 
 
-def period_bounds(now: datetime, period: str) -> tuple[datetime, datetime]:
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "day":
-        return day, day + timedelta(days=1)
-    start = day.replace(day=1)
-    return start, (start + timedelta(days=32)).replace(day=1)
-
-
 @st.cache_data(ttl=600, show_spinner=False)
 def spend_history(database: str, start: datetime, end: datetime) -> pd.DataFrame:
     """Spend of the period's finished hours: they barely change, so one scan per 10 minutes."""
@@ -100,7 +93,7 @@ spent = float(spend["spend_usd"].sum()) if not spend.empty else 0.0
 window_h = min(24.0, max((now - p_start).total_seconds() / 3600, 1 / 60))
 recent = float(spend.loc[spend["hour"] >= now - timedelta(hours=window_h), "spend_usd"].sum()) if not spend.empty else 0.0
 projected = spent + recent / window_h * ((p_end - now).total_seconds() / 3600)
-budget = settings.budget_usd
+budget = float(settings.budget_usd)
 cols = st.columns(4)
 cols[0].metric(f"spent this {settings.budget_period}", context.usd(spent))
 cols[1].metric("projected at period end", context.usd(projected), help="Spent so far plus the last 24 hours' hourly rate continued to the period end.")
