@@ -6,7 +6,7 @@ import streamlit as st
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from dashboards import context, filters
+from dashboards import context, filters, freshness
 
 st.set_page_config(page_title="LLM cutover", page_icon=":material/compare_arrows:", layout="wide")
 
@@ -23,6 +23,7 @@ PAGES = [
 page = st.navigation(PAGES)
 try:
     filters.sidebar()
+    freshness.banner()
     page.run()
 except ClickHouseError as error:
     context.store_error(error)

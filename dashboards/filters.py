@@ -19,7 +19,8 @@ PRESETS = {
     "Last 30 days": timedelta(days=30),
     "Custom": None,
 }
-DEFAULT_RANGE = "Last 24 hours"
+# An hour: live rates and tail latencies of now, not averaged over a day of traffic.
+DEFAULT_RANGE = "Last hour"
 
 
 def now() -> datetime:
@@ -92,6 +93,8 @@ def sidebar() -> None:
         dims = _dimensions(context.database(), start, end)
         by_model = dims.groupby("model")["calls"].sum().sort_values(ascending=False)
         models = list(by_model.index)
+        if not models:
+            st.info("No calls in this range, so no services, tasks or models to pick yet.", icon=":material/filter_alt_off:")
         st.multiselect("Services", sorted(dims["service"].unique()), key="services", placeholder="all services")
         st.multiselect("Tasks", sorted(dims["task"].unique()), key="tasks", placeholder="all tasks")
         st.multiselect("Models", models, key="models", placeholder="all models")

@@ -93,6 +93,32 @@ def dimensions(client: Client, db: str, start: datetime, end: datetime) -> pd.Da
     )
 
 
+# --- freshness --------------------------------------------------------------------------------
+
+
+def freshness(client: Client, db: str) -> pd.DataFrame:
+    """One row: stored calls, the newest call's start_time and ingested_at, and ClickHouse's clock now.
+
+    `count()` and `max(start_time)` come from part metadata (start_time is in the partition key).
+    `ingested_at` is in no index: it is read over the newest day of calls only, which also covers
+    late arrivals (replays, hallucination verdicts) of that day. Ages are taken on ClickHouse's
+    clock, the clock that stamps `ingested_at`. Empty table: calls 0 and NULL times.
+    """
+    return _df(
+        client,
+        f"""
+        WITH (SELECT (count(), max(start_time)) FROM {db}.llm_calls) AS stored
+        SELECT stored.1 AS calls,
+               if(stored.1 = 0, NULL, stored.2) AS newest_start,
+               (SELECT maxOrNull(ingested_at) FROM {db}.llm_calls
+                WHERE start_time >= stored.2 - toIntervalSecond(%(lookback_s)s)) AS newest_ingested,
+               now64(3, 'UTC') AS now
+        """,
+        {"lookback_s": 86_400},
+        settings={},
+    )
+
+
 # --- overview ---------------------------------------------------------------------------------
 
 

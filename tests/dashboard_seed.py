@@ -40,7 +40,7 @@ def seed(client: Client, database: str, calls: int, hours: float, end: datetime 
              reasoning_tokens, cost_usd, price_version, is_error, error_type, finish_reason, is_refusal,
              refusal_source, client_timeout_s, is_timeout, shadow_pair_id, shadow_role, content_captured,
              input_text, output_text, context_text, reference_answer, hallucination_checked, hallucination_flag,
-             kafka_partition, kafka_offset, version)
+             kafka_partition, kafka_offset, ingested_at, version)
         WITH
             number % 20 < 2 AS paired,
             if(paired, if(number % 2 = 0, 'gpt-5.4', 'gpt-5.5'),
@@ -58,11 +58,12 @@ def seed(client: Client, database: str, calls: int, hours: float, end: datetime 
             toUInt32(output_t * {_u('r')} * 0.4) AS reasoning_t,
             least(raw_latency, 30000) AS latency,
             {_u('cap')} < 0.2 OR paired AS captured,
-            {_u('h')} < 0.3 AS checked
+            {_u('h')} < 0.3 AS checked,
+            toDateTime64({{start:DateTime64(6)}}, 6, 'UTC') + toIntervalMicrosecond(toUInt64(number / {{calls:UInt64}} * {{span_us:UInt64}})) AS started
         SELECT
             hex(cityHash64(intDiv(number, 2), 'trace')) AS trace_id,
             hex(cityHash64(number, 'span')) AS span_id,
-            toDateTime64({{start:DateTime64(6)}}, 6, 'UTC') + toIntervalMicrosecond(toUInt64(number / {{calls:UInt64}} * {{span_us:UInt64}})),
+            started,
             ['checkout-assistant', 'support-bot', 'code-review'][1 + number % 3],
             'production', 'chat', m, m, 'openai', t,
             latency,
@@ -84,7 +85,9 @@ def seed(client: Client, database: str, calls: int, hours: float, end: datetime 
             '', '',
             checked AND NOT failed,
             checked AND NOT failed AND {_u('flag')} < if(m = 'gpt-5.5', 0.03, 0.05),
-            number % 4, number, 1
+            number % 4, number,
+            least(started + toIntervalMillisecond(toUInt64(latency) + 1000), now64(3, 'UTC')),  -- stored a second after it ended
+            1
         FROM numbers({{calls:UInt64}})
         """,
         parameters={"start": start, "span_us": span_us, "calls": calls},

@@ -3,15 +3,19 @@ numbers on the page are checked against SQL over the raw rows."""
 
 from __future__ import annotations
 
+import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 from cutover import store
-from dashboards import context
+from dashboards import context, filters
+from dashboards.freshness import HINT, ago
 from dashboards.settings import DashboardSettings
 from tests.dashboard_seed import seed
 
@@ -20,13 +24,22 @@ PAGES = ["overview", "latency", "cost", "quality", "shadow", "alerts", "sql_expl
 OK = "(is_error = 0 OR is_timeout = 1)"  # the calls the latency histograms cover
 
 
-@pytest.fixture
-def seeded(ch_client, ch_database, chdb_path, monkeypatch):
-    """6,000 calls over the last 6 hours, and the app pointed at them through the shared client."""
-    seed(ch_client, ch_database, calls=6000, hours=6)
+def point_app_at(ch_client, ch_database, chdb_path, monkeypatch) -> None:
     dsn = f"chdb://{chdb_path}"
     monkeypatch.setitem(store._clients, dsn, ch_client)  # the app's client_for() gets the session's one engine
     monkeypatch.setattr(context, "_settings", DashboardSettings(clickhouse_url=dsn, clickhouse_database=ch_database))
+
+
+@pytest.fixture
+def seeded(ch_client, ch_database, chdb_path, monkeypatch):
+    """6,000 calls over the last 6 hours, and the app pointed at them through the shared client.
+
+    The page clock stands still half a minute after the newest call, so the sidebar and every
+    query of a page see the same relative window even when a test runs across a minute boundary.
+    """
+    _, end = seed(ch_client, ch_database, calls=6000, hours=6)
+    point_app_at(ch_client, ch_database, chdb_path, monkeypatch)
+    monkeypatch.setattr(filters, "now", lambda: end + timedelta(seconds=30))
     return ch_client, ch_database
 
 
@@ -42,21 +55,110 @@ def one(client, sql: str) -> tuple:
     return client.query(sql).result_rows[0]
 
 
+def default_window(at: AppTest, column: str = "start_time") -> str:
+    """The range the sidebar shows by default, checked to be the last hour up to the current minute,
+    as a SQL condition on `column`."""
+    assert at.selectbox(key="range").value == "Last hour"
+    found = re.match(r"(\S+ \S+) to (\S+ \S+) UTC", at.sidebar.caption[0].value)
+    start, end = (datetime.fromisoformat(x) for x in found.groups())
+    assert end - start == timedelta(hours=1) and end - timedelta(minutes=1) < filters.now() <= end
+    return f"{column} >= '{start}' AND {column} < '{end}'"
+
+
 def number(text: str) -> float:
     value = float(re.sub(r"[^0-9.\-]", "", text))
     return value * 1000 if text.endswith(" s") else value
 
 
+def newest_call_age(client, db: str) -> float:
+    """Seconds since the newest stored call started, on ClickHouse's clock."""
+    return one(client, f"SELECT dateDiff('millisecond', max(start_time), now64(3)) / 1000 FROM {db}.llm_calls")[0]
+
+
+def shown_age(text: str, before: float, after: float) -> bool:
+    """Whether `text` names the newest call's age as it was at some moment of the render."""
+    return any(ago(age) in text for age in (before, after, *range(int(before), int(after) + 1)))
+
+
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_renders_without_exceptions(seeded, page):
+def test_every_page_renders_and_says_the_data_is_live(seeded, page):
+    client, db = seeded
+    before = newest_call_age(client, db)
     at = render(page)
+    after = newest_call_age(client, db)
     assert not at.error, [e.value for e in at.error]
     assert at.title[0].value
+    live = [c.value for c in at.caption if "Live: newest call started" in c.value]
+    assert live and shown_age(live[0], before, after), ([c.value for c in at.caption], before, after)
+    assert not [w.value for w in at.warning if "new calls" in w.value]
+
+
+def test_no_new_calls_is_a_plain_warning_on_every_page(ch_client, ch_database, chdb_path, monkeypatch):
+    """The application stopped sending 7 minutes ago: every page says so, and what to check."""
+    client, db = ch_client, ch_database
+    seed(client, db, calls=600, hours=1, end=datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=7))
+    point_app_at(client, db, chdb_path, monkeypatch)
+    for page in PAGES:
+        before = newest_call_age(client, db)
+        at = render(page)
+        after = newest_call_age(client, db)
+        stale = [w.value for w in at.warning if w.value.startswith("No new calls for ")]
+        assert stale and HINT in stale[0] and shown_age(stale[0].split(",")[0], before, after), ([w.value for w in at.warning], before, after)
+
+    # Old calls still arriving (a backlog, late hallucination verdicts) is not "live" either.
+    client.command(
+        f"""INSERT INTO {db}.llm_calls SELECT * REPLACE (version + 1 AS version, now64(3) AS ingested_at)
+            FROM {db}.llm_calls FINAL ORDER BY start_time DESC LIMIT 1"""
+    )
+    before = newest_call_age(client, db)
+    at = render("overview")
+    after = newest_call_age(client, db)
+    behind = [w.value for w in at.warning if "behind: rows are still being stored" in w.value]
+    assert behind and shown_age(behind[0].split(":")[0], before, after), ([w.value for w in at.warning], before, after)
+
+
+def chart_data(chart) -> tuple[str, pd.DataFrame]:
+    """(y-axis title, data) of an Altair chart on the page."""
+    spec = json.loads(chart.proto.spec)
+    return spec["encoding"]["y"]["title"], convert_arrow_bytes_to_pandas_df(chart.proto.datasets[0].data.data)
+
+
+def naive(moment) -> pd.Timestamp:
+    moment = pd.Timestamp(moment)
+    return moment.tz_convert(None) if moment.tzinfo else moment
+
+
+def test_overview_charts_equal_sql_over_raw_rows(seeded):
+    """Calls per minute (zeros included, the minute in progress left out) and p95 per minute per model."""
+    client, db = seeded
+    at = render("overview")
+    window = default_window(at)
+    charts = dict(chart_data(c) for c in at.get("vega_lite_chart"))
+    assert set(charts) == {"calls/min", "p95 latency (ms)"}
+
+    counted = client.query(f"SELECT toStartOfMinute(start_time), model, count() FROM {db}.llm_calls FINAL WHERE {window} GROUP BY ALL")
+    per_minute = {(naive(t), model): n for t, model, n in counted.result_rows}
+    calls = charts["calls/min"]
+    in_progress = pd.Timestamp(filters.now().replace(second=0, microsecond=0))
+    assert len(calls) == 59 * 3 and in_progress not in {naive(t) for t in calls["t"]}
+    assert sum(calls["value"]) == sum(per_minute.values()) > 0
+    for row in calls.itertuples():
+        assert row.value == per_minute.get((naive(row.t), row.model), 0), row
+
+    exact = client.query(
+        f"""SELECT toStartOfMinute(start_time), model, quantileExactLow(0.95)(latency_ms) FROM {db}.llm_calls FINAL
+            WHERE {OK} AND {window} GROUP BY ALL"""
+    )
+    p95 = {(naive(row.t), row.model): row.value for row in charts["p95 latency (ms)"].itertuples()}
+    assert len(p95) == len(exact.result_rows) > 100
+    for t, model, value in exact.result_rows:
+        assert p95[(naive(t), model)] == pytest.approx(value, rel=0.012), (t, model)
 
 
 def test_overview_tiles_equal_sql_over_raw_rows(seeded):
     client, db = seeded
     at = render("overview")
+    window = default_window(at)
     headers = [h.value for h in at.subheader]
     # A and B default to the two busiest models; tiles are read in page order, one container per model.
     assert sorted(headers) == ["gpt-5.4", "gpt-5.5 (B)", "gpt-x-preview"]
@@ -69,10 +171,10 @@ def test_overview_tiles_equal_sql_over_raw_rows(seeded):
             client,
             f"""SELECT count(), sum(is_error), sum(is_refusal), sum(hallucination_checked), sum(hallucination_flag),
                        toFloat64(sum(cost_usd)), countIf(cost_usd IS NULL), sum(input_tokens + output_tokens)
-                FROM {db}.llm_calls FINAL WHERE model = '{model}'""",
+                FROM {db}.llm_calls FINAL WHERE model = '{model}' AND {window}""",
         )
         assert tile["calls"] == f"{calls:,}"
-        assert tile["calls/min"] == f"{calls / (24 * 60):,.1f}"  # default range: the last 24 hours
+        assert tile["calls/min"] == f"{calls / 60:,.1f}"  # default range: the last hour
         assert tile["error %"] == f"{errors / calls * 100:.2f}%"
         assert tile["refusal %"] == f"{refusals / calls * 100:.2f}%"
         assert tile["flagged %"] == f"{flagged / checked * 100:.2f}%"
@@ -81,9 +183,9 @@ def test_overview_tiles_equal_sql_over_raw_rows(seeded):
         if cost is None:  # every call unpriced: unknown, never $0
             assert tile["cost/hour"] == "–"
         else:
-            assert number(tile["cost/hour"]) == pytest.approx(cost / 24, abs=0.01)
+            assert number(tile["cost/hour"]) == pytest.approx(cost, abs=0.01)
         for q in (0.5, 0.95, 0.99):
-            exact = one(client, f"SELECT quantileExactLow({q})(latency_ms) FROM {db}.llm_calls FINAL WHERE model = '{model}' AND {OK}")[0]
+            exact = one(client, f"SELECT quantileExactLow({q})(latency_ms) FROM {db}.llm_calls FINAL WHERE model = '{model}' AND {OK} AND {window}")[0]
             shown = number(tile[f"p{int(q * 100)} latency"])
             assert shown == pytest.approx(exact, rel=0.012), (model, q)  # 0.54% bucket error + display rounding
 
@@ -91,14 +193,15 @@ def test_overview_tiles_equal_sql_over_raw_rows(seeded):
 def test_timeout_advisor_counts_equal_sql_over_raw_rows(seeded):
     client, db = seeded
     at = render("latency")
+    window = default_window(at)
     assert len(at.get("vega_lite_chart")) >= 3  # distribution, CDF, percentiles over time
-    advice = at.dataframe[0].value
+    advice = at.table[0].value  # a static table: readable in a screenshot
     assert len(advice) == 12  # 3 models x 4 tasks
     for row in advice.itertuples():
         calls, cut = one(
             client,
             f"""SELECT count(), countIf(latency_ms > {row[3] * 1000}) FROM {db}.llm_calls FINAL
-                WHERE model = '{row.model}' AND task = '{row.task}' AND {OK}""",
+                WHERE model = '{row.model}' AND task = '{row.task}' AND {OK} AND {window}""",
         )
         assert row.calls == calls
         assert row[5] == cut  # "calls it would cut"
@@ -107,14 +210,18 @@ def test_timeout_advisor_counts_equal_sql_over_raw_rows(seeded):
 
 def test_cost_quality_shadow_and_alerts_equal_sql(seeded):
     client, db = seeded
-    spend, unpriced = one(client, f"SELECT toFloat64(sum(cost_usd)), countIf(cost_usd IS NULL) FROM {db}.llm_calls FINAL")
-    cost = {m.label: m.value for m in render("cost").metric}
+    cost_page = render("cost")
+    window = default_window(cost_page)
+    spend, unpriced = one(client, f"SELECT toFloat64(sum(cost_usd)), countIf(cost_usd IS NULL) FROM {db}.llm_calls FINAL WHERE {window}")
+    cost = {m.label: m.value for m in cost_page.metric}
     assert number(cost["spend in range"]) == pytest.approx(spend, abs=0.01)
     assert cost["unpriced calls"] == f"{unpriced:,}" and unpriced > 0
 
     quality = render("quality").metric
     refusal_rates = [m.value for m in quality if m.label == "refusal rate"]
-    expected = client.query(f"SELECT model, sum(is_refusal) / count() FROM {db}.llm_calls FINAL GROUP BY model ORDER BY model").result_rows
+    expected = client.query(
+        f"SELECT model, sum(is_refusal) / count() FROM {db}.llm_calls FINAL WHERE {window} GROUP BY model ORDER BY model"
+    ).result_rows
     assert sorted(refusal_rates) == sorted(f"{rate * 100:.2f}%" for _, rate in expected)
 
     shadow = render("shadow")
@@ -126,15 +233,20 @@ def test_cost_quality_shadow_and_alerts_equal_sql(seeded):
                      anyIf(content_captured, shadow_role = 'primary') AS pc, anyIf(content_captured, shadow_role = 'shadow') AS sc,
                      anyIf(lower(trimBoth(output_text)), shadow_role = 'primary') AS pt,
                      anyIf(lower(trimBoth(output_text)), shadow_role = 'shadow') AS st
-              FROM {db}.llm_calls FINAL WHERE shadow_pair_id != '' GROUP BY shadow_pair_id)""",
+              FROM {db}.llm_calls FINAL WHERE shadow_pair_id != '' AND {window} GROUP BY shadow_pair_id
+              HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1)""",
     )
+    assert pairs >= 20  # enough for the p95 delta's bootstrap
     shown = {m.label: m.value for m in shadow.metric}
     assert shown["agreement"] == f"{agreed / pairs * 100:.1f}%"
     verdict = shadow.success[0].value
     assert verdict.startswith("gpt-5.5 ") and verdict.endswith(f"on {pairs:,} pairs."), verdict
 
-    alerts = render("alerts").dataframe[0].value
-    assert list(alerts["kind"]) == ["refusal_rate", "budget"]  # newest first
+    alerts_page = render("alerts")
+    expected = [row[0] for row in client.query(
+        f"SELECT kind FROM {db}.alerts FINAL WHERE {default_window(alerts_page, 'alert_time')} ORDER BY alert_time DESC"
+    ).result_rows]
+    assert list(alerts_page.dataframe[0].value["kind"]) == expected == ["refusal_rate"]  # the budget alert is older than the hour
 
 
 def test_sql_explorer_refuses_writes_and_runs_examples(seeded):
@@ -160,9 +272,7 @@ def test_sql_explorer_refuses_writes_and_runs_examples(seeded):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_empty_and_missing_store_say_what_to_do(ch_client, ch_database, chdb_path, monkeypatch, page):
-    dsn = f"chdb://{chdb_path}"
-    monkeypatch.setitem(store._clients, dsn, ch_client)
-    monkeypatch.setattr(context, "_settings", DashboardSettings(clickhouse_url=dsn, clickhouse_database=ch_database))
+    point_app_at(ch_client, ch_database, chdb_path, monkeypatch)
     missing = render(page)  # the database does not exist yet
     if page != "sql_explorer":  # the explorer needs no table to show its editor
         assert any("start `cutover process`" in w.value for w in missing.warning), [w.value for w in missing.warning]
@@ -172,6 +282,8 @@ def test_empty_and_missing_store_say_what_to_do(ch_client, ch_database, chdb_pat
     migrate(ch_client, ch_database)
     empty = render(page)
     assert not empty.error, [e.value for e in empty.error]
+    assert any(w.value.startswith("No calls stored yet") and HINT in w.value for w in empty.warning), [w.value for w in empty.warning]
+    assert any("no services, tasks or models to pick" in i.value for i in empty.sidebar.info), [i.value for i in empty.sidebar.info]
     if page in ("overview", "latency", "cost", "quality", "shadow"):
         assert any("Is `cutover process` running" in i.value for i in empty.info), [i.value for i in empty.info]
 

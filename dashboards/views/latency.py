@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboards import context, filters, queries, stats
+from dashboards import context, filters, queries, stats, timeseries
 
 st.title("Latency")
 f = filters.current()
@@ -46,25 +46,11 @@ with cdf_col:
 
 
 def percentiles_over_time(metric: str) -> pd.DataFrame:
-    grain = f.grain_minutes
-    rows = []
-    for row in queries.buckets_over_time(client, db, f, metric, grain).itertuples():
-        for name, value in zip(("p50", "p95", "p99"), stats.percentiles(row.buckets, row.zero_count), strict=True):
-            rows.append({"t": row.t, "model": row.model, "percentile": name, "value": value})
-    return pd.DataFrame(rows, columns=["t", "model", "percentile", "value"])
-
-
-def line(data: pd.DataFrame, title: str) -> alt.Chart:
-    return (
-        alt.Chart(data)
-        .mark_line(point=len(data) < 60)
-        .encode(alt.X("t:T", title="time (UTC)"), alt.Y("value:Q", title=title), color="model:N",
-                strokeDash="percentile:N", tooltip=["t:T", "model", "percentile", alt.Tooltip("value:Q", format=",.1f")])
-    )
+    return timeseries.percentiles_over_time(client, db, f, metric, f.grain_minutes)
 
 
 st.subheader("Percentiles over time")
-st.altair_chart(line(percentiles_over_time("latency_ms"), "latency (ms)"), width="stretch")
+st.altair_chart(timeseries.line(percentiles_over_time("latency_ms"), "latency (ms)"), width="stretch")
 ttft_col, tps_col = st.columns(2)
 with ttft_col:
     st.subheader("Time to first token")
@@ -72,14 +58,14 @@ with ttft_col:
     if ttft.empty:
         st.info("No streamed calls in this range: time to first token is only known for streams.")
     else:
-        st.altair_chart(line(ttft, "TTFT (ms)"), width="stretch")
+        st.altair_chart(timeseries.line(ttft, "TTFT (ms)"), width="stretch")
 with tps_col:
     st.subheader("Output tokens/s")
     tps = percentiles_over_time("output_tps")
     if tps.empty:
         st.info("No output speed recorded in this range.")
     else:
-        st.altair_chart(line(tps, "output tokens/s"), width="stretch")
+        st.altair_chart(timeseries.line(tps, "output tokens/s"), width="stretch")
 
 st.header("Timeout advisor")
 target = st.number_input(
@@ -111,9 +97,15 @@ st.caption(
     "so every call counted as kept really finished in time. Timed-out calls count at the time they were cut: "
     "a recommendation at or above the timeout in force means the current timeout is the binding limit."
 )
-st.dataframe(
-    advice,
-    hide_index=True,
-    width="stretch",
-    column_config={"cut %": st.column_config.NumberColumn(format="%.3f%%")},
-)
+if advice.empty:
+    st.info("No model and task has enough latency data for a recommendation in this range.")
+else:
+    # A static table, not st.dataframe: its canvas is blank in headless screenshots, and this
+    # recommendation is what gets pasted into an incident channel.
+    st.table(
+        advice.style.hide(axis="index").format(
+            {"recommended timeout (s)": "{:,.3f}", "calls": "{:,}", "calls it would cut": "{:,}", "cut %": "{:.3f}%",
+             "timeout in force (s)": "{:,.3f}", "timed out at it": "{:,.0f}"},
+            na_rep="–",
+        )
+    )

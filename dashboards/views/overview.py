@@ -1,12 +1,16 @@
-"""Overview: live per-model tiles, refreshed in place; B's tiles show the change against A."""
+"""Overview: live per-model tiles and per-minute charts, refreshed in place; B's tiles show the change against A."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import altair as alt
 import pandas as pd
 import streamlit as st
+from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from dashboards import context, filters, queries, stats
+from dashboards import context, filters, queries, stats, timeseries
 
 st.title("Overview")
 
@@ -70,18 +74,48 @@ def _model_tiles(t: dict, base: dict | None) -> None:
         c[1].metric("unpriced calls", f"{t['unpriced']:,}", help="calls without a price: left out of the cost, never $0")
 
 
+def _calls_per_minute(calls: pd.DataFrame, f: queries.Filters, grain: int) -> pd.DataFrame:
+    """Calls per minute per (time bucket, model), 0 where a model had none; the bucket still in progress
+    is left out (a partial bucket reads as a drop in traffic)."""
+    now = filters.now()
+    times = [t for t in pd.date_range(f.start, f.end, freq=f"{grain}min", inclusive="left") if t + timedelta(minutes=grain) <= now]
+    grid = pd.MultiIndex.from_product([times, sorted(calls["model"].unique())], names=["t", "model"])
+    counted = calls.set_index(["t", "model"])["calls"].reindex(grid, fill_value=0)
+    return (counted / grain).rename("value").reset_index()
+
+
+def _charts(client: Client, db: str, f: queries.Filters, models: list[str]) -> None:
+    """Calls/min and p95 per time bucket, one line per model, coloured alike in both charts."""
+    color = alt.Color("model:N", scale=alt.Scale(domain=models))
+    grain = f.grain_minutes
+    bucket = "each minute" if grain == 1 else f"{grain}-minute buckets"
+    calls = _calls_per_minute(queries.quality_over_time(client, db, f, grain), f, grain)
+    p95 = timeseries.percentiles_over_time(client, db, f, "latency_ms", grain, {"p95": 0.95})
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"**Calls per minute** ({bucket}; the one in progress left out)")
+        st.altair_chart(timeseries.line(calls, "calls/min", dash=None, height=220).encode(color=color), width="stretch")
+    with right:
+        st.markdown(f"**p95 latency** ({bucket}, from the merged histograms)")
+        if p95.empty:
+            st.info("No latency histograms in this range yet.")
+        else:
+            chart = timeseries.line(p95, "p95 latency (ms)", dash=None, height=220).encode(color=color)
+            st.altair_chart(chart, width="stretch")
+
+
 @st.fragment(run_every=context.settings().dashboard_refresh_s)
 def live() -> None:
     f = filters.current()
     client, db = context.client(), context.database()
     try:  # a fragment rerun is not inside the app's handler
         summary = queries.model_summary(client, db, f)
+        if summary.empty:
+            context.no_data()
+            return
         latency = queries.merged_buckets(client, db, f, "latency_ms")
     except ClickHouseError as error:
         context.store_error(error)
-        return
-    if summary.empty:
-        context.no_data()
         return
     tiles = _tiles(summary, latency, f)
     unpriced = int(tiles["unpriced"].sum())
@@ -99,6 +133,10 @@ def live() -> None:
         with (left if i % 2 == 0 else right):
             base = by_model[a] if (model == b and a in by_model and a != b) else None
             _model_tiles(by_model[model], base)
+    try:
+        _charts(client, db, f, order)
+    except ClickHouseError as error:
+        context.store_error(error)
 
 
 live()
