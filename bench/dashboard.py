@@ -1,8 +1,9 @@
 """Dashboard panel queries on 10 million calls: each panel's query timed (median of several runs).
 
 Seeds its own chDB path (generated inside ClickHouse, see tests/dashboard_seed.py), recomputes
-the histograms, then runs every query the pages run, for the default range (last 24 hours)
-and a week, and prints each median against the 300 ms target.
+the histograms, then runs every query the pages run, for the default range (last hour), a day
+and a week, and prints each median against the 300 ms target; the Overview's whole refresh
+(its five queries and the percentiles computed from the histograms) is timed as one row too.
 
     .venv/bin/python bench/dashboard.py [--calls 10000000] [--days 14] [--runs 5] [--path DIR]
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cutover.store import open_client  # noqa: E402
-from dashboards import queries  # noqa: E402
+from dashboards import queries, timeseries  # noqa: E402
 from dashboards.queries import Filters  # noqa: E402
 from tests.dashboard_seed import seed  # noqa: E402
 
@@ -49,10 +50,23 @@ def main() -> None:
         seconds = time.perf_counter() - began
         print(f"seeded {args.calls:,} calls over {args.days:g} days (+ histograms) in {seconds:.1f} s ({args.calls / seconds:,.0f} calls/s)")
 
+    def overview_refresh(f: Filters) -> None:
+        """Everything one in-place refresh of the Overview reads and computes (Streamlit's drawing aside)."""
+        queries.freshness(client, DB)
+        queries.model_summary(client, DB, f)
+        queries.merged_buckets(client, DB, f, "latency_ms")
+        queries.quality_over_time(client, DB, f, f.grain_minutes)
+        timeseries.percentiles_over_time(client, DB, f, "latency_ms", f.grain_minutes, {"p95": 0.95})
+
     panels: list[tuple[str, Callable[[Filters], object]]] = [
+        ("every page: freshness (newest call)", lambda f: queries.freshness(client, DB)),
         ("sidebar: models/services/tasks", lambda f: queries.dimensions(client, DB, f.start, f.end)),
         ("overview: per-model summary", lambda f: queries.model_summary(client, DB, f)),
         ("overview/latency: merged latency buckets", lambda f: queries.merged_buckets(client, DB, f, "latency_ms")),
+        ("overview: calls per minute chart", lambda f: queries.quality_over_time(client, DB, f, f.grain_minutes)),
+        ("overview: p95 chart (query + percentiles)",
+         lambda f: timeseries.percentiles_over_time(client, DB, f, "latency_ms", f.grain_minutes, {"p95": 0.95})),
+        ("overview: whole refresh (5 queries)", overview_refresh),
         ("latency: percentiles over time", lambda f: queries.buckets_over_time(client, DB, f, "latency_ms", f.grain_minutes)),
         ("latency: TTFT over time", lambda f: queries.buckets_over_time(client, DB, f, "ttft_ms", f.grain_minutes)),
         ("latency: advisor buckets per model x task", lambda f: queries.merged_buckets(client, DB, f, "latency_ms", ("model", "task"))),
@@ -65,9 +79,16 @@ def main() -> None:
         ("shadow: pairs (50,000 newest)", lambda f: queries.shadow_pairs(client, DB, f, 50_000)),
         ("alerts", lambda f: queries.alerts(client, DB, f)),
     ]
-    ranges = {"24 h": Filters(start=end - timedelta(hours=24), end=end), "7 d": Filters(start=end - timedelta(days=7), end=end)}
-    rows = client.query(f"SELECT count() FROM {DB}.llm_calls WHERE start_time >= %(s)s", parameters={"s": end - timedelta(hours=24)})
-    print(f"calls in the last 24 h: {rows.result_rows[0][0]:,}; runs per query: {args.runs} (median, after one warm-up)\n")
+    ranges = {
+        "1 h": Filters(start=end - timedelta(hours=1), end=end),
+        "24 h": Filters(start=end - timedelta(hours=24), end=end),
+        "7 d": Filters(start=end - timedelta(days=7), end=end),
+    }
+    rows = client.query(
+        f"SELECT countIf(start_time >= %(h)s), count() FROM {DB}.llm_calls WHERE start_time >= %(d)s",
+        parameters={"h": end - timedelta(hours=1), "d": end - timedelta(hours=24)},
+    ).result_rows[0]
+    print(f"calls in the last hour: {rows[0]:,}, last 24 h: {rows[1]:,}; runs per query: {args.runs} (median, after one warm-up)\n")
     print(f"{'panel query':44} {'range':>5} {'median ms':>10} {'min ms':>8} {'target':>7}  verdict")
     misses = 0
     for name, run in panels:
@@ -80,10 +101,10 @@ def main() -> None:
                 times.append((time.perf_counter() - t0) * 1000)
             median = statistics.median(times)
             ok = median < TARGET_MS
-            misses += label == "24 h" and not ok and not name.endswith("*")
+            misses += label in ("1 h", "24 h") and not ok and not name.endswith("*")
             print(f"{name:44} {label:>5} {median:10.1f} {min(times):8.1f} {TARGET_MS:7.0f}  {'ok' if ok else 'OVER'}")
     print("\n* range-independent and cached by the page for 10 minutes: not run on each refresh")
-    print(f"{misses} per-refresh panel queries over the {TARGET_MS:.0f} ms target on the default 24 h range")
+    print(f"{misses} per-refresh panel queries over the {TARGET_MS:.0f} ms target on the default 1 h range or a 24 h one")
 
 
 if __name__ == "__main__":
