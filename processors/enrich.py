@@ -8,8 +8,6 @@ derived column. Pricing and refusal classification are the other engineer's modu
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, timezone
-from decimal import Decimal
 
 from processors.decode import DECODED_FIELDS
 from processors.pricing import PriceBook
@@ -26,8 +24,10 @@ CALL_COLUMNS = tuple(name for name in DECODED_FIELDS if name != "api_refusal") +
 )
 # The version of a freshly decoded call row; the hallucination worker re-inserts version + 1.
 FIRST_VERSION = 1
-_US_PER_DAY = 86_400_000_000
 
+# (api refusal flag, finish reason, output text) -> refusal source, "" when not refused. Only
+# called for calls with one of the three (an API flag, a finish reason of `content_filter`,
+# or output text): a call with none of them has nothing that could be a refusal.
 RefusalClassifier = Callable[[bool, str, str], str]
 
 
@@ -37,43 +37,28 @@ class Enricher:
     def __init__(self, book: PriceBook, refusal_source: RefusalClassifier) -> None:
         self._book = book
         self._refusal_source = refusal_source
-        self._days: dict[int, date] = {}
-
-    def _day(self, start_us: int) -> date:
-        index = start_us // _US_PER_DAY
-        day = self._days.get(index)
-        if day is None:
-            day = self._days[index] = datetime.fromtimestamp(index * 86_400, tz=timezone.utc).date()
-        return day
 
     def columns(self, rows: list[tuple]) -> dict[str, list]:
-        """Insert columns (CALL_COLUMNS order) for `rows`; also counts unpriced calls."""
+        """Insert columns (CALL_COLUMNS order) for `rows`."""
         decoded = dict(zip(DECODED_FIELDS, map(list, zip(*rows)))) if rows else {n: [] for n in DECODED_FIELDS}
-        cost = self._book.cost
-        day = self._day
-        costs: list[Decimal | None] = []
-        versions: list[str] = []
-        for model, response_model, start, inp, cached, out, reasoning in zip(
-            decoded["model"],
-            decoded["response_model"],
+        # The response model is the snapshot that actually served (and billed) the call.
+        billed = [response or model for model, response in zip(decoded["model"], decoded["response_model"])]
+        costs, versions = self._book.costs(
+            billed,
             decoded["start_time"],
             decoded["input_tokens"],
             decoded["cached_input_tokens"],
             decoded["output_tokens"],
             decoded["reasoning_tokens"],
-        ):
-            # The response model is the snapshot that actually served (and billed) the call.
-            usd, version = cost(response_model or model, day(start), inp, cached, out, reasoning)
-            costs.append(usd)
-            versions.append(version)
+        )
         classify = self._refusal_source
         sources = [
-            classify(api, finish, text)
+            classify(api, finish, text) if api or text or finish == "content_filter" else ""
             for api, finish, text in zip(decoded["api_refusal"], decoded["finish_reason"], decoded["output_text"])
         ]
         n = len(rows)
-        columns = {name: decoded[name] for name in DECODED_FIELDS if name != "api_refusal"}
-        columns.update(
+        del decoded["api_refusal"]
+        decoded.update(
             cost_usd=costs,
             price_version=versions,
             is_refusal=[source != "" for source in sources],
@@ -82,7 +67,7 @@ class Enricher:
             hallucination_flag=[False] * n,
             version=[FIRST_VERSION] * n,
         )
-        return columns
+        return decoded
 
 
 def row_dicts(columns: dict[str, list], indexes: list[int]) -> list[dict]:

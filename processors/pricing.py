@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from datetime import date
+from collections.abc import Iterable
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 DEFAULT_PRICES_FILE = Path(__file__).with_name("prices.yaml")
 _PER_TOKEN = Decimal(1_000_000)
+_EPOCH_DAY = date(1970, 1, 1)
+_US_PER_DAY = 86_400_000_000
+# USD per input, cached input and output token, and the price label billed.
+Rates = tuple[Decimal, Decimal, Decimal, str]
 # Dated snapshots (`gpt-5.5-2026-04-23`, `gpt-4o-mini-2024-07-18`) bill as their family.
 _SNAPSHOT = re.compile(r"^(?P<family>.+?)-\d{4}-\d{2}-\d{2}$")
 
@@ -54,11 +59,12 @@ class PriceBook(BaseModel):
     version: str = Field(min_length=1)
     families: dict[str, list[Price]] = Field(min_length=1)
 
-    # The processor prices every call on the hot path: resolve each model and (family, day) once.
+    # The processor prices every call on the hot path: resolve each model and (family, day) once,
+    # and each (model string, UTC day number) of a batch once. Reading a pydantic private
+    # attribute costs ~2 us (its __getattr__), so `costs` reads the cache once per batch.
     _families_of: dict[str, str | None] = PrivateAttr(default_factory=dict)
-    _rates_of: dict[tuple[str, date], tuple[Decimal, Decimal, Decimal, str] | None] = PrivateAttr(
-        default_factory=dict
-    )
+    _rates_of: dict[tuple[str, date], Rates | None] = PrivateAttr(default_factory=dict)
+    _call_rates: dict[tuple[str, int], Rates | None] = PrivateAttr(default_factory=dict)
 
     @field_validator("families")
     @classmethod
@@ -109,21 +115,62 @@ class PriceBook(BaseModel):
         break those conventions are read the only consistent way: cached is capped at input,
         and billable output is at least the reasoning count.
         """
+        start_us = (day - _EPOCH_DAY).days * _US_PER_DAY
+        costs, labels = self.costs(
+            [model], [start_us], [input_tokens], [cached_input_tokens], [output_tokens], [reasoning_tokens]
+        )
+        return costs[0], labels[0]
+
+    def costs(
+        self,
+        models: Iterable[str],
+        start_times_us: Iterable[int],
+        input_tokens: Iterable[int],
+        cached_input_tokens: Iterable[int],
+        output_tokens: Iterable[int],
+        reasoning_tokens: Iterable[int],
+    ) -> tuple[list[Decimal | None], list[str]]:
+        """`cost` of a batch of calls, column-wise (start times in microseconds since the epoch, UTC).
+
+        The hot-path form: one pass, rates looked up per (model string, UTC day) in a plain dict.
+        """
+        cache = self._call_rates
+        version = self.version
+        costs: list[Decimal | None] = []
+        labels: list[str] = []
+        add_cost = costs.append
+        add_label = labels.append
+        for model, start, inp, cached, out, reasoning in zip(
+            models, start_times_us, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens
+        ):
+            key = (model, start // _US_PER_DAY)
+            try:
+                rates = cache[key]
+            except KeyError:
+                rates = cache[key] = self._model_rates(model, _EPOCH_DAY + timedelta(days=key[1]))
+            if rates is None:
+                add_cost(None)
+                add_label(version)
+                continue
+            input_rate, cached_rate, output_rate, label = rates
+            if cached > inp:
+                cached = inp
+            if reasoning > out:
+                out = reasoning
+            add_cost((inp - cached) * input_rate + cached * cached_rate + out * output_rate)
+            add_label(label)
+        return costs, labels
+
+    def _model_rates(self, model: str, day: date) -> Rates | None:
         family = self.family(model)
         if family is None:
-            return None, self.version
+            return None
         key = (family, day)
         try:
-            rates = self._rates_of[key]
+            return self._rates_of[key]
         except KeyError:
             rates = self._rates_of[key] = self._resolve_rates(family, day)
-        if rates is None:
-            return None, self.version
-        input_rate, cached_rate, output_rate, label = rates
-        cached = min(cached_input_tokens, input_tokens)
-        billed_output = max(output_tokens, reasoning_tokens)
-        cost = (input_tokens - cached) * input_rate + cached * cached_rate + billed_output * output_rate
-        return cost, label
+            return rates
 
     def _resolve_family(self, model: str) -> str | None:
         name = model.strip().lower().removeprefix("openai/")
@@ -134,7 +181,7 @@ class PriceBook(BaseModel):
             return snapshot["family"]
         return None
 
-    def _resolve_rates(self, family: str, day: date) -> tuple[Decimal, Decimal, Decimal, str] | None:
+    def _resolve_rates(self, family: str, day: date) -> Rates | None:
         row = self.price(family, day)
         if row is None:
             return None
