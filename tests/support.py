@@ -48,3 +48,44 @@ def settings_classes() -> set[type[BaseSettings]]:
 
 def settings_variables() -> set[str]:
     return {f"CUTOVER_{name.upper()}" for cls in settings_classes() for name in cls.model_fields}
+
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--window-size=1400,1800", "--virtual-time-budget=20000",
+]  # fmt: skip
+
+
+def inked_share(image_path: Path, left: int = 320) -> float:
+    """Share of non-white pixels right of Streamlit's sidebar (0 = blank or still the loading skeleton)."""
+    from PIL import Image
+
+    histogram = Image.open(image_path).convert("L").crop((left, 0, 1400, 1800)).histogram()
+    return sum(histogram[:200]) / sum(histogram)
+
+
+def screenshot(url: str, path: Path, attempts: int = 3, min_ink: float = 0.002) -> float:
+    """A headless-Chromium screenshot of a Streamlit page; returns its inked share.
+
+    Streamlit draws over a websocket after the page loads, which Chromium's virtual time does not
+    wait for; on a busy machine the first capture can still be the loading skeleton, so retry.
+    """
+    import shutil
+    import tempfile
+
+    chromium = shutil.which("chromium")
+    assert chromium, "headless Chromium is missing: run scripts/system-deps.sh"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ink = 0.0
+    for _ in range(attempts):
+        path.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory() as profile:
+            done = subprocess.run(
+                [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={path}", url],
+                capture_output=True, text=True, timeout=180,
+            )  # fmt: skip
+        assert path.is_file(), done.stderr[-2000:]
+        ink = inked_share(path)
+        if ink >= min_ink:
+            break
+    return ink

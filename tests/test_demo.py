@@ -7,24 +7,18 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 from cutover.local_kafka import free_port, port_open
-from tests.support import query_chdb_in_subprocess
+from tests.support import query_chdb_in_subprocess, screenshot
 
 REPO = Path(__file__).resolve().parents[1]
 SHOT = REPO / "artifacts" / "screenshots" / "demo-overview.png"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--window-size=1400,1800", "--virtual-time-budget=20000",
-]  # fmt: skip
 
 
 def start_demo(env: dict[str, str], *args: str) -> tuple[subprocess.Popen, str]:
@@ -72,20 +66,6 @@ def calls_per_model(url: str) -> dict[str, int]:
     return found
 
 
-def screenshot(url: str) -> Path:
-    chromium = shutil.which("chromium")
-    assert chromium, "headless Chromium is missing: run scripts/system-deps.sh"
-    SHOT.parent.mkdir(parents=True, exist_ok=True)
-    SHOT.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={SHOT}", url],
-            capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
-    assert SHOT.is_file(), done.stderr[-2000:]
-    return SHOT
-
-
 def stop(demo: subprocess.Popen) -> str:
     demo.send_signal(signal.SIGINT)
     output, _ = demo.communicate(timeout=120)
@@ -94,8 +74,6 @@ def stop(demo: subprocess.Popen) -> str:
 
 
 def test_demo_shows_both_models_live_stops_cleanly_and_reuses_its_state(tmp_path):
-    from PIL import Image
-
     ports = {name: free_port() for name in ("kafka", "controller", "simulator", "dashboard")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
     env.update(
@@ -117,9 +95,7 @@ def test_demo_shows_both_models_live_stops_cleanly_and_reuses_its_state(tmp_path
             seen = calls_per_model(url)
         live_after = time.monotonic() - printed
         print(f"both models live {live_after:.0f} s after the URL was printed: {seen}")
-        shot = screenshot(url)
-        histogram = Image.open(shot).convert("L").crop((320, 0, 1400, 1800)).histogram()
-        assert sum(histogram[:200]) / sum(histogram) > 0.01, "the screenshot's page area is blank"
+        assert screenshot(url, SHOT, min_ink=0.01) > 0.01, "the screenshot's page area is blank"
     finally:
         output = stop(demo)
     assert "demo stopped" in output
