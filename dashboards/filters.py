@@ -76,6 +76,16 @@ def _dimensions(database: str, start: datetime, end: datetime) -> pd.DataFrame:
     return queries.dimensions(context.client(), database, start, end)
 
 
+def _default_pair(models: list[str]) -> None:
+    """A and B: the two busiest models until picked. A pick that left the range, or a B still empty
+    (a cutover starts with one model), follows the busiest again, so B's deltas appear by themselves."""
+    a = st.session_state.get("model_a")
+    if a not in models:
+        a = st.session_state["model_a"] = models[0] if models else None
+    if st.session_state.get("model_b") not in models:
+        st.session_state["model_b"] = next((m for m in models if m != a), None)
+
+
 def sidebar() -> None:
     """Draw the filters; pages read them back with `current()`."""
     with st.sidebar:
@@ -100,9 +110,10 @@ def sidebar() -> None:
         st.multiselect("Models", models, key="models", placeholder="all models")
         st.divider()
         st.caption("A vs B: the two busiest models unless you pick others")
+        _default_pair(models)
         left, right = st.columns(2)
-        left.selectbox("A (baseline)", models, index=0 if models else None, key="model_a")
-        right.selectbox("B (candidate)", models, index=1 if len(models) > 1 else None, key="model_b")
+        left.selectbox("A (baseline)", models, key="model_a")
+        right.selectbox("B (candidate)", models, key="model_b")
         st.caption(f"ClickHouse: `{context.database()}` on `{context.settings().clickhouse_dsn}`")
 
 

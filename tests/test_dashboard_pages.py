@@ -154,6 +154,22 @@ def test_overview_charts_equal_sql_over_raw_rows(seeded):
     for t, model, value in exact.result_rows:
         assert p95[(naive(t), model)] == pytest.approx(value, rel=0.012), (t, model)
 
+    # Six hours: 5-minute buckets, averaged per minute; a bucket cut by the range's start or still in progress is left out.
+    at.selectbox(key="range").set_value("Last 6 hours").run()
+    found = re.match(r"(\S+ \S+) to (\S+ \S+) UTC", at.sidebar.caption[0].value)
+    start, end = (pd.Timestamp(x) for x in found.groups())
+    whole = pd.date_range(start.ceil("5min"), end, freq="5min")
+    whole = [t for t in whole if t + timedelta(minutes=5) <= min(end, filters.now())]
+    counted = client.query(
+        f"""SELECT toStartOfInterval(start_time, INTERVAL 5 MINUTE), model, count() FROM {db}.llm_calls FINAL
+            WHERE start_time >= '{start}' AND start_time < '{end}' GROUP BY ALL"""
+    )
+    per_bucket = {(naive(t), model): n / 5 for t, model, n in counted.result_rows}
+    calls = dict(chart_data(c) for c in at.get("vega_lite_chart"))["calls/min"]
+    assert sorted({naive(t) for t in calls["t"]}) == whole and len(calls) == len(whole) * 3
+    for row in calls.itertuples():
+        assert row.value == pytest.approx(per_bucket.get((naive(row.t), row.model), 0)), row
+
 
 def test_overview_tiles_equal_sql_over_raw_rows(seeded):
     client, db = seeded
@@ -268,6 +284,29 @@ def test_sql_explorer_refuses_writes_and_runs_examples(seeded):
     at.button(key="run_sql").click().run()
     assert not at.error, [e.value for e in at.error]
     assert len(at.dataframe[0].value) == 3  # p50/p95/p99 per model
+
+
+def test_a_and_b_follow_the_busiest_models_until_picked(ch_client, ch_database, chdb_path, monkeypatch):
+    """A cutover starts with one model: B fills in by itself when the second one shows up, and a pick sticks."""
+    import streamlit as st
+
+    client, db = ch_client, ch_database
+    seed(client, db, calls=600, hours=1)
+    point_app_at(client, db, chdb_path, monkeypatch)
+    client.command(f"CREATE TABLE {db}.later AS {db}.llm_calls")
+    client.command(f"INSERT INTO {db}.later SELECT * FROM {db}.llm_calls WHERE model != 'gpt-5.4'")
+    client.command(f"ALTER TABLE {db}.llm_calls DELETE WHERE model != 'gpt-5.4' SETTINGS mutations_sync = 1")
+    at = render("overview")
+    assert (at.selectbox(key="model_a").value, at.selectbox(key="model_b").value) == ("gpt-5.4", None)
+    assert [h.value for h in at.subheader] == ["gpt-5.4"]
+
+    client.command(f"INSERT INTO {db}.llm_calls SELECT * FROM {db}.later")
+    st.cache_data.clear()  # the sidebar caches its choices for a minute
+    at.run()
+    assert (at.selectbox(key="model_a").value, at.selectbox(key="model_b").value) == ("gpt-5.4", "gpt-5.5")
+    assert sorted(h.value for h in at.subheader) == ["gpt-5.4", "gpt-5.5 (B)", "gpt-x-preview"]
+    at.selectbox(key="model_b").set_value("gpt-x-preview").run()
+    assert sorted(h.value for h in at.subheader) == ["gpt-5.4", "gpt-5.5", "gpt-x-preview (B)"]
 
 
 @pytest.mark.parametrize("page", PAGES)

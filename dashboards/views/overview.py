@@ -56,7 +56,8 @@ def _model_tiles(t: dict, base: dict | None) -> None:
     with st.container(border=True):
         st.subheader(f"{t['model']}{' (B)' if base else ''}")
         c = st.columns(3)
-        c[0].metric("calls/min", f"{t['calls_per_min']:,.1f}", d("calls_per_min", "{:+,.1f}"), delta_color="off")
+        c[0].metric("calls/min", f"{t['calls_per_min']:,.1f}", d("calls_per_min", "{:+,.1f}"), delta_color="off",
+                    help="average over the selected range (calls ÷ its minutes); the chart below shows each minute")
         c[1].metric("calls", f"{t['calls']:,}")
         c[2].metric("tokens/call", f"{t['tokens_per_call']:,.0f}", d("tokens_per_call", "{:+,.0f}"), delta_color="inverse")
         c = st.columns(3)
@@ -75,10 +76,13 @@ def _model_tiles(t: dict, base: dict | None) -> None:
 
 
 def _calls_per_minute(calls: pd.DataFrame, f: queries.Filters, grain: int) -> pd.DataFrame:
-    """Calls per minute per (time bucket, model), 0 where a model had none; the bucket still in progress
-    is left out (a partial bucket reads as a drop in traffic)."""
-    now = filters.now()
-    times = [t for t in pd.date_range(f.start, f.end, freq=f"{grain}min", inclusive="left") if t + timedelta(minutes=grain) <= now]
+    """Calls per minute per (time bucket, model), 0 where a model had none. Only whole buckets: the one
+    in progress, or one cut by the range's start, would read as a drop in traffic."""
+    last = min(f.end, filters.now())
+    # Buckets start at multiples of the grain (as toStartOfInterval's), from the first with a call: a store
+    # that began mid-range draws no flat zero line before its first call.
+    first = max(pd.Timestamp(f.start).ceil(f"{grain}min"), pd.Timestamp(calls["t"].min()))
+    times = [t for t in pd.date_range(first, f.end, freq=f"{grain}min", inclusive="left") if t + timedelta(minutes=grain) <= last]
     grid = pd.MultiIndex.from_product([times, sorted(calls["model"].unique())], names=["t", "model"])
     counted = calls.set_index(["t", "model"])["calls"].reindex(grid, fill_value=0)
     return (counted / grain).rename("value").reset_index()
@@ -88,12 +92,12 @@ def _charts(client: Client, db: str, f: queries.Filters, models: list[str]) -> N
     """Calls/min and p95 per time bucket, one line per model, coloured alike in both charts."""
     color = alt.Color("model:N", scale=alt.Scale(domain=models))
     grain = f.grain_minutes
-    bucket = "each minute" if grain == 1 else f"{grain}-minute buckets"
+    bucket = "each minute" if grain == 1 else f"each {grain}-minute bucket"
     calls = _calls_per_minute(queries.quality_over_time(client, db, f, grain), f, grain)
     p95 = timeseries.percentiles_over_time(client, db, f, "latency_ms", grain, {"p95": 0.95})
     left, right = st.columns(2)
     with left:
-        st.markdown(f"**Calls per minute** ({bucket}; the one in progress left out)")
+        st.markdown(f"**Calls per minute** ({bucket}; only whole ones)")
         st.altair_chart(timeseries.line(calls, "calls/min", dash=None, height=220).encode(color=color), width="stretch")
     with right:
         st.markdown(f"**p95 latency** ({bucket}, from the merged histograms)")
