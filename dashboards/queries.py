@@ -115,7 +115,6 @@ def freshness(client: Client, db: str) -> pd.DataFrame:
                now64(3, 'UTC') AS now
         """,
         {"lookback_s": 86_400},
-        settings={},
     )
 
 
