@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
@@ -103,6 +104,7 @@ def sidebar() -> None:
         dims = _dimensions(context.database(), start, end)
         by_model = dims.groupby("model")["calls"].sum().sort_values(ascending=False)
         models = list(by_model.index)
+        st.session_state["listed_models"] = models
         if not models:
             st.info("No calls in this range, so no services, tasks or models to pick yet.", icon=":material/filter_alt_off:")
         st.multiselect("Services", sorted(dims["service"].unique()), key="services", placeholder="all services")
@@ -115,6 +117,15 @@ def sidebar() -> None:
         left.selectbox("A (baseline)", models, key="model_a")
         right.selectbox("B (candidate)", models, key="model_b")
         st.caption(f"ClickHouse: `{context.database()}` on `{context.settings().clickhouse_dsn}`")
+
+
+def follow_new_models(seen: Iterable[str]) -> None:
+    """For live fragments, which redraw without the sidebar: a model the sidebar does not list yet
+    (the page opened on an empty store, or a cutover's second model just arrived) redraws the
+    whole page, so the filters and the A-vs-B pair take it in."""
+    if set(seen) - set(st.session_state.get("listed_models", ())):
+        _dimensions.clear()
+        st.rerun()
 
 
 def current() -> Filters:

@@ -98,7 +98,11 @@ def _charts(client: Client, db: str, f: queries.Filters, models: list[str]) -> N
     left, right = st.columns(2)
     with left:
         st.markdown(f"**Calls per minute** ({bucket}; only whole ones)")
-        st.altair_chart(timeseries.line(calls, "calls/min", dash=None, height=220).encode(color=color), width="stretch")
+        if calls.empty:
+            unit = "minute" if grain == 1 else f"{grain}-minute bucket"
+            st.info(f"No whole {unit} with calls yet: the first point appears when the first {unit} with calls ends.")
+        else:
+            st.altair_chart(timeseries.line(calls, "calls/min", dash=None, height=220).encode(color=color), width="stretch")
     with right:
         st.markdown(f"**p95 latency** ({bucket}, from the merged histograms)")
         if p95.empty:
@@ -121,6 +125,7 @@ def live() -> None:
     except ClickHouseError as error:
         context.store_error(error)
         return
+    filters.follow_new_models(summary["model"])
     tiles = _tiles(summary, latency, f)
     unpriced = int(tiles["unpriced"].sum())
     st.caption(
