@@ -72,6 +72,7 @@ class Enricher:
 
 def row_dicts(columns: dict[str, list], indexes: list[int]) -> list[dict]:
     """Full llm_calls row dicts of the given batch positions (for the hallucination worker)."""
-    return [{name: values[i] for name, values in columns.items()} for i in indexes]
+    picked = [[values[i] for i in indexes] for values in columns.values()]
+    return [dict(zip(columns, row)) for row in zip(*picked)]
 
 

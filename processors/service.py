@@ -11,6 +11,7 @@ owner re-reads it from the committed offsets.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -143,6 +144,10 @@ class ProcessorService:
         self._hallucination = HallucinationWorker(self.client, database, settings)
         self._hallucination.start()
         self._alerts = AlertEvaluator(self.client, database, settings)
+        # Start-up objects (modules, clients, schemas) live as long as the process: moved out of
+        # the collector's reach, each full collection walks only the batches in flight
+        # (bench/processor.py: full collections took ~5% of the full path's time without this).
+        gc.freeze()
         self._consume_thread = threading.Thread(target=self._consume_loop, name="cutover-consume", daemon=True)
         alert_thread = threading.Thread(target=self._alert_loop, name="cutover-alerts", daemon=True)
         self._threads = [self._consume_thread, alert_thread]
