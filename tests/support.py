@@ -52,19 +52,20 @@ def settings_variables() -> set[str]:
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--window-size=1400,1800", "--virtual-time-budget=20000",
+    "--disable-component-update", "--disable-sync", "--virtual-time-budget=20000",
 ]  # fmt: skip
 
 
 def inked_share(image_path: Path, left: int = 320) -> float:
-    """Share of non-white pixels right of Streamlit's sidebar (0 = blank or still the loading skeleton)."""
+    """Share of clearly non-white pixels right of Streamlit's sidebar (a loading skeleton is near-white grey)."""
     from PIL import Image
 
-    histogram = Image.open(image_path).convert("L").crop((left, 0, 1400, 1800)).histogram()
+    image = Image.open(image_path).convert("L")
+    histogram = image.crop((left, 0, *image.size)).histogram()
     return sum(histogram[:200]) / sum(histogram)
 
 
-def screenshot(url: str, path: Path, attempts: int = 3, min_ink: float = 0.002) -> float:
+def screenshot(url: str, path: Path, height: int = 1800, attempts: int = 3, min_ink: float = 0.002) -> float:
     """A headless-Chromium screenshot of a Streamlit page; returns its inked share.
 
     Streamlit draws over a websocket after the page loads, which Chromium's virtual time does not
@@ -72,6 +73,8 @@ def screenshot(url: str, path: Path, attempts: int = 3, min_ink: float = 0.002) 
     """
     import shutil
     import tempfile
+
+    from PIL import Image
 
     chromium = shutil.which("chromium")
     assert chromium, "headless Chromium is missing: run scripts/system-deps.sh"
@@ -81,10 +84,11 @@ def screenshot(url: str, path: Path, attempts: int = 3, min_ink: float = 0.002) 
         path.unlink(missing_ok=True)
         with tempfile.TemporaryDirectory() as profile:
             done = subprocess.run(
-                [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={path}", url],
+                [chromium, *CHROMIUM_FLAGS, f"--window-size=1400,{height}", f"--user-data-dir={profile}", f"--screenshot={path}", url],
                 capture_output=True, text=True, timeout=180,
             )  # fmt: skip
         assert path.is_file(), done.stderr[-2000:]
+        assert Image.open(path).size == (1400, height), done.stderr[-2000:]
         ink = inked_share(path)
         if ink >= min_ink:
             break

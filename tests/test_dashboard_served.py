@@ -4,18 +4,16 @@ artifacts/screenshots/) and read back through Streamlit's agent API to prove the
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from cutover.local_kafka import free_port
+from tests.support import screenshot
 
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "artifacts" / "screenshots"
@@ -24,10 +22,6 @@ SHOTS = REPO / "artifacts" / "screenshots"
 PAGES = {"": 2, "latency": 5, "cost": 4, "quality": 2, "shadow": 2, "alerts": 0, "sql": 0}
 # The Latency page is shot taller: its timeout advisor table, the number an SRE pastes into an incident, is at the bottom.
 HEIGHT = {"latency": 2600}
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--virtual-time-budget=20000",
-]
 
 
 @pytest.fixture(scope="module")
@@ -102,30 +96,10 @@ def test_page_is_served_with_non_empty_charts_and_a_screenshot(served, page):
         assert not nodes(snapshot["tree"], "dataframe"), nodes(snapshot["tree"], "dataframe")
         assert nodes(snapshot["tree"], "table"), sorted({n.get("type") for n in nodes_any(snapshot["tree"])})
 
-    chromium = shutil.which("chromium")
-    assert chromium, "headless Chromium is missing: run scripts/system-deps.sh"
-    SHOTS.mkdir(parents=True, exist_ok=True)
     shot = SHOTS / f"{page or 'overview'}.png"
-    shot.unlink(missing_ok=True)
-    height = HEIGHT.get(page, 1800)
-    for _ in range(3):  # a page still loading screenshots as a grey skeleton: give it another go
-        with tempfile.TemporaryDirectory() as profile:
-            done = subprocess.run(
-                [chromium, *CHROMIUM_FLAGS, f"--window-size=1400,{height}", f"--user-data-dir={profile}", f"--screenshot={shot}", f"{served}/{page}"],
-                capture_output=True, text=True, timeout=180,
-            )
-        assert shot.is_file(), done.stderr[-2000:]
-        if inked(shot) > (0.01 if PAGES[page] else 0.002):
-            break
-    assert Image.open(shot).size == (1400, height), done.stderr[-3000:]
-    assert inked(shot) > (0.01 if PAGES[page] else 0.002), f"the page area is blank ({inked(shot):.2%} non-white pixels)"
-
-
-def inked(shot: Path) -> float:
-    """Share of clearly non-white pixels right of the sidebar (a loading skeleton is near-white grey)."""
-    image = Image.open(shot).convert("L")
-    histogram = image.crop((320, 0, *image.size)).histogram()
-    return sum(histogram[:200]) / sum(histogram)
+    least = 0.01 if PAGES[page] else 0.002
+    ink = screenshot(f"{served}/{page}", shot, height=HEIGHT.get(page, 1800), min_ink=least)
+    assert ink > least, f"the page area is blank ({ink:.2%} non-white pixels)"
 
 
 def nodes_any(tree: object) -> list[dict]:
