@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
@@ -25,9 +24,9 @@ sys.path.insert(0, str(REPO))
 from processors import refusal  # noqa: E402
 from processors.hallucination import DEFAULT_CHECKS, build_checks  # noqa: E402
 from processors.hallucination.text import CACHED  # noqa: E402
+from processors.data import labelled  # noqa: E402
 from processors.pricing import PriceBook  # noqa: E402
 
-DATA = REPO / "processors" / "data"
 
 
 def rate(function: Callable[[], int], seconds: float = 1.0) -> float:
@@ -65,7 +64,7 @@ def pricing() -> None:
 
 
 def refusals() -> None:
-    texts = [json.loads(line)["text"] for line in (DATA / "refusals.jsonl").read_text().splitlines() if line]
+    texts = [row["text"] for row in labelled("refusals.jsonl")]
     longer = [text * 4 for text in texts]
 
     def classify(batch: list[str]) -> Callable[[], int]:
@@ -81,7 +80,7 @@ def refusals() -> None:
 
 
 def hallucination_checks() -> None:
-    rows = [json.loads(line) for line in (DATA / "hallucinations.jsonl").read_text().splitlines() if line]
+    rows = labelled("hallucinations.jsonl")
     calls = [
         {"input_text": r["input"], "context_text": r["context"], "reference_answer": r["reference"],
          "output_text": r["answer"], "partner_output_text": r["partner"]}

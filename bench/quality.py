@@ -11,7 +11,6 @@ measured in the same run on the same examples.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -22,13 +21,11 @@ sys.path.insert(0, str(REPO))
 
 from processors.hallucination import DEFAULT_CHECKS, build_checks  # noqa: E402
 from processors.hallucination.text import CACHED  # noqa: E402
+from processors.data import hallucination_call, labelled  # noqa: E402
 from processors.refusal import is_refusal_text  # noqa: E402
 
-DATA = REPO / "processors" / "data"
 
 
-def read(name: str) -> list[dict]:
-    return [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def scores(pairs: Iterable[tuple[bool, bool]]) -> str:
@@ -60,7 +57,7 @@ def timed(function: Callable[[], object], repeat: int) -> float:
 
 
 def refusals() -> None:
-    rows = read("refusals.jsonl")
+    rows = labelled("refusals.jsonl")
     predicted = [is_refusal_text(row["text"]) for row in rows]
     print(f"refusal classifier ({len(rows)} labelled answers, {sum(r['refusal'] for r in rows)} refusals)")
     print(f"  all            {scores(zip(predicted, (r['refusal'] for r in rows)))}")
@@ -72,21 +69,9 @@ def refusals() -> None:
     print(f"  throughput     {1 / per_call:,.0f} answers/s ({per_call * 1e6:.1f} us each)")
 
 
-def as_call(example: dict) -> dict:
-    return {
-        "input_text": example["input"],
-        "context_text": example["context"],
-        "reference_answer": example["reference"],
-        "output_text": example["answer"],
-        "partner_output_text": example["partner"],
-        "model": "bench",
-        "span_id": "bench",
-    }
-
-
 def hallucinations(with_embeddings: bool) -> None:
-    rows = read("hallucinations.jsonl")
-    calls = [as_call(row) for row in rows]
+    rows = labelled("hallucinations.jsonl")
+    calls = [hallucination_call(row) for row in rows]
     truth = [row["hallucinated"] for row in rows]
     methods: dict[str, list] = {"default (lexical)": build_checks(DEFAULT_CHECKS)}
     if with_embeddings:

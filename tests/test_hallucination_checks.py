@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from processors import data
+from processors.data import hallucination_call as as_call
 from processors.hallucination import DEFAULT_CHECKS, build_checks
 from processors.hallucination.checks import (
     AnswerRelevance,
@@ -14,7 +15,6 @@ from processors.hallucination.checks import (
     UnsupportedFacts,
 )
 
-LABELLED = Path(__file__).resolve().parents[1] / "processors" / "data" / "hallucinations.jsonl"
 CONTEXT = (
     "The outage on March 3 lasted 47 minutes. It was caused by an expired TLS certificate on the internal "
     "load balancer. The on-call engineer renewed the certificate and traffic recovered at 14:52 UTC."
@@ -25,17 +25,7 @@ RECALL_FLOOR = 0.85
 
 
 def labelled() -> list[dict]:
-    return [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def as_call(example: dict) -> dict:
-    return {
-        "input_text": example["input"],
-        "context_text": example["context"],
-        "reference_answer": example["reference"],
-        "output_text": example["answer"],
-        "partner_output_text": example["partner"],
-    }
+    return data.labelled("hallucinations.jsonl")
 
 
 def test_grounded_answer_passes_and_invented_sentence_is_quoted():
@@ -130,7 +120,7 @@ def test_default_checks_meet_precision_and_recall_on_the_labelled_set():
 def test_default_checks_on_the_simulator_corpus_written_independently_of_them():
     import sys
 
-    sys.path.insert(0, str(LABELLED.parents[2] / "bench"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from quality import simulator_corpus
 
     examples = simulator_corpus()

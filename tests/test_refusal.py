@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 
+from processors.data import labelled
 from processors.refusal import is_refusal_text, refusal_source
-
-LABELLED = Path(__file__).resolve().parents[1] / "processors" / "data" / "refusals.jsonl"
 
 # Floors, not the current figures (1.0/1.0 on this set, see bench/quality.py): the set is
 # also the tuning set, so they leave room for harder examples to be added while still
@@ -19,7 +16,7 @@ HARD_NEGATIVE_FALSE_POSITIVE_CEILING = 0.05
 
 
 def _examples() -> list[dict]:
-    return [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return labelled("refusals.jsonl")
 
 
 def test_labelled_set_is_large_and_varied_enough():
