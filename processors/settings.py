@@ -26,6 +26,12 @@ class ProcessorSettings(BudgetSettings):
     poll_max_records: int = Field(
         default=2_000, ge=1, le=100_000, description="Kafka messages fetched per consumer poll."
     )
+    histogram_interval_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=300,
+        description="Recompute latency histograms (then commit offsets) at most this often; 0 = after every batch. Try 5 at sustained rates above ~10k calls/s.",
+    )
     retention_days: int = Field(
         default=90,
         ge=0,

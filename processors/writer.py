@@ -7,6 +7,7 @@ redeliver a batch: the tables converge on the same rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from clickhouse_connect.driver.client import Client
@@ -30,16 +31,24 @@ class CallWriter:
         self.database = database
 
     def write(self, columns: dict[str, list]) -> int:
-        """Insert the batch (column-oriented) and rebuild its minutes' histograms; returns rows written."""
-        rows = len(columns["span_id"])
-        if not rows:
-            return 0
-        self.client.insert(
-            "llm_calls",
-            list(columns.values()),
-            column_names=list(columns),
-            database=self.database,
-            column_oriented=True,
-        )
-        recompute(self.client, self.database, touched_minutes(columns["start_time"]))
+        """Insert the batch and rebuild its minutes' histograms; returns rows written."""
+        rows = self.insert(columns)
+        self.recompute(touched_minutes(columns["start_time"]))
         return rows
+
+    def insert(self, columns: dict[str, list]) -> int:
+        """Insert the batch (column-oriented); returns rows written."""
+        rows = len(columns["span_id"])
+        if rows:
+            self.client.insert(
+                "llm_calls",
+                list(columns.values()),
+                column_names=list(columns),
+                database=self.database,
+                column_oriented=True,
+            )
+        return rows
+
+    def recompute(self, minutes: Iterable[datetime]) -> int:
+        """Rebuild the histograms of these minutes from the stored calls; returns how many minutes."""
+        return recompute(self.client, self.database, minutes)

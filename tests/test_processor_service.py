@@ -333,3 +333,35 @@ def test_a_failing_dlq_holds_the_commit_until_the_dead_letter_is_stored(kafka_bo
     letters = [m for m in consumer]
     consumer.close()
     assert [(m.key, m.value) for m in letters] == [poison]
+
+
+def test_a_histogram_interval_defers_recompute_commit_and_counts_but_not_the_rows(
+    kafka_bootstrap, topic, ch_client, ch_database, calls
+):
+    from kafka.structs import TopicPartition
+
+    items = list(messages(calls, per_message=20))
+    produce(kafka_bootstrap, topic, items)
+    group = f"g_{topic}"
+    settings = settings_for(kafka_bootstrap, topic, ch_database, group, histogram_interval_s=300)
+    service = ProcessorService(settings, client=ch_client)
+    histogram_calls = f"SELECT sum(count) FROM {ch_database}.latency_histograms FINAL WHERE metric = 'latency_ms'"
+    partitions = [TopicPartition(topic, p) for p in range(4)]
+    observer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    service.start()
+    try:
+        deadline = time.monotonic() + 120
+        while ch_client.command(f"SELECT count() FROM {ch_database}.llm_calls FINAL") < len(calls):
+            assert time.monotonic() < deadline and service.failure is None, service.stats.as_dict()
+            time.sleep(0.2)
+        # The calls are in ClickHouse; their histograms, offsets and counters wait for the interval.
+        assert ch_client.command(histogram_calls) == 0
+        assert service.stats.messages == 0 and service.stats.calls_written == 0
+        assert [observer.committed(tp) for tp in partitions] == [None] * 4
+    finally:
+        service.stop()  # settles what was written: recompute, then commit
+    assert ch_client.command(histogram_calls) == sum(c.in_histograms for c in calls)
+    assert sum(observer.committed(tp) or 0 for tp in partitions) == len(items)
+    observer.close()
+    if not (service.stats.commit_failures or service.stats.rebalance_replays):
+        assert service.stats.messages == len(items) and service.stats.calls_written == len(calls)
