@@ -173,6 +173,8 @@ class ProcessorService:
                     fetch_max_bytes=64 * 1024 * 1024,
                     max_partition_fetch_bytes=16 * 1024 * 1024,
                     bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                    # A topic created (or grown) after start is seen within 30 s, not the default 5 min.
+                    metadata_max_age_ms=30_000,
                 ),
                 what="Kafka connection",
             )

@@ -9,10 +9,12 @@ subprocess (the processor, the dashboard) give it a path of its own and read it 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
 import pytest
+from kafka import KafkaConsumer
 
 from cutover.local_kafka import LocalBroker, free_port
 from cutover.store import open_client
@@ -47,6 +49,16 @@ def topic(kafka_broker: LocalBroker) -> str:
     """A fresh 4-partition topic per test."""
     name = f"t_{uuid.uuid4().hex[:10]}"
     kafka_broker.create_topics([name])
+    # A consumer that subscribes before the broker's metadata lists the topic would wait for
+    # its next metadata refresh; hand the test a topic every client can already see.
+    probe = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap)
+    try:
+        deadline = time.monotonic() + 30
+        while len(probe.partitions_for_topic(name) or ()) < kafka_broker.partitions:
+            assert time.monotonic() < deadline, f"topic {name} never showed its partitions"
+            time.sleep(0.1)
+    finally:
+        probe.close()
     return name
 
 
