@@ -127,6 +127,9 @@ def run_demo(stop_after_s: float | None = None) -> None:
             "loadgen",
             "loadgen",
             "--base-url", f"http://{simulator.simulator_host}:{simulator.simulator_port}/v1",
+            # Calls take seconds (p95 ~12 s on coding), so reaching the rate needs many in flight.
+            "--rate", "8",
+            "--concurrency", "64",
             "--shadow", "0.1",
             "--model", "gpt-5.4",
             "--shadow-model", "gpt-5.5",
