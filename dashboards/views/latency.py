@@ -51,21 +51,18 @@ def percentiles_over_time(metric: str) -> pd.DataFrame:
 
 st.subheader("Percentiles over time")
 st.altair_chart(timeseries.line(percentiles_over_time("latency_ms"), "latency (ms)"), width="stretch")
-ttft_col, tps_col = st.columns(2)
-with ttft_col:
-    st.subheader("Time to first token")
-    ttft = percentiles_over_time("ttft_ms")
-    if ttft.empty:
-        st.info("No streamed calls in this range: time to first token is only known for streams.")
-    else:
-        st.altair_chart(timeseries.line(ttft, "TTFT (ms)"), width="stretch")
-with tps_col:
-    st.subheader("Output tokens/s")
-    tps = percentiles_over_time("output_tps")
-    if tps.empty:
-        st.info("No output speed recorded in this range.")
-    else:
-        st.altair_chart(timeseries.line(tps, "output tokens/s"), width="stretch")
+speeds = [
+    ("Time to first token", "ttft_ms", "TTFT (ms)", "No streamed calls in this range: time to first token is only known for streams."),
+    ("Output tokens/s", "output_tps", "output tokens/s", "No output speed recorded in this range."),
+]
+for column, (title, metric, axis, empty) in zip(st.columns(2), speeds):
+    with column:
+        st.subheader(title)
+        frame = percentiles_over_time(metric)
+        if frame.empty:
+            st.info(empty)
+        else:
+            st.altair_chart(timeseries.line(frame, axis), width="stretch")
 
 st.header("Timeout advisor")
 target = st.number_input(
