@@ -344,7 +344,6 @@ class ReadOnlyRefused(Exception):
 
 
 READONLY_CODE = 164  # ClickHouse error READONLY
-SYNTAX_ERROR_CODE = 62
 
 
 @dataclass(frozen=True)
@@ -353,12 +352,19 @@ class ExplorerResult:
     truncated: bool
 
 
+# Statements that return rows and cannot change anything, by their first keyword in ClickHouse's
+# own canonical formatting (KILL QUERY and table-less SYSTEM STOP … pass `readonly=1`).
+READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "EXISTS", "EXPLAIN")
+
+
 def run_readonly(dsn: str, sql: str, row_limit: int, timeout_s: int) -> ExplorerResult:
     """Run an explorer query under ClickHouse's `readonly=1` (no writes, DDL, SYSTEM or table functions).
 
-    Each query gets a client of its own, closed afterwards. Over HTTP the settings ride on the
-    request. On chDB they are SET on that throwaway session instead: a SETTINGS clause cannot
-    follow every statement (SYSTEM, DDL), and clickhouse-connect's per-query SET-and-restore
+    ClickHouse first parses the text without running it (`formatQuerySingleLine`, which also
+    refuses multi-statements, which chDB would otherwise run one after the other); only one
+    statement that returns rows is run, in that canonical form. Each query gets a client of
+    its own, closed afterwards. Over HTTP the settings ride on the request. On chDB they are
+    SET on that throwaway session instead: clickhouse-connect's per-query SET-and-restore
     fails to restore once readonly is on, which would leave a shared session read-only.
     """
     # `readonly` last: once it is on, no further setting may change.
@@ -376,12 +382,14 @@ def run_readonly(dsn: str, sql: str, row_limit: int, timeout_s: int) -> Explorer
                 client.command(f"SET {name} = {value!r}")
             per_query = {}
         try:
-            frame = client.query_df(sql, settings=per_query)
+            statement = client.query("SELECT formatQuerySingleLine(%(sql)s)", parameters={"sql": sql}).result_rows[0][0]
         except Exception as error:
-            if f"Code: {SYNTAX_ERROR_CODE}." not in str(error):
-                raise
-            # Statements that take no FORMAT clause (SYSTEM, some DDL) go as they are, still read-only.
-            frame = pd.DataFrame({"result": [client.command(sql, settings=per_query)]})
+            if "Multi-statements are not allowed" in str(error):
+                raise ReadOnlyRefused("one statement at a time: ClickHouse parsed several") from None
+            raise
+        if not statement.startswith(READ_STATEMENTS):
+            raise ReadOnlyRefused(f"not a read-only query: ClickHouse parsed it as `{statement[:80]}`")
+        frame = client.query_df(statement, settings=per_query)
     except Exception as error:
         if f"Code: {READONLY_CODE}." in str(error) or "(READONLY)" in str(error):
             raise ReadOnlyRefused(str(error)) from None

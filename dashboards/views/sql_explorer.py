@@ -37,9 +37,10 @@ if st.button("Run", type="primary", key="run_sql"):
         )
     except queries.ReadOnlyRefused as refused:
         st.error(
-            "Refused: the SQL explorer is read-only. ClickHouse rejected this query because it would change data, "
-            "schema or server state, or read outside the database (file(), url() and other table functions). "
-            "Nothing was changed.",
+            "Refused: the SQL explorer is read-only. It runs one query that returns rows (SELECT, WITH, SHOW, "
+            "DESCRIBE, EXISTS, EXPLAIN) under ClickHouse's readonly=1, which rejects anything that would change data, "
+            f"schema or server state, or read outside the database (file(), url() and other table functions). "
+            f"Nothing was changed. ({refused})",
             icon=":material/block:",
         )
         st.code(str(refused).strip().splitlines()[0], language=None)
