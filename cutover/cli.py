@@ -9,7 +9,7 @@ import typer
 from collectors.command import collect
 from cutover.local_kafka import BrokerError, BrokerSettings, LocalBroker, round_trip
 from cutover.settings import CutoverSettings, SettingsError, load
-from cutover.store import client_for, ping
+from cutover.store import StoreBusy, client_for, ping
 from dashboards.command import dashboard
 from processors.command import process
 from simulator.command import loadgen, simulate
@@ -82,7 +82,7 @@ def main() -> None:
         app()
     except SettingsError as exit_:
         sys.exit(exit_.code)
-    except BrokerError as error:
+    except (BrokerError, StoreBusy) as error:
         print(f"cutover: {error}", file=sys.stderr)
         sys.exit(1)
 

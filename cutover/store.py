@@ -7,6 +7,7 @@ that is why, on the embedded store, the processor and the dashboard share one pr
 
 from __future__ import annotations
 
+import fcntl
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,12 +21,25 @@ _clients: dict[str, Client] = {}
 _lock = threading.Lock()
 
 
+class StoreBusy(RuntimeError):
+    """Another process holds this chDB data path; retrying cannot help while it runs."""
+
+
 def open_client(dsn: str) -> Client:
     """A new clickhouse-connect client for a `chdb://PATH` or `http(s)://host:port` DSN."""
     if dsn.startswith("chdb://"):
         path = Path(dsn.removeprefix("chdb://")).expanduser().resolve()
         path.mkdir(parents=True, exist_ok=True)
-        return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+        try:
+            return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+        except Exception as error:
+            if "EmbeddedServer" not in str(error) or not _locked_by_another_process(path):
+                raise
+            raise StoreBusy(
+                f"the chDB store {path} is open in another process (chDB runs one engine per data path); "
+                "on chdb:// `cutover dashboard` already runs the processor: stop the other process, "
+                "or use a ClickHouse server (CUTOVER_CLICKHOUSE_URL=http://…) to run them apart"
+            ) from None
     url = urlparse(dsn)
     return clickhouse_connect.get_client(
         host=url.hostname,
@@ -36,6 +50,19 @@ def open_client(dsn: str) -> Client:
         connect_timeout=5,
         send_receive_timeout=60,
     )
+
+
+def _locked_by_another_process(path: Path) -> bool:
+    """ClickHouse holds an exclusive flock on `status` in its data path while an engine runs there."""
+    try:
+        with (path / "status").open("a") as status:
+            fcntl.flock(status, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(status, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def client_for(settings: CutoverSettings) -> Client:

@@ -37,9 +37,13 @@ def database() -> str:
     return settings().clickhouse_database
 
 
+# On chdb:// no separate `cutover process` can open the store: the dashboard process runs it.
+PROCESSOR = "the processor (`cutover process`, or inside `cutover dashboard` on chdb://)"
+
+
 def no_data(what: str = "calls", hint: str = "") -> None:
     st.info(
-        f"No {what} in this range. {hint}Is `cutover process` running and consuming "
+        f"No {what} in this range. {hint}Is {PROCESSOR} running and consuming "
         f"`{settings().spans_topic}`? Widen the time range or clear the filters in the sidebar.",
         icon=":material/hourglass_empty:",
     )

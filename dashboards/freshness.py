@@ -11,7 +11,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from dashboards import context, queries
 
-HINT = "is `cutover process` running, and is the application sending spans?"
+HINT = f"is {context.PROCESSOR} running, and is the application sending spans?"
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,9 @@ from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
-from tenacity import Retrying, retry_if_exception_type, stop_any, wait_exponential
+from tenacity import Retrying, retry_if_not_exception_type, stop_any, wait_exponential
 
-from cutover.store import client_for
+from cutover.store import StoreBusy, client_for
 from processors.alerts import AlertEvaluator
 from processors.decode import decode
 from processors.dlq import DeadLetter, DeadLetterQueue
@@ -399,7 +399,7 @@ class ProcessorService:
         """Run `action` until it succeeds, backing off exponentially; raise Interrupted on give-up."""
         retrying = Retrying(
             wait=wait_exponential(multiplier=0.2, max=self.settings.retry_max_backoff_s),
-            retry=retry_if_exception_type(Exception),
+            retry=retry_if_not_exception_type(StoreBusy),  # another process holds the chDB path: waiting will not help
             stop=stop_any(lambda _: self._halted()),
             sleep=self._wait_alive,
             before_sleep=lambda state: self._failing(what, state.outcome.exception()),

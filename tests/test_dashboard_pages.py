@@ -323,7 +323,7 @@ def test_empty_and_missing_store_say_what_to_do(ch_client, ch_database, chdb_pat
     assert any(w.value.startswith("No calls stored yet") and HINT in w.value for w in empty.warning), [w.value for w in empty.warning]
     assert any("no services, tasks or models to pick" in i.value for i in empty.sidebar.info), [i.value for i in empty.sidebar.info]
     if page in ("overview", "latency", "cost", "quality", "shadow"):
-        assert any("Is `cutover process` running" in i.value for i in empty.info), [i.value for i in empty.info]
+        assert any("Is the processor (`cutover process`" in i.value for i in empty.info), [i.value for i in empty.info]
 
 
 def test_a_shared_link_opens_a_past_window_and_its_numbers(seeded):

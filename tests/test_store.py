@@ -39,3 +39,27 @@ def test_http_dsn_goes_through_the_same_client_code_and_fails_clearly_when_down(
     with pytest.raises(Exception) as raised:
         open_client(settings.clickhouse_dsn)
     assert "127.0.0.1" in str(raised.value) or "refused" in str(raised.value).lower()
+
+
+def test_a_chdb_path_held_by_another_process_is_one_clear_line_not_endless_retries(cutover_env, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    dsn = cutover_env["CUTOVER_CLICKHOUSE_URL"]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from cutover.store import open_client; open_client(sys.argv[1]); print('open', flush=True); time.sleep(120)", dsn],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        done = subprocess.run(
+            [sys.executable, "-m", "cutover.cli", "process"], env=cutover_env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 1, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert "open in another process" in last and "cutover dashboard" in last and "Traceback" not in done.stderr
