@@ -49,7 +49,7 @@ def test_a_chdb_path_held_by_another_process_is_one_clear_line_not_endless_retri
 
     dsn = cutover_env["CUTOVER_CLICKHOUSE_URL"]
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from cutover.store import open_client; open_client(sys.argv[1]); print('open', flush=True); time.sleep(120)", dsn],
+        [sys.executable, "-c", "import sys, time; from cutover.store import open_client; client = open_client(sys.argv[1]); print('open', flush=True); time.sleep(120)", dsn],
         cwd=REPO, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
