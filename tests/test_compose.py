@@ -104,6 +104,19 @@ def test_clickhouse_and_simulator_addresses_point_at_their_services():
     assert not urlparse(env("dashboard")["CUTOVER_CLICKHOUSE_URL"]).scheme.startswith("chdb")
 
 
+def test_the_dashboard_reads_as_a_select_only_user():
+    import xml.etree.ElementTree as ElementTree
+
+    url = urlparse(env("dashboard")["CUTOVER_CLICKHOUSE_URL"])
+    mount = next(v for v in SERVICES["clickhouse"]["volumes"] if "users.d" in v)
+    users = ElementTree.parse(REPO / mount.split(":")[0]).getroot().find("users")
+    user = users.find(url.username)
+    assert user is not None and user.findtext("password") == url.password
+    grants = [q.text for q in user.find("grants").findall("query")]
+    assert grants == [f"GRANT SELECT ON {env('dashboard')['CUTOVER_CLICKHOUSE_DATABASE']}.*"]
+    assert url.username != env("clickhouse")["CLICKHOUSE_USER"], "the writers' user must not be the dashboard's"
+
+
 def test_the_dockerfile_ships_every_package():
     dockerfile = (REPO / "Dockerfile").read_text()
     pyproject = (REPO / "pyproject.toml").read_text()
