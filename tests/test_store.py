@@ -27,7 +27,8 @@ def test_schema_migration_is_idempotent(ch_client, ch_database):
     assert {"llm_calls", "latency_histograms", "hallucination_flags", "alerts"} <= tables
     ch_client.insert(
         f"{ch_database}.llm_calls",
-        [["t1", "s1", datetime(2026, 4, 23, tzinfo=timezone.utc), "gpt-5.5", 812.5, 1]],
+        # A recent call: the 30-day TTL may drop older rows at any merge.
+        [["t1", "s1", datetime.now(timezone.utc), "gpt-5.5", 812.5, 1]],
         column_names=["trace_id", "span_id", "start_time", "model", "latency_ms", "version"],
     )
     assert ch_client.command(f"SELECT count() FROM {ch_database}.llm_calls FINAL") == 1
