@@ -43,6 +43,18 @@ def stored(client, database: str) -> dict[str, tuple]:
     return {row[0]: row[1:] for row in result.result_rows}
 
 
+
+def check_until_idle(client, database: str, rows: list[dict]) -> HallucinationWorker:
+    """Run a default worker over `rows` until it has written every verdict, then stop it."""
+    worker = HallucinationWorker(client, database, settings())
+    worker.start()
+    try:
+        worker.submit(rows)
+        assert worker.wait_idle(60)
+    finally:
+        worker.stop()
+    return worker
+
 def test_worker_writes_flags_and_new_call_versions(ch_client, ch_database):
     migrate(ch_client, ch_database)
     rows = [
@@ -52,13 +64,7 @@ def test_worker_writes_flags_and_new_call_versions(ch_client, ch_database):
         call_row("failed", "gpt-5.5", "", 3, is_error=1),
     ]
     write_calls(ch_client, ch_database, rows)
-    worker = HallucinationWorker(ch_client, ch_database, settings())
-    worker.start()
-    try:
-        worker.submit(rows)
-        assert worker.wait_idle(60)
-    finally:
-        worker.stop()
+    worker = check_until_idle(ch_client, ch_database, rows)
     calls = stored(ch_client, ch_database)
     # version + 1, checked, verdict; the rest of the row (cost, latency) carried over unchanged
     assert calls["good"][:3] == (2, 1, 0)
@@ -124,13 +130,7 @@ def test_both_halves_of_a_pair_in_one_batch_as_the_processor_hands_them_over(ch_
         row = dict(row, start_time=int(row["start_time"].timestamp()) * 1_000_000, is_error=False,
                    is_refusal=False, hallucination_checked=False, hallucination_flag=False)
         handed.append(row)
-    worker = HallucinationWorker(ch_client, ch_database, settings())
-    worker.start()
-    try:
-        worker.submit(handed)
-        assert worker.wait_idle(60)
-    finally:
-        worker.stop()
+    worker = check_until_idle(ch_client, ch_database, handed)
     calls = stored(ch_client, ch_database)
     assert calls["p3"][:3] == (2, 1, 1) and calls["s3"][:3] == (2, 1, 1)
     assert worker.stats.write_failures == 0 and worker.stats.partner_updates == 0
@@ -150,13 +150,7 @@ def test_pair_verdict_reaches_a_partner_whose_own_check_has_not_run(ch_client, c
     shadow = call_row("s2", "gpt-5.5", "PostgreSQL listens on port 3306 by default.", 1, shadow_pair_id="pair-2",
                       context_text="", input_text="What port does PostgreSQL use?")
     write_calls(ch_client, ch_database, [primary, shadow])
-    worker = HallucinationWorker(ch_client, ch_database, settings())
-    worker.start()
-    try:
-        worker.submit([shadow])
-        assert worker.wait_idle(60)
-    finally:
-        worker.stop()
+    check_until_idle(ch_client, ch_database, [shadow])
     calls = stored(ch_client, ch_database)
     assert calls["s2"][:3] == (2, 1, 1)
     assert calls["p2"][:3] == (2, 0, 1)  # the pair verdict, but not called checked by checks that never ran
