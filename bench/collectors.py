@@ -55,10 +55,19 @@ def _fault_free_profiles(folder: Path) -> Path:
 
 def _start_simulator(profiles: Path, time_scale: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "CUTOVER_SIMULATOR_PORT": str(port), "CUTOVER_SIMULATOR_PROFILES": str(profiles),
-           "CUTOVER_SIMULATOR_TIME_SCALE": str(time_scale)}
-    process = subprocess.Popen([sys.executable, "-m", "cutover.cli", "simulate"], env=env, cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "CUTOVER_SIMULATOR_PORT": str(port),
+        "CUTOVER_SIMULATOR_PROFILES": str(profiles),
+        "CUTOVER_SIMULATOR_TIME_SCALE": str(time_scale),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cutover.cli", "simulate"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -77,8 +86,11 @@ def _requests(count: int) -> list[dict]:
     out = []
     for i in range(count):
         stream = i % 2 == 1
-        kwargs = {"model": "gpt-5.4", "messages": corpus.messages(tasks[i % len(tasks)]),
-                  "extra_headers": {NONCE_HEADER: f"bench-{i}"}}
+        kwargs = {
+            "model": "gpt-5.4",
+            "messages": corpus.messages(tasks[i % len(tasks)]),
+            "extra_headers": {NONCE_HEADER: f"bench-{i}"},
+        }
         if stream:
             kwargs.update(stream=True, stream_options={"include_usage": True})
         out.append(kwargs)
@@ -127,7 +139,9 @@ def bench_overhead(base_url: str, calls: int) -> None:
     print(f"instrumentation overhead ({calls} request pairs, half streamed, zero-latency simulator, spans to Kafka):")
     print(f"  bare openai        median {b:7.3f} ms")
     print(f"  instrumented       median {i:7.3f} ms")
-    print(f"  overhead per call  {_median_ms(pairs):+.3f} ms median per pair, {i - b:+.3f} ms of medians, ratio {i / b:.2f}x")
+    print(
+        f"  overhead per call  {_median_ms(pairs):+.3f} ms median per pair, {i - b:+.3f} ms of medians, ratio {i / b:.2f}x"
+    )
 
 
 def _drain(mirror: ShadowMirror) -> None:
@@ -151,7 +165,7 @@ def bench_shadow(base_url: str, calls: int) -> None:
             # Blocks, not alternating calls: with the mirror on, shadow i overlaps primary i+1, as in
             # an application; alternating would let the shadows slow the "off" calls as much.
             for start in range(0, calls, BLOCK):
-                block = requests[start:start + BLOCK]
+                block = requests[start : start + BLOCK]
                 off.extend(_call(create, kwargs) for kwargs in block)
                 on.extend(_call(mirrored, kwargs) for kwargs in block)
                 _drain(mirror)
@@ -163,12 +177,20 @@ def bench_shadow(base_url: str, calls: int) -> None:
     stats = mirror.stats
     pairs = [a - b for a, b in zip(on, off, strict=True)]
     noise = [a - b for a, b in zip(control, off, strict=True)]
-    print(f"primary latency, shadow off vs on (fraction 1.0, {calls} identical request pairs, simulator time scale 0.02):")
+    print(
+        f"primary latency, shadow off vs on (fraction 1.0, {calls} identical request pairs, simulator time scale 0.02):"
+    )
     print(f"  shadow off         median {_median_ms(off):8.3f} ms")
-    print(f"  shadow on          median {_median_ms(on):8.3f} ms   ({stats.mirrored} mirrored, {stats.dropped} dropped, {stats.failed} failed)")
-    print(f"  difference         {_median_ms(pairs):+.3f} ms median per pair, {_median_ms(on) - _median_ms(off):+.3f} ms of medians "
-          f"(target: under 1 ms)")
-    print(f"  noise floor        {_median_ms(noise):+.3f} ms median per pair of two shadow-off runs of the same requests")
+    print(
+        f"  shadow on          median {_median_ms(on):8.3f} ms   ({stats.mirrored} mirrored, {stats.dropped} dropped, {stats.failed} failed)"
+    )
+    print(
+        f"  difference         {_median_ms(pairs):+.3f} ms median per pair, {_median_ms(on) - _median_ms(off):+.3f} ms of medians "
+        f"(target: under 1 ms)"
+    )
+    print(
+        f"  noise floor        {_median_ms(noise):+.3f} ms median per pair of two shadow-off runs of the same requests"
+    )
 
 
 def main() -> None:
@@ -177,8 +199,13 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        broker = LocalBroker(state=folder / "kafka", libs=REPO / ".cutover" / "kafka" / "libs",
-                             port=free_port(), controller_port=free_port(), partitions=4)
+        broker = LocalBroker(
+            state=folder / "kafka",
+            libs=REPO / ".cutover" / "kafka" / "libs",
+            port=free_port(),
+            controller_port=free_port(),
+            partitions=4,
+        )
         broker.start()
         os.environ.update(CUTOVER_KAFKA_BOOTSTRAP=broker.bootstrap, CUTOVER_SPANS_TOPIC="bench_spans")
         profiles = _fault_free_profiles(folder)

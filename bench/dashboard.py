@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cutover.store import open_client  # noqa: E402
-from dashboards import queries, timeseries  # noqa: E402
-from dashboards.queries import Filters  # noqa: E402
-from tests.dashboard_seed import seed  # noqa: E402
+from cutover.store import open_client
+from dashboards import queries, timeseries
+from dashboards.queries import Filters
+from tests.dashboard_seed import seed
 
 TARGET_MS = 300.0
 DB = "cutover"
@@ -40,7 +40,11 @@ def main() -> None:
 
     path = args.path or Path(tempfile.mkdtemp(prefix="cutover-bench-dashboard-"))
     client = open_client(f"chdb://{path}")
-    seeded = client.query(f"SELECT count(), max(start_time) FROM {DB}.llm_calls") if client.command(f"EXISTS TABLE {DB}.llm_calls") else None
+    seeded = (
+        client.query(f"SELECT count(), max(start_time) FROM {DB}.llm_calls")
+        if client.command(f"EXISTS TABLE {DB}.llm_calls")
+        else None
+    )
     if seeded is not None and seeded.result_rows[0][0] == args.calls:  # --path of an earlier run: reuse its data
         end = (seeded.result_rows[0][1] + timedelta(minutes=1)).replace(second=0, microsecond=0, tzinfo=None)
         print(f"reusing {args.calls:,} calls in {path}")
@@ -48,7 +52,9 @@ def main() -> None:
         began = time.perf_counter()
         _, end = seed(client, DB, args.calls, args.days * 24)
         seconds = time.perf_counter() - began
-        print(f"seeded {args.calls:,} calls over {args.days:g} days (+ histograms) in {seconds:.1f} s ({args.calls / seconds:,.0f} calls/s)")
+        print(
+            f"seeded {args.calls:,} calls over {args.days:g} days (+ histograms) in {seconds:.1f} s ({args.calls / seconds:,.0f} calls/s)"
+        )
 
     def overview_refresh(f: Filters) -> None:
         """Everything one in-place refresh of the Overview reads and computes (Streamlit's drawing aside)."""
@@ -64,16 +70,30 @@ def main() -> None:
         ("overview: per-model summary", lambda f: queries.model_summary(client, DB, f)),
         ("overview/latency: merged latency buckets", lambda f: queries.merged_buckets(client, DB, f, "latency_ms")),
         ("overview: calls per minute chart", lambda f: queries.quality_over_time(client, DB, f, f.grain_minutes)),
-        ("overview: p95 chart (query + percentiles)",
-         lambda f: timeseries.percentiles_over_time(client, DB, f, "latency_ms", f.grain_minutes, {"p95": 0.95})),
+        (
+            "overview: p95 chart (query + percentiles)",
+            lambda f: timeseries.percentiles_over_time(client, DB, f, "latency_ms", f.grain_minutes, {"p95": 0.95}),
+        ),
         ("overview: whole refresh (5 queries)", overview_refresh),
-        ("latency: percentiles over time", lambda f: queries.buckets_over_time(client, DB, f, "latency_ms", f.grain_minutes)),
+        (
+            "latency: percentiles over time",
+            lambda f: queries.buckets_over_time(client, DB, f, "latency_ms", f.grain_minutes),
+        ),
         ("latency: TTFT over time", lambda f: queries.buckets_over_time(client, DB, f, "ttft_ms", f.grain_minutes)),
-        ("latency: advisor buckets per model x task", lambda f: queries.merged_buckets(client, DB, f, "latency_ms", ("model", "task"))),
+        (
+            "latency: advisor buckets per model x task",
+            lambda f: queries.merged_buckets(client, DB, f, "latency_ms", ("model", "task")),
+        ),
         ("latency: timeouts in force", lambda f: queries.timeouts_in_force(client, DB, f)),
         ("cost: cost and tokens per model x task", lambda f: queries.cost_and_tokens(client, DB, f)),
-        ("cost: budget burn, this hour (each refresh)", lambda f: queries.spend_by_hour(client, DB, end.replace(minute=0), end)),
-        ("cost: budget burn, month (cached 10 min)*", lambda f: queries.spend_by_hour(client, DB, end.replace(day=1, hour=0, minute=0), end)),
+        (
+            "cost: budget burn, this hour (each refresh)",
+            lambda f: queries.spend_by_hour(client, DB, end.replace(minute=0), end),
+        ),
+        (
+            "cost: budget burn, month (cached 10 min)*",
+            lambda f: queries.spend_by_hour(client, DB, end.replace(day=1, hour=0, minute=0), end),
+        ),
         ("quality: rates over time", lambda f: queries.quality_over_time(client, DB, f, f.grain_minutes)),
         ("quality: flagged calls (200)", lambda f: queries.flagged_calls(client, DB, f, 200)),
         ("shadow: pairs (50,000 newest)", lambda f: queries.shadow_pairs(client, DB, f, 50_000)),
@@ -88,7 +108,9 @@ def main() -> None:
         f"SELECT countIf(start_time >= %(h)s), count() FROM {DB}.llm_calls WHERE start_time >= %(d)s",
         parameters={"h": end - timedelta(hours=1), "d": end - timedelta(hours=24)},
     ).result_rows[0]
-    print(f"calls in the last hour: {rows[0]:,}, last 24 h: {rows[1]:,}; runs per query: {args.runs} (median, after one warm-up)\n")
+    print(
+        f"calls in the last hour: {rows[0]:,}, last 24 h: {rows[1]:,}; runs per query: {args.runs} (median, after one warm-up)\n"
+    )
     print(f"{'panel query':44} {'range':>5} {'median ms':>10} {'min ms':>8} {'target':>7}  verdict")
     misses = 0
     for name, run in panels:
@@ -104,7 +126,9 @@ def main() -> None:
             misses += label in ("1 h", "24 h") and not ok and not name.endswith("*")
             print(f"{name:44} {label:>5} {median:10.1f} {min(times):8.1f} {TARGET_MS:7.0f}  {'ok' if ok else 'OVER'}")
     print("\n* range-independent and cached by the page for 10 minutes: not run on each refresh")
-    print(f"{misses} per-refresh panel queries over the {TARGET_MS:.0f} ms target on the default 1 h range or a 24 h one")
+    print(
+        f"{misses} per-refresh panel queries over the {TARGET_MS:.0f} ms target on the default 1 h range or a 24 h one"
+    )
 
 
 if __name__ == "__main__":

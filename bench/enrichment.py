@@ -22,11 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from processors import refusal  # noqa: E402
+from processors.data import labelled  # noqa: E402
 from processors.hallucination import DEFAULT_CHECKS, build_checks  # noqa: E402
 from processors.hallucination.text import CACHED  # noqa: E402
-from processors.data import labelled  # noqa: E402
 from processors.pricing import PriceBook  # noqa: E402
-
 
 
 def rate(function: Callable[[], int], seconds: float = 1.0) -> float:
@@ -60,7 +59,9 @@ def pricing() -> None:
         return len(calls)
 
     fast, slow = rate(cached), rate(uncached)
-    print(f"pricing   cost() cached {fast:>10,.0f} calls/s   caches cleared {slow:>10,.0f}/s   ratio {fast / slow:.1f}x")
+    print(
+        f"pricing   cost() cached {fast:>10,.0f} calls/s   caches cleared {slow:>10,.0f}/s   ratio {fast / slow:.1f}x"
+    )
 
 
 def refusals() -> None:
@@ -82,8 +83,13 @@ def refusals() -> None:
 def hallucination_checks() -> None:
     rows = labelled("hallucinations.jsonl")
     calls = [
-        {"input_text": r["input"], "context_text": r["context"], "reference_answer": r["reference"],
-         "output_text": r["answer"], "partner_output_text": r["partner"]}
+        {
+            "input_text": r["input"],
+            "context_text": r["context"],
+            "reference_answer": r["reference"],
+            "output_text": r["answer"],
+            "partner_output_text": r["partner"],
+        }
         for r in rows
     ]
     checks = build_checks(DEFAULT_CHECKS)
@@ -101,6 +107,7 @@ def hallucination_checks() -> None:
 
     print(f"halluc.   all default checks {rate(run_all):>8,.0f} calls/s")
     for check in checks:
+
         def one(check=check) -> int:
             for call in calls:
                 check.run(call)

@@ -38,7 +38,9 @@ BATCH = 512  # the SDK's default export batch
 
 def make_spans(count: int, per_trace: int) -> list[ReadableSpan]:
     memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "bench", "deployment.environment.name": "bench"}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "bench", "deployment.environment.name": "bench"})
+    )
     provider.add_span_processor(SimpleSpanProcessor(memory))
     app, genai = provider.get_tracer("app"), provider.get_tracer("opentelemetry.instrumentation.genai.openai", "1.3b0")
     attributes = {
@@ -88,7 +90,9 @@ def main() -> None:
     def rate(seconds: float) -> str:
         return f"{total / seconds:>12,.0f} spans/s"
 
-    print(f"{total:,} spans, {args.per_trace} per trace, in {len(bodies)} requests of {BATCH} -> {messages:,} Kafka messages; one core")
+    print(
+        f"{total:,} spans, {args.per_trace} per trace, in {len(bodies)} requests of {BATCH} -> {messages:,} Kafka messages; one core"
+    )
     print(f"bare protobuf parse            {rate(parse_s)}")
     print(f"collect: parse + split         {rate(collect_s)}   {parse_s / collect_s:6.1%} of bare parse")
     print(f"SDK encode_spans               {rate(encode_s)}")

@@ -42,8 +42,10 @@ from tests.processor_workload import make_calls, messages, produce  # noqa: E402
 
 
 def read_topic(bootstrap: str, topic: str, count: int) -> list[bytes]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10_000)
-    values = [record.value for _, record in zip(range(count), consumer)]
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10_000
+    )
+    values = [record.value for _, record in zip(range(count), consumer, strict=False)]
     consumer.close()
     return values
 
@@ -131,7 +133,9 @@ def main() -> None:
         finally:
             broker.stop()
 
-    print(f"{expected:,} GenAI spans (+{len(items):,} HTTP spans) in {len(items):,} messages of {args.per_message}, one core")
+    print(
+        f"{expected:,} GenAI spans (+{len(items):,} HTTP spans) in {len(items):,} messages of {args.per_message}, one core"
+    )
     print(f"bare protobuf parse          {rate(parsed, bare_s)}")
     print(f"Kafka fetch (kafka-python)   {rate(parsed, fetch_s)}   (a bare consumer reading the same messages)")
     print(f"decode to call rows          {rate(parsed, decode_s)}   {bare_s / decode_s:6.1%} of bare parse")

@@ -19,13 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from processors.data import hallucination_call, labelled  # noqa: E402
 from processors.hallucination import DEFAULT_CHECKS, build_checks  # noqa: E402
 from processors.hallucination.text import CACHED  # noqa: E402
-from processors.data import hallucination_call, labelled  # noqa: E402
 from processors.refusal import is_refusal_text  # noqa: E402
-
-
-
 
 
 def scores(pairs: Iterable[tuple[bool, bool]]) -> str:
@@ -60,9 +57,9 @@ def refusals() -> None:
     rows = labelled("refusals.jsonl")
     predicted = [is_refusal_text(row["text"]) for row in rows]
     print(f"refusal classifier ({len(rows)} labelled answers, {sum(r['refusal'] for r in rows)} refusals)")
-    print(f"  all            {scores(zip(predicted, (r['refusal'] for r in rows)))}")
+    print(f"  all            {scores(zip(predicted, (r['refusal'] for r in rows), strict=True))}")
     for style in sorted({row["style"] for row in rows}):
-        picked = [(p, r["refusal"]) for p, r in zip(predicted, rows) if r["style"] == style]
+        picked = [(p, r["refusal"]) for p, r in zip(predicted, rows, strict=True) if r["style"] == style]
         print(f"  {style:<14} {scores(picked)}")
     texts = [row["text"] for row in rows]
     per_call = timed(lambda: [is_refusal_text(t) for t in texts], 50) / len(texts)
@@ -91,27 +88,33 @@ def hallucinations(with_embeddings: bool) -> None:
         verdicts[label] = [any(f.flagged for f in call_flags) for call_flags in flags]
         covered = sum(bool(call_flags) for call_flags in flags)
         print(f"  {label}: {len(calls) / elapsed:,.0f} calls/s, verdict on {covered}/{len(calls)} calls")
-        print(f"    all              {scores(zip(verdicts[label], truth))}")
+        print(f"    all              {scores(zip(verdicts[label], truth, strict=True))}")
         for kind in sorted({row["kind"] for row in rows}):
-            picked = [(v, t) for v, t, r in zip(verdicts[label], truth, rows) if r["kind"] == kind]
+            picked = [(v, t) for v, t, r in zip(verdicts[label], truth, rows, strict=True) if r["kind"] == kind]
             print(f"    {kind:<16} {scores(picked)}")
         for split in ("tuning", "holdout"):
-            picked = [(v, t) for v, t, r in zip(verdicts[label], truth, rows) if r.get("split", "tuning") == split]
+            picked = [
+                (v, t)
+                for v, t, r in zip(verdicts[label], truth, rows, strict=True)
+                if r.get("split", "tuning") == split
+            ]
             print(f"    split {split:<10} {scores(picked)}")
         if not label.startswith("default"):
             # The model's thresholds are a guess; give it its best cut on this very set (optimistic).
             best = max(
                 ((cut / 100, [any(f.score >= cut / 100 for f in fl) for fl in flags]) for cut in range(1, 100)),
-                key=lambda item: _f1(zip(item[1], truth)),
+                key=lambda item: _f1(zip(item[1], truth, strict=True)),
             )
-            print(f"    best score cut {best[0]:.2f} {scores(zip(best[1], truth))}")
+            print(f"    best score cut {best[0]:.2f} {scores(zip(best[1], truth, strict=True))}")
         if label.startswith("default"):
             for check in checks:
-                ran = [(f.flagged, t) for call, t in zip(calls, truth) if (f := check.run(call)) is not None]
+                ran = [
+                    (f.flagged, t) for call, t in zip(calls, truth, strict=True) if (f := check.run(call)) is not None
+                ]
                 print(f"      {check.name:<20} {scores(ran)}")
     if len(verdicts) == 2:
-        either = [a or b for a, b in zip(*verdicts.values())]
-        print(f"  default OR embedding {scores(zip(either, truth))}")
+        either = [a or b for a, b in zip(*verdicts.values(), strict=True)]
+        print(f"  default OR embedding {scores(zip(either, truth, strict=True))}")
 
 
 def simulator_corpus() -> list[tuple[dict, bool]]:

@@ -32,8 +32,8 @@ from opentelemetry.util.genai.environment_variables import OTEL_INSTRUMENTATION_
 
 from collectors import response_probe
 from collectors.kafka_exporter import CountingBatchSpanProcessor, KafkaSpanExporter
-from collectors.settings import CollectorSettings
 from collectors.redaction import Redaction, RedactionHook, Redactor
+from collectors.settings import CollectorSettings
 from collectors.span_processor import CutoverSpanProcessor
 from cutover import semconv
 from cutover.settings import load

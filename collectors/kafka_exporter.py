@@ -40,7 +40,10 @@ class KafkaSpanExporter(SpanExporter):
         self.topic = topic or self._settings.spans_topic
         self._producer = LazyProducer(
             lambda: new_producer(
-                self._settings, max_block_ms=MAX_BLOCK_MS, timeout_s=self._settings.exporter_timeout_s, client_id="cutover-span-exporter"
+                self._settings,
+                max_block_ms=MAX_BLOCK_MS,
+                timeout_s=self._settings.exporter_timeout_s,
+                client_id="cutover-span-exporter",
             )
         )
         self._lock = threading.Lock()

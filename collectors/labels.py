@@ -50,7 +50,9 @@ class CallLabels(BaseModel):
 
     def attributes(self) -> dict[str, str | float]:
         """The non-content attributes; `reference_answer` and `context` go through content capture."""
-        attributes: dict[str, str | float] = {f"{semconv.LABEL_PREFIX}{key}": value for key, value in self.extra.items()}
+        attributes: dict[str, str | float] = {
+            f"{semconv.LABEL_PREFIX}{key}": value for key, value in self.extra.items()
+        }
         for key, value in (
             (semconv.TASK, self.task),
             (semconv.CLIENT_TIMEOUT, self.timeout_s),

@@ -51,7 +51,9 @@ def split_by_trace(request: ExportTraceServiceRequest) -> list[TraceMessage]:
     """
     messages: list[TraceMessage] = []
     for resource_spans in request.resource_spans:
-        resource = _field(1, resource_spans.resource.SerializeToString()) if resource_spans.HasField("resource") else b""
+        resource = (
+            _field(1, resource_spans.resource.SerializeToString()) if resource_spans.HasField("resource") else b""
+        )
         resource_schema = _field(3, resource_spans.schema_url.encode()) if resource_spans.schema_url else b""
         for scope_spans in resource_spans.scope_spans:
             scope = _field(1, scope_spans.scope.SerializeToString()) if scope_spans.HasField("scope") else b""

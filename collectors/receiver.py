@@ -28,7 +28,10 @@ from google.protobuf.message import DecodeError
 from google.rpc.status_pb2 import Status
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -106,7 +109,9 @@ class Receiver:
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
         self.producer = LazyProducer(
-            lambda: new_producer(settings, max_block_ms=1000, timeout_s=settings.collect_ack_timeout_s, client_id="cutover-collect")
+            lambda: new_producer(
+                settings, max_block_ms=1000, timeout_s=settings.collect_ack_timeout_s, client_id="cutover-collect"
+            )
         )
         self.counts: Counter[str] = Counter()
 
@@ -170,9 +175,13 @@ class Receiver:
                 raise Rejection(status, f"Kafka refused the data: {type(outcome).__name__}: {outcome}")
 
     def _send_all(
-        self, producer: KafkaProducer, messages: list[TraceMessage], acks: list[asyncio.Future[None]], loop: asyncio.AbstractEventLoop
+        self,
+        producer: KafkaProducer,
+        messages: list[TraceMessage],
+        acks: list[asyncio.Future[None]],
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
-        for index, (message, ack) in enumerate(zip(messages, acks)):
+        for index, (message, ack) in enumerate(zip(messages, acks, strict=True)):
             try:
                 future = producer.send(self.settings.spans_topic, key=message.key, value=message.value)
             except KafkaTimeoutError as error:
@@ -194,10 +203,17 @@ class Receiver:
             delta = self.counts - last
             last = self.counts.copy()
             if delta:
-                rejected = " ".join(f"{code}:{delta[code]}" for code in sorted(delta) if code.isdigit() and code != "200") or "none"
+                rejected = (
+                    " ".join(f"{code}:{delta[code]}" for code in sorted(delta) if code.isdigit() and code != "200")
+                    or "none"
+                )
                 log.info(
                     "last %.0fs: %d requests accepted, %d spans -> %d Kafka messages; rejected %s",
-                    interval_s, delta["200"], delta["spans"], delta["messages"], rejected,
+                    interval_s,
+                    delta["200"],
+                    delta["spans"],
+                    delta["messages"],
+                    rejected,
                 )
 
     async def close(self) -> None:
@@ -214,11 +230,15 @@ def _settle(ack: asyncio.Future[None], error: BaseException | None) -> None:
 
 
 def _status(rejection: Rejection, as_json: bool) -> Response:
-    code = {400: _INVALID_ARGUMENT, 413: _RESOURCE_EXHAUSTED, 415: _INVALID_ARGUMENT, 503: _UNAVAILABLE}.get(rejection.status, _INTERNAL)
+    code = {400: _INVALID_ARGUMENT, 413: _RESOURCE_EXHAUSTED, 415: _INVALID_ARGUMENT, 503: _UNAVAILABLE}.get(
+        rejection.status, _INTERNAL
+    )
     status = Status(code=code, message=rejection.reason)
     headers = {"Retry-After": str(RETRY_AFTER_S)} if rejection.status == 503 else None
     if as_json:
-        return Response(json_format.MessageToJson(status), status_code=rejection.status, media_type=JSON, headers=headers)
+        return Response(
+            json_format.MessageToJson(status), status_code=rejection.status, media_type=JSON, headers=headers
+        )
     return Response(status.SerializeToString(), status_code=rejection.status, media_type=PROTOBUF, headers=headers)
 
 
@@ -227,7 +247,11 @@ def create_app(settings: CollectorSettings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        reporter = asyncio.create_task(receiver.report(settings.collect_stats_interval_s)) if settings.collect_stats_interval_s else None
+        reporter = (
+            asyncio.create_task(receiver.report(settings.collect_stats_interval_s))
+            if settings.collect_stats_interval_s
+            else None
+        )
         yield
         if reporter is not None:
             reporter.cancel()
@@ -247,4 +271,10 @@ def serve(settings: CollectorSettings) -> None:
         f"-> Kafka {settings.kafka_bootstrap} topic {settings.spans_topic}",
         flush=True,
     )
-    uvicorn.run(create_app(settings), host=settings.collect_host, port=settings.collect_port, log_level="warning", access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.collect_host,
+        port=settings.collect_port,
+        log_level="warning",
+        access_log=False,
+    )

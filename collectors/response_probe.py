@@ -95,9 +95,10 @@ def refused(item: Any) -> bool:
     if getattr(item, "type", None) in _REFUSAL_EVENTS:
         return True
     for output in getattr(item, "output", None) or ():
-        if getattr(output, "type", None) == "message":
-            if any(getattr(content, "type", None) == "refusal" for content in getattr(output, "content", None) or ()):
-                return True
+        if getattr(output, "type", None) == "message" and any(
+            getattr(content, "type", None) == "refusal" for content in getattr(output, "content", None) or ()
+        ):
+            return True
     return False
 
 

@@ -39,7 +39,9 @@ class CollectorSettings(CutoverSettings):
         le=600,
         description="Seconds a span batch may wait for Kafka before it counts as dropped; also bounds flush on shutdown.",
     )
-    collect_host: str = Field(default="127.0.0.1", min_length=1, description="Address `cutover collect` listens on (0.0.0.0 for all).")
+    collect_host: str = Field(
+        default="127.0.0.1", min_length=1, description="Address `cutover collect` listens on (0.0.0.0 for all)."
+    )
     collect_port: int = Field(default=4318, ge=1, le=65535, description="Port of `cutover collect` (OTLP/HTTP).")
     collect_max_body_bytes: int = Field(
         default=20 * 1024 * 1024,

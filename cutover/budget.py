@@ -16,9 +16,13 @@ BudgetPeriod = Literal["day", "month"]
 
 class BudgetSettings(CutoverSettings):
     budget_usd: Decimal = Field(
-        default=Decimal(0), ge=0, description="Spend budget in USD per budget period; 0 turns budget alerts and lines off."
+        default=Decimal(0),
+        ge=0,
+        description="Spend budget in USD per budget period; 0 turns budget alerts and lines off.",
     )
-    budget_period: BudgetPeriod = Field(default="month", description="Period the budget covers (UTC calendar day or month).")
+    budget_period: BudgetPeriod = Field(
+        default="month", description="Period the budget covers (UTC calendar day or month)."
+    )
 
 
 def period_bounds(now: datetime, period: BudgetPeriod) -> tuple[datetime, datetime]:

@@ -14,7 +14,12 @@ from dashboards.command import dashboard
 from processors.command import process
 from simulator.command import loadgen, simulate
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help="Observability for an LLM model cutover.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Observability for an LLM model cutover.",
+)
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broker (KRaft, 127.0.0.1).")
 app.add_typer(kafka_app, name="kafka")
 # Each component's command module keeps its heavy imports inside the command, so `cutover` starts fast.
@@ -50,12 +55,16 @@ def kafka_status() -> None:
         typer.echo(f"kafka is not running on {broker.bootstrap} (log: {broker.log_file})", err=True)
         raise typer.Exit(1)
     seconds = broker.round_trip(timeout=15)
-    typer.echo(f"kafka running on {broker.bootstrap}, pid {broker.pid()}, round trip {seconds * 1000:.0f} ms (log: {broker.log_file})")
+    typer.echo(
+        f"kafka running on {broker.bootstrap}, pid {broker.pid()}, round trip {seconds * 1000:.0f} ms (log: {broker.log_file})"
+    )
 
 
 @app.command("demo")
 def demo(
-    seconds: float | None = typer.Option(None, help="Stop by itself after this many seconds (default: run until Ctrl-C)."),
+    seconds: float | None = typer.Option(
+        None, help="Stop by itself after this many seconds (default: run until Ctrl-C)."
+    ),
 ) -> None:
     """Run the whole pipeline locally: Kafka, simulator, load generator, processor and dashboard."""
     from cutover.demo import DemoError, run_demo

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import streamlit as st
-
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from dashboards import context, filters, freshness

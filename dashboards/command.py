@@ -22,7 +22,9 @@ def dashboard(
 
     settings = load(DashboardSettings)
     port, host = port or settings.dashboard_port, host or settings.dashboard_host
-    typer.echo(f"dashboard on http://{host}:{port} (ClickHouse {settings.clickhouse_dsn}, database {settings.clickhouse_database})")
+    typer.echo(
+        f"dashboard on http://{host}:{port} (ClickHouse {settings.clickhouse_dsn}, database {settings.clickhouse_database})"
+    )
     if not (settings.uses_chdb if processor is None else processor):
         serve(settings, port=port, host=host)
         return

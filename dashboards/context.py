@@ -63,8 +63,10 @@ def store_error(error: ClickHouseError) -> None:
             icon=":material/table_view:",
         )
     elif isinstance(error, OperationalError):
-        st.error(f"ClickHouse at {where} does not answer: {first_line}. Is it running? The page retries on refresh.",
-                 icon=":material/cloud_off:")
+        st.error(
+            f"ClickHouse at {where} does not answer: {first_line}. Is it running? The page retries on refresh.",
+            icon=":material/cloud_off:",
+        )
     else:
         st.error(f"ClickHouse error on {where}: {first_line}", icon=":material/error:")
 

@@ -39,7 +39,9 @@ def time_range() -> tuple[datetime, datetime]:
     if span is not None:
         end = _ceil_minute(now())
         return end - span, end
-    start = datetime.combine(st.session_state["from_day"], st.session_state["from_time"]).replace(second=0, microsecond=0)
+    start = datetime.combine(st.session_state["from_day"], st.session_state["from_time"]).replace(
+        second=0, microsecond=0
+    )
     end = _ceil_minute(datetime.combine(st.session_state["to_day"], st.session_state["to_time"]))
     return start, max(end, start + timedelta(minutes=1))
 
@@ -55,13 +57,20 @@ def _range_from_link() -> None:
         if link.get("range") in PRESETS:
             st.session_state["range"] = link["range"]
         return
-    st.session_state.update(range="Custom", from_day=start.date(), from_time=start.time(), to_day=end.date(), to_time=end.time())
+    st.session_state.update(
+        range="Custom", from_day=start.date(), from_time=start.time(), to_day=end.date(), to_time=end.time()
+    )
 
 
 def _custom_range_inputs() -> None:
     # Default custom window: 13:30-14:30 UTC yesterday, the shape of "what happened at 14:00?"
     yesterday = now().date() - timedelta(days=1)
-    for key, value in (("from_day", yesterday), ("from_time", time(13, 30)), ("to_day", yesterday), ("to_time", time(14, 30))):
+    for key, value in (
+        ("from_day", yesterday),
+        ("from_time", time(13, 30)),
+        ("to_day", yesterday),
+        ("to_time", time(14, 30)),
+    ):
         st.session_state.setdefault(key, value)
     left, right = st.columns(2)
     left.date_input("From (UTC)", key="from_day")
@@ -106,7 +115,9 @@ def sidebar() -> None:
         models = list(by_model.index)
         st.session_state["listed_models"] = models
         if not models:
-            st.info("No calls in this range, so no services, tasks or models to pick yet.", icon=":material/filter_alt_off:")
+            st.info(
+                "No calls in this range, so no services, tasks or models to pick yet.", icon=":material/filter_alt_off:"
+            )
         st.multiselect("Services", sorted(dims["service"].unique()), key="services", placeholder="all services")
         st.multiselect("Tasks", sorted(dims["task"].unique()), key="tasks", placeholder="all tasks")
         st.multiselect("Models", models, key="models", placeholder="all models")

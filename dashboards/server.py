@@ -36,8 +36,17 @@ def serve(
         "client.toolbarMode": "viewer",
         # Tableau 10: neighbouring models get clearly different hues (the default palette is shades of blue).
         "theme.chartCategoricalColors": [
-            "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
-        ],  # fmt: skip
+            "#4e79a7",
+            "#f28e2b",
+            "#e15759",
+            "#76b7b2",
+            "#59a14f",
+            "#edc948",
+            "#b07aa1",
+            "#ff9da7",
+            "#9c755f",
+            "#bab0ac",
+        ],
     }
     bootstrap.load_config_options(flag_options=flags)
     if on_start is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from pydantic import Field
 
 from cutover.budget import BudgetSettings
@@ -12,10 +11,15 @@ class DashboardSettings(BudgetSettings):  # the budget lines use the processor's
     dashboard_host: str = Field(default="127.0.0.1", description="Address the dashboard listens on.")
     dashboard_port: int = Field(default=8501, ge=1, le=65535, description="Port the dashboard listens on.")
     dashboard_refresh_s: int = Field(
-        default=10, ge=1, le=3600, description="Seconds between in-place refreshes of the Overview tiles and charts and of the data-freshness line."
+        default=10,
+        ge=1,
+        le=3600,
+        description="Seconds between in-place refreshes of the Overview tiles and charts and of the data-freshness line.",
     )
     dashboard_stale_after_s: int = Field(
-        default=120, ge=10, le=86_400,
+        default=120,
+        ge=10,
+        le=86_400,
         description="Seconds without a new call after which every dashboard page warns that the data is not live.",
     )
     dashboard_sql_row_limit: int = Field(

@@ -22,7 +22,9 @@ from processors.histograms import bucket_bounds, quantile, representative
 Z95 = 1.959963984540054
 
 
-def percentiles(buckets: Mapping[int, int], zero_count: int, qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> list[float | None]:
+def percentiles(
+    buckets: Mapping[int, int], zero_count: int, qs: tuple[float, ...] = (0.5, 0.95, 0.99)
+) -> list[float | None]:
     merged = {int(k): int(v) for k, v in buckets.items()}
     return [quantile(merged, q, zero_count) for q in qs]
 
@@ -95,7 +97,9 @@ def mean_delta(primary: np.ndarray, shadow: np.ndarray) -> Delta | None:
     return Delta(mean, mean - half, mean + half, len(d))
 
 
-def quantile_delta(primary: np.ndarray, shadow: np.ndarray, q: float = 0.95, resamples: int = 400, seed: int = 7) -> Delta | None:
+def quantile_delta(
+    primary: np.ndarray, shadow: np.ndarray, q: float = 0.95, resamples: int = 400, seed: int = 7
+) -> Delta | None:
     """Difference of the q-quantiles (shadow - primary) with a paired percentile-bootstrap 95% interval."""
     p = np.asarray(primary, dtype=float)
     s = np.asarray(shadow, dtype=float)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -80,7 +80,7 @@ class AlertEvaluator:
 
     def run_once(self, now: datetime) -> list[Alert]:
         """Evaluate every rule at `now` (UTC); write and log the crossings not recorded yet; return them."""
-        now = now.astimezone(timezone.utc) if now.tzinfo else now.replace(tzinfo=timezone.utc)
+        now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
         candidates = [*self._budget(now), *self._latency(now), *self._rates(now)]
         new = self._unrecorded(candidates)
         if new:
@@ -113,7 +113,13 @@ class AlertEvaluator:
         unpriced_note = f"; {unpriced} unpriced calls not included" if unpriced else ""
         return [
             Alert(
-                now, "budget_burn", _BUDGET_SEVERITY[threshold], "", period, threshold, round(burn, 6),
+                now,
+                "budget_burn",
+                _BUDGET_SEVERITY[threshold],
+                "",
+                period,
+                threshold,
+                round(burn, 6),
                 f"budget {period}: ${spent:.2f} of ${budget:.2f} spent ({burn:.1%}), past {threshold:.0%}{unpriced_note}",
             )
             for threshold in BUDGET_THRESHOLDS
@@ -123,7 +129,7 @@ class AlertEvaluator:
     def _window(self, now: datetime) -> tuple[datetime, str]:
         start = now - timedelta(minutes=self.settings.alert_window_minutes)
         slot_seconds = self.settings.alert_repeat_minutes * 60
-        slot = datetime.fromtimestamp(int(now.timestamp()) // slot_seconds * slot_seconds, tz=timezone.utc)
+        slot = datetime.fromtimestamp(int(now.timestamp()) // slot_seconds * slot_seconds, tz=UTC)
         return start, slot.strftime("%Y-%m-%dT%H:%M")
 
     def _timeout_s(self, model: str) -> float:
@@ -160,7 +166,13 @@ class AlertEvaluator:
             if p99 is not None and p99 >= limit_ms * (1 - P99_TOLERANCE):
                 alerts.append(
                     Alert(
-                        now, "p99_over_timeout", "warning", model, slot, limit_ms, round(p99, 3),
+                        now,
+                        "p99_over_timeout",
+                        "warning",
+                        model,
+                        slot,
+                        limit_ms,
+                        round(p99, 3),
                         f"{model}: p99 latency {p99 / 1000:.2f}s over the last {self.settings.alert_window_minutes} min "
                         f"({count} calls) is at or above its {limit_ms / 1000:g}s timeout: over 1% of calls are cut",
                     )
@@ -197,7 +209,13 @@ class AlertEvaluator:
                     label = kind.replace("_", " ")
                     alerts.append(
                         Alert(
-                            now, kind, "warning", model, slot, settings.alert_rate_z, round(rate, 6),
+                            now,
+                            kind,
+                            "warning",
+                            model,
+                            slot,
+                            settings.alert_rate_z,
+                            round(rate, 6),
                             f"{model}: {label} {rate:.1%} ({hits}/{total}) vs {rest_rate:.1%} ({rest_hits}/{rest_total}) "
                             f"for {others} over the last {settings.alert_window_minutes} min (z={z:.1f})",
                         )
@@ -212,8 +230,7 @@ class AlertEvaluator:
         recorded = {
             (kind, model, period, float(threshold))
             for kind, model, period, threshold in self.client.query(
-                f"SELECT kind, model, period, threshold FROM {self.database}.alerts FINAL "
-                "WHERE period IN %(periods)s",
+                f"SELECT kind, model, period, threshold FROM {self.database}.alerts FINAL WHERE period IN %(periods)s",
                 parameters={"periods": sorted({alert.period for alert in candidates})},
             ).result_rows
         }

@@ -235,9 +235,7 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                 ttfc = None if ttfc_v is None else _number(ttfc_v)
                 finish = "" if finish_v is None else _first(finish_v)
                 error_type = "" if error_type_v is None else _text(error_type_v)
-                refusal = refusal_v is not None and (
-                    refusal_v.bool_value or refusal_v.string_value.lower() == "true"
-                )
+                refusal = refusal_v is not None and (refusal_v.bool_value or refusal_v.string_value.lower() == "true")
                 task = "" if task_v is None else task_v.string_value
                 client_timeout = None if client_timeout_v is None else _number(client_timeout_v)
                 pair = "" if pair_v is None else _text(pair_v)

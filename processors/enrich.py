@@ -13,7 +13,8 @@ from processors.decode import DECODED_FIELDS
 from processors.pricing import PriceBook
 
 # Written columns of llm_calls; the rest (ingested_at, hallucination_sample_rate) take defaults.
-CALL_COLUMNS = tuple(name for name in DECODED_FIELDS if name != "api_refusal") + (
+CALL_COLUMNS = (
+    *tuple(name for name in DECODED_FIELDS if name != "api_refusal"),
     "cost_usd",
     "price_version",
     "is_refusal",
@@ -40,9 +41,15 @@ class Enricher:
 
     def columns(self, rows: list[tuple]) -> dict[str, list]:
         """Insert columns (CALL_COLUMNS order) for `rows`."""
-        decoded = dict(zip(DECODED_FIELDS, map(list, zip(*rows)))) if rows else {n: [] for n in DECODED_FIELDS}
+        decoded = (
+            dict(zip(DECODED_FIELDS, map(list, zip(*rows, strict=True)), strict=True))
+            if rows
+            else {n: [] for n in DECODED_FIELDS}
+        )
         # The response model is the snapshot that actually served (and billed) the call.
-        billed = [response or model for model, response in zip(decoded["model"], decoded["response_model"])]
+        billed = [
+            response or model for model, response in zip(decoded["model"], decoded["response_model"], strict=True)
+        ]
         costs, versions = self._book.costs(
             billed,
             decoded["start_time"],
@@ -54,7 +61,9 @@ class Enricher:
         classify = self._refusal_source
         sources = [
             classify(api, finish, text) if api or text or finish == "content_filter" else ""
-            for api, finish, text in zip(decoded["api_refusal"], decoded["finish_reason"], decoded["output_text"])
+            for api, finish, text in zip(
+                decoded["api_refusal"], decoded["finish_reason"], decoded["output_text"], strict=True
+            )
         ]
         n = len(rows)
         del decoded["api_refusal"]
@@ -73,6 +82,4 @@ class Enricher:
 def row_dicts(columns: dict[str, list], indexes: list[int]) -> list[dict]:
     """Full llm_calls row dicts of the given batch positions (for the hallucination worker)."""
     picked = [[values[i] for i in indexes] for values in columns.values()]
-    return [dict(zip(columns, row)) for row in zip(*picked)]
-
-
+    return [dict(zip(columns, row, strict=True)) for row in zip(*picked, strict=True)]

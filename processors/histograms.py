@@ -41,7 +41,7 @@ def recompute(client: Client, database: str, minutes: Iterable[datetime]) -> int
         SELECT minute, metric, model, operation, service, task, {HISTOGRAM_SCALE} AS scale,
                count() AS count, sum(v) AS sum, min(v) AS min, max(v) AS max,
                countIf(v <= 0) AS zero_count,
-               CAST(sumMapIf(map({bucket_sql('v')}, toUInt64(1)), v > 0), 'Map(Int32, UInt64)') AS buckets,
+               CAST(sumMapIf(map({bucket_sql("v")}, toUInt64(1)), v > 0), 'Map(Int32, UInt64)') AS buckets,
                count() AS ver
         FROM (
             SELECT toStartOfMinute(start_time) AS minute, model, operation, service, task,

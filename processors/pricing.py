@@ -141,7 +141,7 @@ class PriceBook(BaseModel):
         add_cost = costs.append
         add_label = labels.append
         for model, start, inp, cached, out, reasoning in zip(
-            models, start_times_us, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens
+            models, start_times_us, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, strict=True
         ):
             key = (model, start // _US_PER_DAY)
             try:

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from clickhouse_connect.driver.client import Client
@@ -195,7 +195,13 @@ class ProcessorService:
         for thread in self._threads:
             thread.start()
         store = "the shared client" if self._client is not None else settings.clickhouse_dsn
-        log.info("processing %s -> %s (database %s) as group %s", settings.spans_topic, store, database, settings.consumer_group)
+        log.info(
+            "processing %s -> %s (database %s) as group %s",
+            settings.spans_topic,
+            store,
+            database,
+            settings.consumer_group,
+        )
 
     def stop(self, timeout: float = 30) -> None:
         """Finish and commit the batch in hand (giving up after `timeout` s, uncommitted), then close."""
@@ -244,8 +250,10 @@ class ProcessorService:
             if self._flush(patient=True):
                 self._settle(patient=True, due=True)
         except Interrupted:
-            log.warning("stopped with unwritten or unrecomputed batches; not committed, they will be re-read on restart")
-        except BaseException as error:  # noqa: BLE001 - a dead consumer thread must stop the service loudly
+            log.warning(
+                "stopped with unwritten or unrecomputed batches; not committed, they will be re-read on restart"
+            )
+        except BaseException as error:
             log.exception("processor failed")
             self.failure = error
             self._stopping.set()
@@ -268,7 +276,7 @@ class ProcessorService:
             batch.started = time.monotonic()
         try:
             decoded = decode(record.value, record.partition, record.offset)
-        except Exception as error:  # noqa: BLE001 - bad input must never crash the processor
+        except Exception as error:
             decoded = None
             reason = f"processor error while decoding: {type(error).__name__}: {error}"
         else:
@@ -384,7 +392,7 @@ class ProcessorService:
         try:
             if self._flush(patient=False):
                 self._settle(patient=False, due=True)
-        except Exception as error:  # noqa: BLE001 - the batches stay uncommitted and are re-read
+        except Exception as error:
             log.warning("rebalance: could not write or recompute the batches in hand (%s); they will be re-read", error)
             self._drop()
 
@@ -420,7 +428,9 @@ class ProcessorService:
         self.stats.retries += 1
         if not self._degraded:  # log once per state change, not once per attempt
             self._degraded = True
-            log.warning("%s failed (%s: %s); retrying with backoff, nothing committed", what, type(error).__name__, error)
+            log.warning(
+                "%s failed (%s: %s); retrying with backoff, nothing committed", what, type(error).__name__, error
+            )
 
     def _wait_alive(self, seconds: float) -> None:
         """Back off while polling with partitions paused, so the group keeps our membership."""
@@ -444,8 +454,8 @@ class ProcessorService:
     def _alert_loop(self) -> None:
         while not self._stopping.wait(self.settings.alert_interval_s):
             try:
-                self._alerts.run_once(datetime.now(timezone.utc))
-            except Exception as error:  # noqa: BLE001 - a failed evaluation is retried next interval
+                self._alerts.run_once(datetime.now(UTC))
+            except Exception as error:
                 log.warning("alert evaluation failed: %s", error)
 
 

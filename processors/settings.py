@@ -51,7 +51,10 @@ class ProcessorSettings(BudgetSettings):
         default="INFO", description="Log level of `cutover process` (logs go to stderr)."
     )
     stats_log_interval_s: float = Field(
-        default=60.0, gt=0, le=86400, description="Seconds between two progress lines (counters, lag) in the processor log."
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="Seconds between two progress lines (counters, lag) in the processor log.",
     )
     # Enrichment: pricing, hallucination checks, alerts (processors/pricing.py, hallucination/, alerts.py).
     prices_file: Path | None = Field(
@@ -69,7 +72,10 @@ class ProcessorSettings(BudgetSettings):
         default=15, ge=1, le=1440, description="Window of the p99 and refusal/error-rate alert rules, in minutes."
     )
     alert_min_calls: int = Field(
-        default=100, ge=10, le=1_000_000, description="Fewest calls per model in the window before a p99 or rate alert can fire."
+        default=100,
+        ge=10,
+        le=1_000_000,
+        description="Fewest calls per model in the window before a p99 or rate alert can fire.",
     )
     alert_rate_z: float = Field(
         default=3.0,
@@ -81,7 +87,10 @@ class ProcessorSettings(BudgetSettings):
         default=0.02, ge=0, le=1, description="Smallest absolute rate difference (0.02 = 2 points) worth an alert."
     )
     alert_repeat_minutes: int = Field(
-        default=60, ge=1, le=10080, description="A p99 or rate alert that persists is recorded and logged again after this many minutes."
+        default=60,
+        ge=1,
+        le=10080,
+        description="A p99 or rate alert that persists is recorded and logged again after this many minutes.",
     )
     hallucination_checks: str = Field(
         default="context_grounding,unsupported_facts,reference_mismatch,shadow_disagreement,answer_relevance",
@@ -117,7 +126,7 @@ class ProcessorSettings(BudgetSettings):
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             raise ValueError(f"{value}: {where}: {first['msg']} ({error.error_count()} problem(s))") from None
-        except Exception as error:  # noqa: BLE001 - YAML syntax errors and the like, named in one line
+        except Exception as error:
             raise ValueError(f"{value}: {type(error).__name__}: {str(error).splitlines()[0]}") from None
         return value
 

@@ -8,7 +8,7 @@ redeliver a batch: the tables converge on the same rows.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
@@ -20,7 +20,7 @@ _US_PER_MINUTE = 60_000_000
 def touched_minutes(start_times_us: list[int]) -> list[datetime]:
     """The UTC minutes (as datetimes) that a batch's start times fall in."""
     return [
-        datetime.fromtimestamp(minute * 60, tz=timezone.utc).replace(tzinfo=None)
+        datetime.fromtimestamp(minute * 60, tz=UTC).replace(tzinfo=None)
         for minute in sorted({start // _US_PER_MINUTE for start in start_times_us})
     ]
 

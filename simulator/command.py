@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -34,18 +34,23 @@ def parse_duration(text: str) -> float:
 
 
 def simulate(
-    host: Optional[str] = typer.Option(None, help="Listen address [CUTOVER_SIMULATOR_HOST]."),
-    port: Optional[int] = typer.Option(None, help="Port [CUTOVER_SIMULATOR_PORT]."),
-    seed: Optional[int] = typer.Option(None, help="Seed of every outcome [CUTOVER_SIMULATOR_SEED]."),
-    profiles: Optional[Path] = typer.Option(None, help="Model profiles YAML [CUTOVER_SIMULATOR_PROFILES]."),
-    time_scale: Optional[float] = typer.Option(None, help="Latency multiplier, 0 = instant [CUTOVER_SIMULATOR_TIME_SCALE]."),
+    host: str | None = typer.Option(None, help="Listen address [CUTOVER_SIMULATOR_HOST]."),
+    port: int | None = typer.Option(None, help="Port [CUTOVER_SIMULATOR_PORT]."),
+    seed: int | None = typer.Option(None, help="Seed of every outcome [CUTOVER_SIMULATOR_SEED]."),
+    profiles: Path | None = typer.Option(None, help="Model profiles YAML [CUTOVER_SIMULATOR_PROFILES]."),
+    time_scale: float | None = typer.Option(
+        None, help="Latency multiplier, 0 = instant [CUTOVER_SIMULATOR_TIME_SCALE]."
+    ),
 ) -> None:
     """Serve simulated gpt-5.4 / gpt-5.5 / gpt-5.5-pro / gpt-4o-mini on an OpenAI-compatible API."""
     settings = load(
         SimulatorSettings,
         **_given(
-            simulator_host=host, simulator_port=port, simulator_seed=seed,
-            simulator_profiles=profiles, simulator_time_scale=time_scale,
+            simulator_host=host,
+            simulator_port=port,
+            simulator_seed=seed,
+            simulator_profiles=profiles,
+            simulator_time_scale=time_scale,
         ),
     )
     from simulator.profiles import ProfileError
@@ -64,21 +69,35 @@ def simulate(
 
 
 def loadgen(
-    calls: Optional[int] = typer.Option(None, min=1, help="Stop after this many primary calls (neither limit: until Ctrl-C)."),
-    duration: Optional[str] = typer.Option(None, help="Stop after this long: seconds, or 90s / 5m / 1h."),
-    rate: Optional[float] = typer.Option(None, help="Target primary calls per second, 0 = unpaced [CUTOVER_LOADGEN_RATE]."),
-    concurrency: Optional[int] = typer.Option(None, help="Primary calls in flight at most [CUTOVER_LOADGEN_CONCURRENCY]."),
-    model: Optional[str] = typer.Option(None, help="Primary model [CUTOVER_LOADGEN_MODEL]."),
-    shadow: Optional[float] = typer.Option(None, help="Fraction mirrored to the shadow model, 0 = off [CUTOVER_LOADGEN_SHADOW]."),
-    shadow_model: Optional[str] = typer.Option(None, help="Candidate model of shadow calls [CUTOVER_LOADGEN_SHADOW_MODEL]."),
-    mix: Optional[str] = typer.Option(None, help="Workload mix, e.g. coding=0.3,knowledge=0.3,rag=0.3,simple=0.1."),
-    stream_fraction: Optional[float] = typer.Option(None, help="Fraction of streamed calls [CUTOVER_LOADGEN_STREAM_FRACTION]."),
-    responses_fraction: Optional[float] = typer.Option(None, help="Fraction sent to /v1/responses [CUTOVER_LOADGEN_RESPONSES_FRACTION]."),
-    timeout: Optional[float] = typer.Option(None, help="Client timeout per call, seconds [CUTOVER_LOADGEN_TIMEOUT]."),
-    seed: Optional[int] = typer.Option(None, help="Seed of the workload draws [CUTOVER_LOADGEN_SEED]."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL [CUTOVER_LOADGEN_BASE_URL]."),
-    capture_content: Optional[bool] = typer.Option(
-        None, "--capture-content/--no-capture-content", help="Record prompts, answers, references and context [CUTOVER_CAPTURE_CONTENT]."
+    calls: int | None = typer.Option(
+        None, min=1, help="Stop after this many primary calls (neither limit: until Ctrl-C)."
+    ),
+    duration: str | None = typer.Option(None, help="Stop after this long: seconds, or 90s / 5m / 1h."),
+    rate: float | None = typer.Option(
+        None, help="Target primary calls per second, 0 = unpaced [CUTOVER_LOADGEN_RATE]."
+    ),
+    concurrency: int | None = typer.Option(None, help="Primary calls in flight at most [CUTOVER_LOADGEN_CONCURRENCY]."),
+    model: str | None = typer.Option(None, help="Primary model [CUTOVER_LOADGEN_MODEL]."),
+    shadow: float | None = typer.Option(
+        None, help="Fraction mirrored to the shadow model, 0 = off [CUTOVER_LOADGEN_SHADOW]."
+    ),
+    shadow_model: str | None = typer.Option(
+        None, help="Candidate model of shadow calls [CUTOVER_LOADGEN_SHADOW_MODEL]."
+    ),
+    mix: str | None = typer.Option(None, help="Workload mix, e.g. coding=0.3,knowledge=0.3,rag=0.3,simple=0.1."),
+    stream_fraction: float | None = typer.Option(
+        None, help="Fraction of streamed calls [CUTOVER_LOADGEN_STREAM_FRACTION]."
+    ),
+    responses_fraction: float | None = typer.Option(
+        None, help="Fraction sent to /v1/responses [CUTOVER_LOADGEN_RESPONSES_FRACTION]."
+    ),
+    timeout: float | None = typer.Option(None, help="Client timeout per call, seconds [CUTOVER_LOADGEN_TIMEOUT]."),
+    seed: int | None = typer.Option(None, help="Seed of the workload draws [CUTOVER_LOADGEN_SEED]."),
+    base_url: str | None = typer.Option(None, help="OpenAI-compatible base URL [CUTOVER_LOADGEN_BASE_URL]."),
+    capture_content: bool | None = typer.Option(
+        None,
+        "--capture-content/--no-capture-content",
+        help="Record prompts, answers, references and context [CUTOVER_CAPTURE_CONTENT].",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
@@ -86,9 +105,16 @@ def loadgen(
     settings = load(
         LoadgenSettings,
         **_given(
-            loadgen_rate=rate, loadgen_concurrency=concurrency, loadgen_model=model, loadgen_shadow=shadow,
-            loadgen_shadow_model=shadow_model, loadgen_mix=mix, loadgen_stream_fraction=stream_fraction,
-            loadgen_responses_fraction=responses_fraction, loadgen_timeout=timeout, loadgen_seed=seed,
+            loadgen_rate=rate,
+            loadgen_concurrency=concurrency,
+            loadgen_model=model,
+            loadgen_shadow=shadow,
+            loadgen_shadow_model=shadow_model,
+            loadgen_mix=mix,
+            loadgen_stream_fraction=stream_fraction,
+            loadgen_responses_fraction=responses_fraction,
+            loadgen_timeout=timeout,
+            loadgen_seed=seed,
             loadgen_base_url=base_url,
         ),
     )
@@ -100,8 +126,13 @@ def loadgen(
 
     err = Console(stderr=True)
     stop = _stop_on_signals(err)
-    columns = [TextColumn("[bold]loadgen"), BarColumn(), MofNCompleteColumn() if calls else TextColumn(""),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn()]
+    columns = [
+        TextColumn("[bold]loadgen"),
+        BarColumn(),
+        MofNCompleteColumn() if calls else TextColumn(""),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    ]
     started = time.monotonic()
     with Progress(*columns, console=err, disable=not err.is_terminal, transient=True) as progress:
         bar = progress.add_task("calls", total=calls or seconds, status="")
@@ -145,7 +176,9 @@ def _stop_on_signals(console: Any) -> threading.Event:
 def _print_summary(summary: Summary, console: Any, settings: LoadgenSettings) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{summary.calls} calls in {summary.elapsed_s:.1f} s ({summary.rate_per_s}/s) to {summary.base_url}")
+    table = Table(
+        title=f"{summary.calls} calls in {summary.elapsed_s:.1f} s ({summary.rate_per_s}/s) to {summary.base_url}"
+    )
     for column in ("model", "role", "calls", "ok", "errors", "refused", "streamed", "p50 ms", "p95 ms", "p99 ms"):
         table.add_column(column, justify="left" if column in ("model", "role") else "right")
     for name, m in sorted(summary.models.items()):
@@ -159,7 +192,9 @@ def _print_summary(summary: Summary, console: Any, settings: LoadgenSettings) ->
             console.print(f"errors of {name}: " + ", ".join(f"{kind} {n}" for kind, n in sorted(m.errors.items())))
     s = summary.shadow
     console.print("tasks: " + ", ".join(f"{name} {n}" for name, n in sorted(summary.tasks.items())))
-    console.print(f"shadow {s.model} at {s.fraction:.0%}: {s.sampled} sampled, {s.mirrored} mirrored, {s.dropped} dropped (pool full)")
+    console.print(
+        f"shadow {s.model} at {s.fraction:.0%}: {s.sampled} sampled, {s.mirrored} mirrored, {s.dropped} dropped (pool full)"
+    )
     console.print(f"spans: {summary.spans_expected} expected on Kafka, {summary.spans_dropped} dropped by the exporter")
     target = settings.loadgen_rate
     if target and summary.rate_per_s < 0.9 * target:

@@ -118,10 +118,16 @@ class _ModelTally:
 
     def summary(self) -> ModelSummary:
         ok = sorted(self.latencies)
-        latency = {f"p{q}": round(ok[min(len(ok) - 1, int(q / 100 * len(ok)))] * 1000, 1) for q in (50, 95, 99)} if ok else {}
+        latency = (
+            {f"p{q}": round(ok[min(len(ok) - 1, int(q / 100 * len(ok)))] * 1000, 1) for q in (50, 95, 99)} if ok else {}
+        )
         return ModelSummary(
-            calls=self.calls, ok=self.ok, api_refusals=self.api_refusals, streamed=self.streamed,
-            errors=dict(self.errors), latency_ms=latency,
+            calls=self.calls,
+            ok=self.ok,
+            api_refusals=self.api_refusals,
+            streamed=self.streamed,
+            errors=dict(self.errors),
+            latency_ms=latency,
         )
 
 
@@ -173,7 +179,9 @@ def _request(plan: CallPlan, corpus: Corpus, model: str) -> tuple[str, dict[str,
 def _api_refusal(reply: Any, api: Api) -> bool:
     if api == "chat":
         return bool(reply.choices) and reply.choices[0].message.refusal is not None
-    return any(getattr(part, "type", "") == "refusal" for item in reply.output for part in getattr(item, "content", []) or [])
+    return any(
+        getattr(part, "type", "") == "refusal" for item in reply.output for part in getattr(item, "content", []) or []
+    )
 
 
 def _drain(stream: Any, api: Api) -> bool:

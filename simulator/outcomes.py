@@ -108,8 +108,23 @@ class Planner:
 
         fault = _fault(profile, u_fault)
         if fault is not None:
-            return Outcome(request_id, task_class, task.id if task else None, fault, None, False, "", "stop",
-                           input_tokens, cached, 0, 0, overhead_s, 0.0, 0.0)
+            return Outcome(
+                request_id,
+                task_class,
+                task.id if task else None,
+                fault,
+                None,
+                False,
+                "",
+                "stop",
+                input_tokens,
+                cached,
+                0,
+                0,
+                overhead_s,
+                0.0,
+                0.0,
+            )
 
         size = (task.output_tokens if task else UNKNOWN_PROMPT_TOKENS) * profile.output_token_factor
         total = max(1, round(size * math.exp(profile.shared_sigma * z_size + profile.model_sigma * z_model)))
@@ -137,9 +152,21 @@ class Planner:
             text = text[: (total - reasoning) * CHARS_PER_TOKEN]
         visible = total - reasoning
         return Outcome(
-            request_id, task_class, task.id if task else None, None, refusal, hallucinated, text, finish,
-            input_tokens, cached, total, reasoning,
-            overhead_s, reasoning / profile.reasoning_tokens_per_s, visible / profile.output_tokens_per_s,
+            request_id,
+            task_class,
+            task.id if task else None,
+            None,
+            refusal,
+            hallucinated,
+            text,
+            finish,
+            input_tokens,
+            cached,
+            total,
+            reasoning,
+            overhead_s,
+            reasoning / profile.reasoning_tokens_per_s,
+            visible / profile.output_tokens_per_s,
         )
 
 

@@ -79,24 +79,31 @@ class Simulator:
         self.tally: Counter[tuple[str, str]] = Counter()
 
     def app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/v1/chat/completions", self.chat, methods=["POST"]),
-            Route("/v1/responses", self.responses, methods=["POST"]),
-            Route("/v1/models", self.models, methods=["GET"]),
-            Route("/health", self.health, methods=["GET"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/responses", self.responses, methods=["POST"]),
+                Route("/v1/models", self.models, methods=["GET"]),
+                Route("/health", self.health, methods=["GET"]),
+            ]
+        )
 
     async def models(self, request: Request) -> Response:
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "cutover-simulator"} for m in self.planner.profiles.models]
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "cutover-simulator"}
+            for m in self.planner.profiles.models
+        ]
         return JSONResponse({"object": "list", "data": data})
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({
-            "status": "ok",
-            "seed": self.settings.simulator_seed,
-            "models": list(self.planner.profiles.models),
-            "outcomes": [{"model": m, "outcome": o, "count": n} for (m, o), n in sorted(self.tally.items())],
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "seed": self.settings.simulator_seed,
+                "models": list(self.planner.profiles.models),
+                "outcomes": [{"model": m, "outcome": o, "count": n} for (m, o), n in sorted(self.tally.items())],
+            }
+        )
 
     async def chat(self, request: Request) -> Response:
         return await self._serve(request, _chat_messages, self._chat_reply)
@@ -201,8 +208,13 @@ class Simulator:
 
 def _config(settings: SimulatorSettings, simulator: Simulator) -> uvicorn.Config:
     return uvicorn.Config(
-        simulator.app(), host=settings.simulator_host, port=settings.simulator_port,
-        log_level="warning", access_log=False, timeout_graceful_shutdown=2, lifespan="off",
+        simulator.app(),
+        host=settings.simulator_host,
+        port=settings.simulator_port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        lifespan="off",
     )
 
 

@@ -9,19 +9,34 @@ from typing import Any
 from simulator.outcomes import Outcome
 
 ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
-    "rate_limited": (429, {
-        "message": "Rate limit reached for {model} in organization org-simulator on tokens per min (TPM): "
-        "Limit 2000000, Used 1999310, Requested 1450. Please try again in 1s.",
-        "type": "tokens", "param": None, "code": "rate_limit_exceeded",
-    }),
-    "server_error": (500, {
-        "message": "The server had an error while processing your request. Sorry about that!",
-        "type": "server_error", "param": None, "code": None,
-    }),
-    "stall": (500, {
-        "message": "The server timed out while processing your request.",
-        "type": "server_error", "param": None, "code": "timeout",
-    }),
+    "rate_limited": (
+        429,
+        {
+            "message": "Rate limit reached for {model} in organization org-simulator on tokens per min (TPM): "
+            "Limit 2000000, Used 1999310, Requested 1450. Please try again in 1s.",
+            "type": "tokens",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        },
+    ),
+    "server_error": (
+        500,
+        {
+            "message": "The server had an error while processing your request. Sorry about that!",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        },
+    ),
+    "stall": (
+        500,
+        {
+            "message": "The server timed out while processing your request.",
+            "type": "server_error",
+            "param": None,
+            "code": "timeout",
+        },
+    ),
 }
 
 
@@ -54,6 +69,7 @@ def pieces(text: str) -> list[str]:
 
 # -- Chat Completions --------------------------------------------------------------------------
 
+
 def chat_usage(o: Outcome) -> dict[str, Any]:
     return {
         "prompt_tokens": o.input_tokens,
@@ -61,8 +77,10 @@ def chat_usage(o: Outcome) -> dict[str, Any]:
         "total_tokens": o.input_tokens + o.output_tokens,
         "prompt_tokens_details": {"cached_tokens": o.cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": o.reasoning_tokens, "audio_tokens": 0,
-            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+            "reasoning_tokens": o.reasoning_tokens,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
         },
     }
 
@@ -91,8 +109,12 @@ def chat_chunks(o: Outcome, model: str, created: int, include_usage: bool) -> It
     """The chunks of a streamed completion: role, one delta per piece, finish, then usage if asked."""
     field = "refusal" if o.refusal == "api" else "content"
     base = {
-        "id": f"chatcmpl-{o.request_id}", "object": "chat.completion.chunk", "created": created,
-        "model": model, "system_fingerprint": "fp_simulator", "service_tier": "default",
+        "id": f"chatcmpl-{o.request_id}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": "fp_simulator",
+        "service_tier": "default",
     }
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -110,6 +132,7 @@ def chat_chunks(o: Outcome, model: str, created: int, include_usage: bool) -> It
 
 
 # -- Responses ---------------------------------------------------------------------------------
+
 
 def responses_usage(o: Outcome) -> dict[str, Any]:
     return {
@@ -170,7 +193,9 @@ def response_events(o: Outcome, model: str, created: float) -> Iterator[tuple[st
         reasoning = {"id": f"rs_{o.request_id}", "type": "reasoning", "summary": []}
         yield event("response.output_item.added", output_index=0, item=reasoning)
         yield event("response.output_item.done", output_index=0, item=reasoning)
-    yield event("response.output_item.added", output_index=index, item={**_message_item(o, "", "in_progress"), "content": []})
+    yield event(
+        "response.output_item.added", output_index=index, item={**_message_item(o, "", "in_progress"), "content": []}
+    )
     empty = _message_item(o, "", "in_progress")["content"][0]
     yield event("response.content_part.added", item_id=item_id, output_index=index, content_index=0, part=empty)
     kind = "response.refusal.delta" if refusal else "response.output_text.delta"
@@ -180,9 +205,13 @@ def response_events(o: Outcome, model: str, created: float) -> Iterator[tuple[st
     if refusal:
         yield event("response.refusal.done", item_id=item_id, output_index=index, content_index=0, refusal=o.text)
     else:
-        yield event("response.output_text.done", item_id=item_id, output_index=index, content_index=0, text=o.text, logprobs=[])
+        yield event(
+            "response.output_text.done", item_id=item_id, output_index=index, content_index=0, text=o.text, logprobs=[]
+        )
     done_item = _message_item(o, o.text, "completed")
-    yield event("response.content_part.done", item_id=item_id, output_index=index, content_index=0, part=done_item["content"][0])
+    yield event(
+        "response.content_part.done", item_id=item_id, output_index=index, content_index=0, part=done_item["content"][0]
+    )
     yield event("response.output_item.done", output_index=index, item=done_item)
     final = response_object(o, model, created)
     yield event("response.incomplete" if final["status"] == "incomplete" else "response.completed", response=final)

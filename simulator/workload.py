@@ -42,7 +42,9 @@ class Task(BaseModel):
             if self.fact not in self.reference:
                 raise ValueError(f"{self.id}: fact {self.fact!r} is not in the reference answer")
             if any(self.fact in w for w in self.wrong):
-                raise ValueError(f"{self.id}: a wrong value contains the fact {self.fact!r}, so it cannot be told apart")
+                raise ValueError(
+                    f"{self.id}: a wrong value contains the fact {self.fact!r}, so it cannot be told apart"
+                )
         if self.task == "rag":
             if not (self.context and self.question):
                 raise ValueError(f"{self.id}: rag tasks need context and question")

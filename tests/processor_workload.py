@@ -59,7 +59,9 @@ def _kv(key: str, value: object) -> KeyValue:
     if isinstance(value, float):
         return KeyValue(key=key, value=AnyValue(double_value=value))
     if isinstance(value, list):
-        return KeyValue(key=key, value=AnyValue(array_value=ArrayValue(values=[AnyValue(string_value=v) for v in value])))
+        return KeyValue(
+            key=key, value=AnyValue(array_value=ArrayValue(values=[AnyValue(string_value=v) for v in value]))
+        )
     return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
 
@@ -86,11 +88,24 @@ def span_of(call: Call) -> Span:
     if call.error_type:
         attributes.append(_kv(semconv.ERROR_TYPE, call.error_type))
     if call.output_text:
-        attributes.append(_kv(semconv.INPUT_MESSAGES, json.dumps([{"role": "user", "parts": [{"type": "text", "content": "Capital of France?"}]}])))
+        attributes.append(
+            _kv(
+                semconv.INPUT_MESSAGES,
+                json.dumps([{"role": "user", "parts": [{"type": "text", "content": "Capital of France?"}]}]),
+            )
+        )
         attributes.append(
             _kv(
                 semconv.OUTPUT_MESSAGES,
-                json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": call.output_text}], "finish_reason": call.finish_reason}]),
+                json.dumps(
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [{"type": "text", "content": call.output_text}],
+                            "finish_reason": call.finish_reason,
+                        }
+                    ]
+                ),
             )
         )
     return Span(
@@ -155,7 +170,12 @@ def make_calls(n: int, seed: int = 7, start_ns: int | None = None, spread_s: flo
         elif i % 23 == 0:
             call.finish_reason = "content_filter"
         elif i % 29 == 0:
-            call.error_type, call.latency_ns, call.output_tokens, call.reasoning_tokens = "RateLimitError", 30_000_000, 0, 0
+            call.error_type, call.latency_ns, call.output_tokens, call.reasoning_tokens = (
+                "RateLimitError",
+                30_000_000,
+                0,
+                0,
+            )
         elif i % 31 == 0:
             call.error_type, call.client_timeout_s = "APITimeoutError", 2.0
             call.latency_ns, call.output_tokens, call.reasoning_tokens, call.ttft_s = 2_000_000_000, 0, 0, None

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,13 +13,18 @@ from processors.schema import migrate
 from processors.settings import ProcessorSettings
 
 # Recent on purpose: the tables' retention TTL drops old rows.
-NOW = datetime.now(timezone.utc).replace(second=30, microsecond=0)
+NOW = datetime.now(UTC).replace(second=30, microsecond=0)
 COLUMNS = ["trace_id", "span_id", "start_time", "model", "latency_ms", "cost_usd", "is_error", "is_refusal", "version"]
 
 
 def settings(**overrides) -> ProcessorSettings:
-    base = dict(budget_usd=Decimal(100), budget_period="month", model_timeouts="gpt-5.4=30,gpt-5.5=45",
-                alert_min_calls=100, alert_window_minutes=15)
+    base = dict(
+        budget_usd=Decimal(100),
+        budget_period="month",
+        model_timeouts="gpt-5.4=30,gpt-5.5=45",
+        alert_min_calls=100,
+        alert_window_minutes=15,
+    )
     return ProcessorSettings(**{**base, **overrides})
 
 
@@ -27,14 +32,34 @@ class Calls:
     def __init__(self, client, database: str) -> None:
         self.client, self.database, self.count = client, database, 0
 
-    def add(self, model: str, n: int, *, cost: Decimal | None = Decimal(0), latency_ms=lambda i: 1000.0,
-            errors: int = 0, refusals: int = 0, minutes_ago: float = 5) -> None:
+    def add(
+        self,
+        model: str,
+        n: int,
+        *,
+        cost: Decimal | None = Decimal(0),
+        latency_ms=lambda i: 1000.0,
+        errors: int = 0,
+        refusals: int = 0,
+        minutes_ago: float = 5,
+    ) -> None:
         rows = []
         for i in range(n):
             self.count += 1
             start = NOW - timedelta(minutes=minutes_ago, seconds=i % 50)
-            rows.append([f"t{self.count}", f"s{self.count}", start, model, latency_ms(i), cost,
-                         int(i < errors), int(errors <= i < errors + refusals), 1])
+            rows.append(
+                [
+                    f"t{self.count}",
+                    f"s{self.count}",
+                    start,
+                    model,
+                    latency_ms(i),
+                    cost,
+                    int(i < errors),
+                    int(errors <= i < errors + refusals),
+                    1,
+                ]
+            )
         self.client.insert(f"{self.database}.llm_calls", rows, column_names=COLUMNS)
         recompute(self.client, self.database, [row[2].replace(tzinfo=None) for row in rows])
 
@@ -67,7 +92,9 @@ def test_budget_burn_crosses_each_threshold_once(ch_client, ch_database, calls, 
     assert AlertEvaluator(ch_client, ch_database, settings()).run_once(NOW + timedelta(seconds=90)) == []
     period = NOW.strftime("%Y-%m")
     assert [(k, m, p, t) for k, _, m, p, t, _ in alerts_table(ch_client, ch_database)] == [
-        ("budget_burn", "", period, 0.5), ("budget_burn", "", period, 0.75), ("budget_burn", "", period, 0.9)
+        ("budget_burn", "", period, 0.5),
+        ("budget_burn", "", period, 0.75),
+        ("budget_burn", "", period, 0.9),
     ]
     logged = [r.getMessage() for r in caplog.records if "budget_burn" in r.getMessage()]
     assert len(logged) == 3
@@ -135,8 +162,10 @@ def test_error_rate_and_the_z_test():
     rng = random.Random(1)
     # two models with the same 5% error rate: the 3-sigma test stays quiet in 200 trials out of 200 or so
     quiet = sum(
-        two_proportion_z(sum(rng.random() < 0.05 for _ in range(500)), 500,
-                         sum(rng.random() < 0.05 for _ in range(500)), 500) < 3
+        two_proportion_z(
+            sum(rng.random() < 0.05 for _ in range(500)), 500, sum(rng.random() < 0.05 for _ in range(500)), 500
+        )
+        < 3
         for _ in range(200)
     )
     assert quiet >= 198

@@ -41,14 +41,18 @@ class _OpenAIFixture(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         return None
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path.endswith("/chat/completions"):
             prompt = body["messages"][-1]["content"]
             refuse = "refuse" in prompt
             if body.get("stream"):
                 return self._stream_chat(body, refuse)
-            message = {"role": "assistant", "content": None, "refusal": REFUSAL_TEXT} if refuse else {"role": "assistant", "content": ANSWER, "refusal": None}
+            message = (
+                {"role": "assistant", "content": None, "refusal": REFUSAL_TEXT}
+                if refuse
+                else {"role": "assistant", "content": ANSWER, "refusal": None}
+            )
             return self._json(
                 {
                     "id": "chatcmpl-1",
@@ -61,25 +65,31 @@ class _OpenAIFixture(BaseHTTPRequestHandler):
             )
         if self.path.endswith("/responses"):
             refuse = "refuse" in json.dumps(body["input"])
-            part = {"type": "refusal", "refusal": REFUSAL_TEXT} if refuse else {"type": "output_text", "text": ANSWER, "annotations": []}
+            part = (
+                {"type": "refusal", "refusal": REFUSAL_TEXT}
+                if refuse
+                else {"type": "output_text", "text": ANSWER, "annotations": []}
+            )
             response = {
-                    "id": "resp_1",
-                    "object": "response",
-                    "created_at": int(time.time()),
-                    "model": body["model"],
-                    "status": "completed",
-                    "output": [{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed", "content": [part]}],
-                    "parallel_tool_calls": True,
-                    "tool_choice": "auto",
-                    "tools": [],
-                    "usage": {
-                        "input_tokens": 20,
-                        "input_tokens_details": {"cached_tokens": 8},
-                        "output_tokens": 12,
-                        "output_tokens_details": {"reasoning_tokens": 5},
-                        "total_tokens": 32,
-                    },
-                }
+                "id": "resp_1",
+                "object": "response",
+                "created_at": int(time.time()),
+                "model": body["model"],
+                "status": "completed",
+                "output": [
+                    {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed", "content": [part]}
+                ],
+                "parallel_tool_calls": True,
+                "tool_choice": "auto",
+                "tools": [],
+                "usage": {
+                    "input_tokens": 20,
+                    "input_tokens_details": {"cached_tokens": 8},
+                    "output_tokens": 12,
+                    "output_tokens_details": {"reasoning_tokens": 5},
+                    "total_tokens": 32,
+                },
+            }
             if body.get("stream"):
                 return self._stream_response(response, part)
             return self._json(response)
@@ -100,23 +110,39 @@ class _OpenAIFixture(BaseHTTPRequestHandler):
         refuse = part["type"] == "refusal"
         kind = "refusal" if refuse else "output_text"
         where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
-        events = [{"type": "response.created", "response": {**response, "status": "in_progress", "output": [], "usage": None}}]
-        events += [{"type": f"response.{kind}.delta", "delta": word + " ", **where} for word in (part.get("refusal") or part["text"]).split(" ")]
-        events += [{"type": f"response.{kind}.done", kind if refuse else "text": part.get("refusal") or part["text"], **where}]
+        events = [
+            {"type": "response.created", "response": {**response, "status": "in_progress", "output": [], "usage": None}}
+        ]
+        events += [
+            {"type": f"response.{kind}.delta", "delta": word + " ", **where}
+            for word in (part.get("refusal") or part["text"]).split(" ")
+        ]
+        events += [
+            {"type": f"response.{kind}.done", kind if refuse else "text": part.get("refusal") or part["text"], **where}
+        ]
         events += [{"type": "response.completed", "response": response}]
         for number, event in enumerate(events):
             time.sleep(0.01)
-            self.wfile.write(f"event: {event['type']}\ndata: {json.dumps({**event, 'sequence_number': number})}\n\n".encode())
+            self.wfile.write(
+                f"event: {event['type']}\ndata: {json.dumps({**event, 'sequence_number': number})}\n\n".encode()
+            )
         self.wfile.flush()
 
     def _stream_chat(self, body: dict, refuse: bool) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        base = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": int(time.time()), "model": body["model"]}
+        base = {
+            "id": "chatcmpl-2",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body["model"],
+        }
         field = "refusal" if refuse else "content"
         words = (REFUSAL_TEXT if refuse else ANSWER).split(" ")
-        chunks = [{"index": 0, "delta": {"role": "assistant", "content": None if refuse else ""}, "finish_reason": None}]
+        chunks = [
+            {"index": 0, "delta": {"role": "assistant", "content": None if refuse else ""}, "finish_reason": None}
+        ]
         chunks += [{"index": 0, "delta": {field: word + " "}, "finish_reason": None} for word in words]
         chunks += [{"index": 0, "delta": {}, "finish_reason": "stop"}]
         for choice in chunks:
@@ -140,7 +166,9 @@ def openai_base_url() -> Iterator[str]:
 @pytest.fixture
 def memory() -> Iterator[Instrumentation]:
     """instrument() with the SDK's in-memory exporter, for exact attribute checks."""
-    inst = instrument(service_name="svc-test", environment="test", settings=CollectorSettings(), exporter=InMemorySpanExporter())
+    inst = instrument(
+        service_name="svc-test", environment="test", settings=CollectorSettings(), exporter=InMemorySpanExporter()
+    )
     yield inst
     inst.shutdown()
 
@@ -163,7 +191,9 @@ def _only_genai_span(inst: Instrumentation) -> dict:
 def test_chat_span_has_genai_conventions_labels_and_timeout(memory, openai_base_url):
     client = _client(openai_base_url, timeout=42.0)
     with call_labels(task="rag", shadow_pair_id="pair-1", shadow_role="primary", tenant="acme"):
-        reply = client.chat.completions.create(model="gpt-5.4", messages=[{"role": "user", "content": "Capital of France?"}])
+        reply = client.chat.completions.create(
+            model="gpt-5.4", messages=[{"role": "user", "content": "Capital of France?"}]
+        )
     assert reply.choices[0].message.content == ANSWER
     attributes = _only_genai_span(memory)
     assert attributes[semconv.PROVIDER] == "openai"
@@ -204,9 +234,14 @@ def test_streamed_chat_records_time_to_first_chunk_and_refusal(memory, openai_ba
     client = _client(openai_base_url)
     prompt = "please refuse" if refuse else "Capital of France?"
     stream = client.chat.completions.create(
-        model="gpt-5.5", messages=[{"role": "user", "content": prompt}], stream=True, stream_options={"include_usage": True}
+        model="gpt-5.5",
+        messages=[{"role": "user", "content": prompt}],
+        stream=True,
+        stream_options={"include_usage": True},
     )
-    text = "".join((chunk.choices[0].delta.refusal or chunk.choices[0].delta.content or "") for chunk in stream if chunk.choices)
+    text = "".join(
+        (chunk.choices[0].delta.refusal or chunk.choices[0].delta.content or "") for chunk in stream if chunk.choices
+    )
     assert text.strip() == (REFUSAL_TEXT if refuse else ANSWER)
     attributes = _only_genai_span(memory)
     assert attributes[semconv.TIME_TO_FIRST_CHUNK] > 0
@@ -227,7 +262,9 @@ def test_responses_api_refusal_part(memory, openai_base_url, refuse):
 @pytest.mark.parametrize("refuse", [False, True])
 def test_streamed_responses_api_refusal(memory, openai_base_url, refuse):
     client = _client(openai_base_url)
-    stream = client.responses.create(model="gpt-5.5", input="please refuse" if refuse else "Capital of France?", stream=True)
+    stream = client.responses.create(
+        model="gpt-5.5", input="please refuse" if refuse else "Capital of France?", stream=True
+    )
     kinds = {event.type for event in stream}
     assert ("response.refusal.delta" in kinds) is refuse
     attributes = _only_genai_span(memory)
@@ -240,8 +277,12 @@ def test_async_client_and_async_stream(memory, openai_base_url):
     async def calls() -> str:
         client = openai.AsyncOpenAI(base_url=openai_base_url, api_key="test", max_retries=0)
         with call_labels(task="simple"):
-            await client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "please refuse"}])
-            stream = await client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}], stream=True)
+            await client.chat.completions.create(
+                model="gpt-5.5", messages=[{"role": "user", "content": "please refuse"}]
+            )
+            stream = await client.chat.completions.create(
+                model="gpt-5.5", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
             return "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
 
     assert asyncio.run(calls()).strip() == ANSWER
@@ -253,12 +294,17 @@ def test_async_client_and_async_stream(memory, openai_base_url):
 
 def test_content_capture_runs_the_redaction_hook(openai_base_url):
     inst = instrument(
-        capture_content=True, redact=lambda text: text.replace("France", "[COUNTRY]"), settings=CollectorSettings(), exporter=InMemorySpanExporter()
+        capture_content=True,
+        redact=lambda text: text.replace("France", "[COUNTRY]"),
+        settings=CollectorSettings(),
+        exporter=InMemorySpanExporter(),
     )
     try:
         client = _client(openai_base_url)
         with call_labels(task="rag", reference_answer="Paris, France", context="France is a country in Europe."):
-            client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "Capital of France?"}])
+            client.chat.completions.create(
+                model="gpt-5.5", messages=[{"role": "user", "content": "Capital of France?"}]
+            )
         attributes = _only_genai_span(inst)
     finally:
         inst.shutdown()
@@ -273,10 +319,14 @@ def test_content_is_withheld_when_the_redaction_hook_fails(openai_base_url):
     def broken(text: str) -> str:
         raise RuntimeError("boom")
 
-    inst = instrument(capture_content=True, redact=broken, settings=CollectorSettings(), exporter=InMemorySpanExporter())
+    inst = instrument(
+        capture_content=True, redact=broken, settings=CollectorSettings(), exporter=InMemorySpanExporter()
+    )
     try:
         with call_labels(reference_answer="secret"):
-            reply = _client(openai_base_url).chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "secret?"}])
+            reply = _client(openai_base_url).chat.completions.create(
+                model="gpt-5.5", messages=[{"role": "user", "content": "secret?"}]
+            )
         attributes = _only_genai_span(inst)
     finally:
         inst.shutdown()
@@ -297,7 +347,9 @@ def test_spans_reach_kafka_keyed_by_trace_id(kafka_bootstrap, topic, openai_base
         inst.shutdown()
     assert inst.dropped == 0 and inst.exporter.sent == 6
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    )
     records = list(consumer)
     consumer.close()
     assert len(records) == 6

@@ -29,12 +29,19 @@ def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
 
 
 def test_broker_down_app_unaffected_drops_counted_collect_503(tmp_path, cutover_env):
-    broker = LocalBroker(state=tmp_path / "kafka", libs=JAR_CACHE, port=free_port(), controller_port=free_port(), partitions=4)
+    broker = LocalBroker(
+        state=tmp_path / "kafka", libs=JAR_CACHE, port=free_port(), controller_port=free_port(), partitions=4
+    )
     broker.start()
     broker.create_topics(["spans"])
     server = ThreadingHTTPServer(("127.0.0.1", 0), _OpenAIFixture)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = dict(cutover_env, CUTOVER_KAFKA_BOOTSTRAP=broker.bootstrap, CUTOVER_SPANS_TOPIC="spans", CUTOVER_COLLECT_ACK_TIMEOUT_S="2")
+    env = dict(
+        cutover_env,
+        CUTOVER_KAFKA_BOOTSTRAP=broker.bootstrap,
+        CUTOVER_SPANS_TOPIC="spans",
+        CUTOVER_COLLECT_ACK_TIMEOUT_S="2",
+    )
     collect, url = start_collect(env, tmp_path / "collect.log")
     settings = CollectorSettings(kafka_bootstrap=broker.bootstrap, spans_topic="spans", exporter_timeout_s=3)
     inst = instrument(service_name="outage", settings=settings)
@@ -42,7 +49,11 @@ def test_broker_down_app_unaffected_drops_counted_collect_503(tmp_path, cutover_
     body = encode_spans(make_spans()).SerializeToString()
 
     def ask() -> str | None:
-        return client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
+        return (
+            client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+            .choices[0]
+            .message.content
+        )
 
     try:
         assert ask() == ANSWER

@@ -21,7 +21,10 @@ from kafka import KafkaConsumer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -35,8 +38,15 @@ MAX_BODY = 64 * 1024
 
 def start_collect(env: dict[str, str], log: Path, max_body: int = MAX_BODY) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = dict(env, CUTOVER_COLLECT_PORT=str(port), CUTOVER_COLLECT_MAX_BODY_BYTES=str(max_body), CUTOVER_COLLECT_STATS_INTERVAL_S="1")
-    process = subprocess.Popen([sys.executable, "-m", "cutover.cli", "collect"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    env = dict(
+        env,
+        CUTOVER_COLLECT_PORT=str(port),
+        CUTOVER_COLLECT_MAX_BODY_BYTES=str(max_body),
+        CUTOVER_COLLECT_STATS_INTERVAL_S="1",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cutover.cli", "collect"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 60
     while not port_open("127.0.0.1", port):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -61,7 +71,9 @@ def collect(cutover_env, topic, tmp_path) -> Iterator[str]:
     stop(process)
 
 
-def post(url: str, body: bytes, content_type: str = "application/x-protobuf", **headers: str) -> tuple[int, bytes, dict]:
+def post(
+    url: str, body: bytes, content_type: str = "application/x-protobuf", **headers: str
+) -> tuple[int, bytes, dict]:
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type, **headers})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -73,12 +85,19 @@ def post(url: str, body: bytes, content_type: str = "application/x-protobuf", **
 def make_spans() -> list[ReadableSpan]:
     """Three traces, nested spans, two instrumentation scopes, as an SDK records them."""
     memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "svc-a", "deployment.environment.name": "test"}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "svc-a", "deployment.environment.name": "test"})
+    )
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    app, genai = provider.get_tracer("app", "1.0"), provider.get_tracer("opentelemetry.instrumentation.genai.openai", "1.3b0")
+    app, genai = (
+        provider.get_tracer("app", "1.0"),
+        provider.get_tracer("opentelemetry.instrumentation.genai.openai", "1.3b0"),
+    )
     for i in range(3):
         with app.start_as_current_span(f"request {i}", attributes={"http.route": "/ask"}):
-            with genai.start_as_current_span("chat gpt-5.5", attributes={"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 10 + i}) as span:
+            with genai.start_as_current_span(
+                "chat gpt-5.5", attributes={"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 10 + i}
+            ) as span:
                 span.add_event("first token", {"n": i})
     provider.shutdown()
     return list(memory.get_finished_spans())
@@ -104,14 +123,25 @@ def by_key(messages) -> dict[bytes, list[bytes]]:
 @pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
 def test_stock_sdk_exporter_spans_arrive_on_kafka_unchanged(collect, kafka_bootstrap, topic, compression):
     spans = make_spans()
-    assert OTLPSpanExporter(endpoint=collect, timeout=30, compression=compression).export(spans) is SpanExportResult.SUCCESS
+    assert (
+        OTLPSpanExporter(endpoint=collect, timeout=30, compression=compression).export(spans)
+        is SpanExportResult.SUCCESS
+    )
 
     expected = split_by_trace(encode_spans(spans))
     assert len(expected) == 6  # 3 traces x 2 scopes, like the Collector's SplitTraces
     records = consume(kafka_bootstrap, topic, len(expected))
     assert by_key(records) == by_key(expected)  # same keys, byte-identical values, per-trace order kept
     for record in records:
-        assert record.key == ExportTraceServiceRequest.FromString(record.value).resource_spans[0].scope_spans[0].spans[0].trace_id.hex().encode()
+        assert (
+            record.key
+            == ExportTraceServiceRequest.FromString(record.value)
+            .resource_spans[0]
+            .scope_spans[0]
+            .spans[0]
+            .trace_id.hex()
+            .encode()
+        )
         assert record.partition == sarama_partition(record.key, 4)
 
 
@@ -144,9 +174,21 @@ def test_json_and_gzip_bodies_produce_the_same_messages(collect, kafka_bootstrap
     [
         (b"\xff\xff\xff not protobuf", "application/x-protobuf", {}, 400, "not an OTLP ExportTraceServiceRequest"),
         (b"{not json", "application/json", {}, 400, "not OTLP/JSON"),
-        (json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "01"}]}]}]}).encode(), "application/json", {}, 400, "is not hex"),
+        (
+            json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "01"}]}]}]}).encode(),
+            "application/json",
+            {},
+            400,
+            "is not hex",
+        ),
         (b"x" * (MAX_BODY + 1), "application/x-protobuf", {}, 413, "exceeds"),
-        (gzip.compress(b"\0" * (MAX_BODY * 4)), "application/x-protobuf", {"Content-Encoding": "gzip"}, 413, "after gunzip"),
+        (
+            gzip.compress(b"\0" * (MAX_BODY * 4)),
+            "application/x-protobuf",
+            {"Content-Encoding": "gzip"},
+            413,
+            "after gunzip",
+        ),
         (b"\x1f\x8b garbage", "application/x-protobuf", {"Content-Encoding": "gzip"}, 400, "not valid gzip"),
         (b"", "text/plain", {}, 415, "Content-Type"),
         (b"", "application/x-protobuf", {"Content-Encoding": "br"}, 415, "Content-Encoding"),
@@ -155,7 +197,9 @@ def test_json_and_gzip_bodies_produce_the_same_messages(collect, kafka_bootstrap
 def test_bad_requests_get_a_status_with_the_reason(collect, body, content_type, headers, status, reason):
     code, payload, _ = post(collect, body, content_type, **headers)
     assert code == status
-    message = json.loads(payload)["message"] if content_type == "application/json" else Status.FromString(payload).message
+    message = (
+        json.loads(payload)["message"] if content_type == "application/json" else Status.FromString(payload).message
+    )
     assert reason in message
 
 
@@ -177,7 +221,9 @@ def test_empty_request_is_accepted_and_other_methods_are_not(collect):
 
 
 def test_a_trace_too_large_for_kafka_is_413_and_the_rest_still_lands(cutover_env, kafka_bootstrap, topic, tmp_path):
-    process, url = start_collect(dict(cutover_env, CUTOVER_SPANS_TOPIC=topic), tmp_path / "collect.log", max_body=8 * 1024 * 1024)
+    process, url = start_collect(
+        dict(cutover_env, CUTOVER_SPANS_TOPIC=topic), tmp_path / "collect.log", max_body=8 * 1024 * 1024
+    )
     try:
         request = ExportTraceServiceRequest()
         scope_spans = request.resource_spans.add().scope_spans.add()
@@ -190,4 +236,3 @@ def test_a_trace_too_large_for_kafka_is_413_and_the_rest_still_lands(cutover_env
     assert status == 413 and "message size limit" in Status.FromString(payload).message
     (record,) = consume(kafka_bootstrap, topic, 1)
     assert record.key == (b"\x02" * 16).hex().encode()
-

@@ -103,7 +103,11 @@ def test_no_new_calls_is_a_plain_warning_on_every_page(ch_client, ch_database, c
         at = render(page)
         after = newest_call_age(client, db)
         stale = [w.value for w in at.warning if w.value.startswith("No new calls for ")]
-        assert stale and HINT in stale[0] and shown_age(stale[0].split(",")[0], before, after), ([w.value for w in at.warning], before, after)
+        assert stale and HINT in stale[0] and shown_age(stale[0].split(",")[0], before, after), (
+            [w.value for w in at.warning],
+            before,
+            after,
+        )
 
     # Old calls still arriving (a backlog, late hallucination verdicts) is not "live" either.
     client.command(
@@ -136,7 +140,9 @@ def test_overview_charts_equal_sql_over_raw_rows(seeded):
     charts = dict(chart_data(c) for c in at.get("vega_lite_chart"))
     assert set(charts) == {"calls/min", "p95 latency (ms)"}
 
-    counted = client.query(f"SELECT toStartOfMinute(start_time), model, count() FROM {db}.llm_calls FINAL WHERE {window} GROUP BY ALL")
+    counted = client.query(
+        f"SELECT toStartOfMinute(start_time), model, count() FROM {db}.llm_calls FINAL WHERE {window} GROUP BY ALL"
+    )
     per_minute = {(naive(t), model): n for t, model, n in counted.result_rows}
     calls = charts["calls/min"]
     in_progress = pd.Timestamp(filters.now().replace(second=0, microsecond=0))
@@ -201,7 +207,10 @@ def test_overview_tiles_equal_sql_over_raw_rows(seeded):
         else:
             assert number(tile["cost/hour"]) == pytest.approx(cost, abs=0.01)
         for q in (0.5, 0.95, 0.99):
-            exact = one(client, f"SELECT quantileExactLow({q})(latency_ms) FROM {db}.llm_calls FINAL WHERE model = '{model}' AND {OK} AND {window}")[0]
+            exact = one(
+                client,
+                f"SELECT quantileExactLow({q})(latency_ms) FROM {db}.llm_calls FINAL WHERE model = '{model}' AND {OK} AND {window}",
+            )[0]
             shown = number(tile[f"p{int(q * 100)} latency"])
             assert shown == pytest.approx(exact, rel=0.012), (model, q)  # 0.54% bucket error + display rounding
 
@@ -228,7 +237,9 @@ def test_cost_quality_shadow_and_alerts_equal_sql(seeded):
     client, db = seeded
     cost_page = render("cost")
     window = default_window(cost_page)
-    spend, unpriced = one(client, f"SELECT toFloat64(sum(cost_usd)), countIf(cost_usd IS NULL) FROM {db}.llm_calls FINAL WHERE {window}")
+    spend, unpriced = one(
+        client, f"SELECT toFloat64(sum(cost_usd)), countIf(cost_usd IS NULL) FROM {db}.llm_calls FINAL WHERE {window}"
+    )
     cost = {m.label: m.value for m in cost_page.metric}
     assert number(cost["spend in range"]) == pytest.approx(spend, abs=0.01)
     assert cost["unpriced calls"] == f"{unpriced:,}" and unpriced > 0
@@ -259,10 +270,15 @@ def test_cost_quality_shadow_and_alerts_equal_sql(seeded):
     assert verdict.startswith("gpt-5.5 ") and verdict.endswith(f"on {pairs:,} pairs."), verdict
 
     alerts_page = render("alerts")
-    expected = [row[0] for row in client.query(
-        f"SELECT kind FROM {db}.alerts FINAL WHERE {default_window(alerts_page, 'alert_time')} ORDER BY alert_time DESC"
-    ).result_rows]
-    assert list(alerts_page.dataframe[0].value["kind"]) == expected == ["refusal_rate"]  # the budget alert is older than the hour
+    expected = [
+        row[0]
+        for row in client.query(
+            f"SELECT kind FROM {db}.alerts FINAL WHERE {default_window(alerts_page, 'alert_time')} ORDER BY alert_time DESC"
+        ).result_rows
+    ]
+    assert (
+        list(alerts_page.dataframe[0].value["kind"]) == expected == ["refusal_rate"]
+    )  # the budget alert is older than the hour
 
 
 def test_sql_explorer_refuses_writes_and_runs_examples(seeded):
@@ -274,10 +290,15 @@ def test_sql_explorer_refuses_writes_and_runs_examples(seeded):
     assert at.error and "read-only" in at.error[0].value and "Nothing was changed" in at.error[0].value
     assert one(client, f"SELECT count() FROM {db}.llm_calls")[0] == before
 
-    at.text_area(key="sql").set_value(f"SELECT model, count() AS calls FROM {db}.llm_calls GROUP BY model ORDER BY model")
+    at.text_area(key="sql").set_value(
+        f"SELECT model, count() AS calls FROM {db}.llm_calls GROUP BY model ORDER BY model"
+    )
     at.button(key="run_sql").click().run()
     assert not at.error
-    assert list(at.dataframe[0].value["calls"]) == [r[1] for r in client.query(f"SELECT model, count() FROM {db}.llm_calls GROUP BY model ORDER BY model").result_rows]
+    assert list(at.dataframe[0].value["calls"]) == [
+        r[1]
+        for r in client.query(f"SELECT model, count() FROM {db}.llm_calls GROUP BY model ORDER BY model").result_rows
+    ]
 
     at.button(key="example_0").click().run()
     assert f"{db}.latency_histograms" in at.text_area(key="sql").value  # docs/sql.md, on the configured database
@@ -320,14 +341,18 @@ def test_empty_and_missing_store_say_what_to_do(ch_client, ch_database, chdb_pat
     migrate(ch_client, ch_database)
     empty = render(page)
     assert not empty.error, [e.value for e in empty.error]
-    assert any(w.value.startswith("No calls stored yet") and HINT in w.value for w in empty.warning), [w.value for w in empty.warning]
-    assert any("no services, tasks or models to pick" in i.value for i in empty.sidebar.info), [i.value for i in empty.sidebar.info]
+    assert any(w.value.startswith("No calls stored yet") and HINT in w.value for w in empty.warning), [
+        w.value for w in empty.warning
+    ]
+    assert any("no services, tasks or models to pick" in i.value for i in empty.sidebar.info), [
+        i.value for i in empty.sidebar.info
+    ]
     if page in ("overview", "latency", "cost", "quality", "shadow"):
         assert any("Is the processor (`cutover process`" in i.value for i in empty.info), [i.value for i in empty.info]
 
 
 def test_a_shared_link_opens_a_past_window_and_its_numbers(seeded):
-    """"What happened at 14:00?": a link with from/to opens that window, and the tiles count only its calls."""
+    """ "What happened at 14:00?": a link with from/to opens that window, and the tiles count only its calls."""
     client, db = seeded
     last = one(client, f"SELECT max(start_time) FROM {db}.llm_calls")[0].replace(tzinfo=None)
     start = last.replace(second=0, microsecond=0) - timedelta(hours=3)

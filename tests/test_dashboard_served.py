@@ -39,11 +39,17 @@ def served(tmp_path_factory):
     )
     seeded = subprocess.run(
         [sys.executable, "-m", "tests.dashboard_seed", env["CUTOVER_CLICKHOUSE_URL"], "cutover", "20000", "6"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert seeded.returncode == 0, seeded.stderr[-2000:]
     log = open(home / "dashboard.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "cutover.cli", "dashboard", "--no-processor"], cwd=REPO, env=env, stdout=log, stderr=log)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cutover.cli", "dashboard", "--no-processor"], cwd=REPO, env=env, stdout=log, stderr=log
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -64,7 +70,9 @@ def agent(base: str, page: str) -> dict:
     import json
 
     request = urllib.request.Request(
-        f"{base}/_stcore/agent/interact", data=json.dumps({"page": page}).encode(), headers={"content-type": "application/json"}
+        f"{base}/_stcore/agent/interact",
+        data=json.dumps({"page": page}).encode(),
+        headers={"content-type": "application/json"},
     )
     return json.loads(urllib.request.urlopen(request, timeout=120).read())
 
@@ -104,5 +112,7 @@ def test_page_is_served_with_non_empty_charts_and_a_screenshot(served, page):
 
 def nodes_any(tree: object) -> list[dict]:
     return [n for n in (tree if isinstance(tree, list) else [tree]) if isinstance(n, dict)] + [
-        found for value in (tree.values() if isinstance(tree, dict) else tree if isinstance(tree, list) else []) for found in nodes_any(value)
+        found
+        for value in (tree.values() if isinstance(tree, dict) else tree if isinstance(tree, list) else [])
+        for found in nodes_any(value)
     ]

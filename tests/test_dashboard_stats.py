@@ -14,7 +14,9 @@ from processors.histograms import bucket_bounds
 def test_wilson_matches_the_textbook_interval():
     low, high = stats.wilson(np.array([10.0, 0.0]), np.array([100.0, 50.0]))
     assert (float(low[0]), float(high[0])) == pytest.approx((0.0552, 0.1744), abs=5e-4)  # 10/100
-    assert float(low[1]) == pytest.approx(0.0, abs=1e-12) and float(high[1]) == pytest.approx(0.0713, abs=5e-4)  # 0/50: not a zero-width interval
+    assert float(low[1]) == pytest.approx(0.0, abs=1e-12) and float(high[1]) == pytest.approx(
+        0.0713, abs=5e-4
+    )  # 0/50: not a zero-width interval
     assert stats.rate(0, 0) is None
 
 

@@ -43,7 +43,9 @@ def start_demo(env: dict[str, str], *args: str) -> tuple[subprocess.Popen, str]:
 
 def calls_per_model(url: str) -> dict[str, int]:
     """The Overview's `calls` tile per model, read from the rendered page (Streamlit's agent API)."""
-    request = urllib.request.Request(f"{url}/_stcore/agent/interact", data=b"{}", headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/_stcore/agent/interact", data=b"{}", headers={"content-type": "application/json"}
+    )
     tree = json.loads(urllib.request.urlopen(request, timeout=60).read())["tree"]
     found: dict[str, int] = {}
     model = None
@@ -108,6 +110,8 @@ def test_demo_shows_both_models_live_stops_cleanly_and_reuses_its_state(tmp_path
     again, url = start_demo(env, "--seconds", "5")
     output = again.communicate(timeout=120)[0]
     assert again.returncode == 0, output
-    assert (tmp_path / "kafka" / "data" / "meta.properties").read_text() == cluster, "the broker's storage was formatted anew"
+    assert (tmp_path / "kafka" / "data" / "meta.properties").read_text() == cluster, (
+        "the broker's storage was formatted anew"
+    )
     restored = query_chdb_in_subprocess(f"chdb://{tmp_path / 'chdb'}", "SELECT count() FROM cutover.llm_calls FINAL")
     assert int(restored[0][0]) >= int(stored[0][0])

@@ -74,7 +74,9 @@ def spans_on_topic(bootstrap: str, topic: str) -> tuple[int, int]:
     return genai, other
 
 
-def test_counts_are_equal_at_every_hop(kafka_bootstrap, topic, ch_client, ch_database, chdb_path, cutover_env, monkeypatch, tmp_path):
+def test_counts_are_equal_at_every_hop(
+    kafka_bootstrap, topic, ch_client, ch_database, chdb_path, cutover_env, monkeypatch, tmp_path
+):
     port = free_port()
     env = dict(cutover_env, CUTOVER_SPANS_TOPIC=topic, CUTOVER_COLLECT_PORT=str(port))
     log = (tmp_path / "collect.log").open("w")
@@ -116,7 +118,9 @@ def test_counts_are_equal_at_every_hop(kafka_bootstrap, topic, ch_client, ch_dat
         service.stop()
     assert service.stats.calls_written == CALLS and service.stats.skipped_non_genai == other_spans
     assert service.stats.dlq == 0
-    stored = dict(ch_client.query(f"SELECT model, count() FROM {ch_database}.llm_calls FINAL GROUP BY model").result_rows)
+    stored = dict(
+        ch_client.query(f"SELECT model, count() FROM {ch_database}.llm_calls FINAL GROUP BY model").result_rows
+    )
     assert stored == dict(per_model)
 
     # hop 4: the dashboard's Overview shows the same counts per model
@@ -129,4 +133,4 @@ def test_counts_are_equal_at_every_hop(kafka_bootstrap, topic, ch_client, ch_dat
     headers = [h.value.removesuffix(" (B)") for h in at.subheader]
     assert sorted(headers) == sorted(per_model)
     shown = [m.value for m in at.metric if m.label == "calls"]
-    assert dict(zip(headers, shown)) == {model: f"{count:,}" for model, count in per_model.items()}
+    assert dict(zip(headers, shown, strict=True)) == {model: f"{count:,}" for model, count in per_model.items()}

@@ -30,71 +30,132 @@ def labelled() -> list[dict]:
 
 def test_grounded_answer_passes_and_invented_sentence_is_quoted():
     check = ContextGrounding()
-    good = check.run({"input_text": "What caused the outage?", "context_text": CONTEXT,
-                      "output_text": "An expired TLS certificate on the internal load balancer caused the outage."})
+    good = check.run(
+        {
+            "input_text": "What caused the outage?",
+            "context_text": CONTEXT,
+            "output_text": "An expired TLS certificate on the internal load balancer caused the outage.",
+        }
+    )
     assert good is not None and not good.flagged and good.score == 0
-    bad = check.run({"input_text": "What caused the outage?", "context_text": CONTEXT,
-                     "output_text": "A certificate expired. Engineers blamed a misconfigured Kubernetes autoscaler "
-                                    "deployed by the platform team during the Frankfurt migration."})
+    bad = check.run(
+        {
+            "input_text": "What caused the outage?",
+            "context_text": CONTEXT,
+            "output_text": "A certificate expired. Engineers blamed a misconfigured Kubernetes autoscaler "
+            "deployed by the platform team during the Frankfurt migration.",
+        }
+    )
     assert bad is not None and bad.flagged and bad.check_name == "context_grounding"
     assert "Kubernetes autoscaler" in bad.reason
 
 
 def test_unsupported_numbers_names_identifiers_and_swapped_quantities():
     check = UnsupportedFacts()
-    ok = check.run({"input_text": "How long?", "context_text": CONTEXT,
-                    "output_text": "It lasted 47 minutes and recovered at 14:52 UTC."})
+    ok = check.run(
+        {
+            "input_text": "How long?",
+            "context_text": CONTEXT,
+            "output_text": "It lasted 47 minutes and recovered at 14:52 UTC.",
+        }
+    )
     assert ok is not None and not ok.flagged, ok
     wrong_number = check.run({"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 2 hours."})
     assert wrong_number.flagged and "2" in wrong_number.reason
-    swapped = check.run({"input_text": "Limits?", "context_text": "Starter has 5 users and 10 GB of storage.",
-                         "output_text": "Starter has 10 users and 5 GB of storage."})
+    swapped = check.run(
+        {
+            "input_text": "Limits?",
+            "context_text": "Starter has 5 users and 10 GB of storage.",
+            "output_text": "Starter has 10 users and 5 GB of storage.",
+        }
+    )
     assert swapped.flagged and "10 user" in swapped.reason
-    person = check.run({"input_text": "Who fixed it?", "context_text": CONTEXT,
-                        "output_text": "The certificate was renewed by Dana Whitfield."})
+    person = check.run(
+        {
+            "input_text": "Who fixed it?",
+            "context_text": CONTEXT,
+            "output_text": "The certificate was renewed by Dana Whitfield.",
+        }
+    )
     assert person.flagged and "dana whitfield" in person.reason
-    region = check.run({"input_text": "Where?", "context_text": "Available in us-east-1 and eu-west-1.",
-                        "output_text": "Available in us-east-1 and us-west-2."})
+    region = check.run(
+        {
+            "input_text": "Where?",
+            "context_text": "Available in us-east-1 and eu-west-1.",
+            "output_text": "Available in us-east-1 and us-west-2.",
+        }
+    )
     assert region.flagged and "us-west-2" in region.reason
 
 
 def test_reference_mismatch_contradiction_versus_paraphrase():
     check = ReferenceMismatch()
     question = "In what year did World War II end?"
-    same = check.run({"input_text": question, "reference_answer": "World War II ended in 1945.",
-                      "output_text": "It ended in 1945."})
+    same = check.run(
+        {"input_text": question, "reference_answer": "World War II ended in 1945.", "output_text": "It ended in 1945."}
+    )
     assert not same.flagged, same
-    wrong = check.run({"input_text": question, "reference_answer": "World War II ended in 1945.",
-                       "output_text": "World War II ended in 1944."})
+    wrong = check.run(
+        {
+            "input_text": question,
+            "reference_answer": "World War II ended in 1945.",
+            "output_text": "World War II ended in 1944.",
+        }
+    )
     assert wrong.flagged and "1945" in wrong.reason and "1944" in wrong.reason
-    entity = check.run({"input_text": "Capital of Australia?", "reference_answer": "Canberra",
-                        "output_text": "The capital of Australia is Sydney."})
+    entity = check.run(
+        {
+            "input_text": "Capital of Australia?",
+            "reference_answer": "Canberra",
+            "output_text": "The capital of Australia is Sydney.",
+        }
+    )
     assert entity.flagged and "canberra" in entity.reason
 
 
 def test_shadow_disagreement_needs_a_partner_and_names_it():
     check = ShadowDisagreement()
     assert check.run({"input_text": "q", "output_text": "Port 443."}) is None
-    agree = check.run({"input_text": "What port does HTTPS use?", "output_text": "HTTPS uses port 443.",
-                       "partner_output_text": "By default HTTPS runs on port 443.", "partner_model": "gpt-5.4",
-                       "partner_span_id": "abc"})
+    agree = check.run(
+        {
+            "input_text": "What port does HTTPS use?",
+            "output_text": "HTTPS uses port 443.",
+            "partner_output_text": "By default HTTPS runs on port 443.",
+            "partner_model": "gpt-5.4",
+            "partner_span_id": "abc",
+        }
+    )
     assert not agree.flagged
-    disagree = check.run({"input_text": "What port does PostgreSQL use?", "output_text": "It listens on 3306.",
-                          "partner_output_text": "PostgreSQL uses port 5432.", "partner_model": "gpt-5.4",
-                          "partner_span_id": "abc"})
+    disagree = check.run(
+        {
+            "input_text": "What port does PostgreSQL use?",
+            "output_text": "It listens on 3306.",
+            "partner_output_text": "PostgreSQL uses port 5432.",
+            "partner_model": "gpt-5.4",
+            "partner_span_id": "abc",
+        }
+    )
     assert disagree.flagged and "gpt-5.4" in disagree.reason and "3306" in disagree.reason
 
 
 def test_answer_relevance_covers_every_call_with_content():
     check = AnswerRelevance()
     assert check.run({"input_text": "", "output_text": "x"}) is None
-    drift = check.run({"input_text": "How do I rotate the production database credentials safely?",
-                       "output_text": "Bananas are rich in potassium, and their peels make excellent compost "
-                                      "for tomato gardens in spring."})
+    drift = check.run(
+        {
+            "input_text": "How do I rotate the production database credentials safely?",
+            "output_text": "Bananas are rich in potassium, and their peels make excellent compost "
+            "for tomato gardens in spring.",
+        }
+    )
     assert drift.flagged
-    on_topic = check.run({"input_text": "How do I rotate the production database credentials safely?",
-                          "output_text": "Create new database credentials, deploy them to production, then revoke "
-                                         "the old credentials once no client uses them."})
+    on_topic = check.run(
+        {
+            "input_text": "How do I rotate the production database credentials safely?",
+            "output_text": "Create new database credentials, deploy them to production, then revoke "
+            "the old credentials once no client uses them.",
+        }
+    )
     assert not on_topic.flagged
     # every labelled call with content gets at least one verdict from the default checks
     checks = build_checks(DEFAULT_CHECKS)
@@ -126,8 +187,9 @@ def test_default_checks_on_the_simulator_corpus_written_independently_of_them():
     examples = simulator_corpus()
     assert len(examples) >= 40
     checks = build_checks(DEFAULT_CHECKS)
-    wrong = [call["output_text"] for call, truth in examples
-             if any(f.flagged for c in checks if (f := c.run(call))) != truth]
+    wrong = [
+        call["output_text"] for call, truth in examples if any(f.flagged for c in checks if (f := c.run(call))) != truth
+    ]
     assert len(wrong) <= len(examples) * 0.05, wrong
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from processors.hallucination import HallucinationWorker
@@ -10,17 +10,31 @@ from processors.hallucination.checks import Flag
 from processors.schema import migrate
 from processors.settings import ProcessorSettings
 
-T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 CONTEXT = "The refund window is 30 days. Refunds go back to the original payment method within 5 business days."
 
 
 def call_row(span: str, model: str, output: str, offset_s: int = 0, **extra) -> dict:
     row = {
-        "trace_id": f"t{span}", "span_id": span, "start_time": T0 + timedelta(seconds=offset_s), "model": model,
-        "task": "rag", "latency_ms": 800.0, "input_tokens": 100, "output_tokens": 20, "cost_usd": Decimal("0.0011"),
-        "content_captured": 1, "input_text": "What is the refund window?", "output_text": output,
-        "context_text": CONTEXT, "reference_answer": "", "shadow_pair_id": "", "shadow_role": "",
-        "is_error": 0, "is_refusal": 0, "version": 1,
+        "trace_id": f"t{span}",
+        "span_id": span,
+        "start_time": T0 + timedelta(seconds=offset_s),
+        "model": model,
+        "task": "rag",
+        "latency_ms": 800.0,
+        "input_tokens": 100,
+        "output_tokens": 20,
+        "cost_usd": Decimal("0.0011"),
+        "content_captured": 1,
+        "input_text": "What is the refund window?",
+        "output_text": output,
+        "context_text": CONTEXT,
+        "reference_answer": "",
+        "shadow_pair_id": "",
+        "shadow_role": "",
+        "is_error": 0,
+        "is_refusal": 0,
+        "version": 1,
     }
     row.update(extra)
     return row
@@ -43,7 +57,6 @@ def stored(client, database: str) -> dict[str, tuple]:
     return {row[0]: row[1:] for row in result.result_rows}
 
 
-
 def check_until_idle(client, database: str, rows: list[dict]) -> HallucinationWorker:
     """Run a default worker over `rows` until it has written every verdict, then stop it."""
     worker = HallucinationWorker(client, database, settings())
@@ -54,6 +67,7 @@ def check_until_idle(client, database: str, rows: list[dict]) -> HallucinationWo
     finally:
         worker.stop()
     return worker
+
 
 def test_worker_writes_flags_and_new_call_versions(ch_client, ch_database):
     migrate(ch_client, ch_database)
@@ -88,10 +102,23 @@ def test_worker_writes_flags_and_new_call_versions(ch_client, ch_database):
 
 def test_shadow_pair_is_judged_when_the_second_half_arrives(ch_client, ch_database):
     migrate(ch_client, ch_database)
-    primary = call_row("p1", "gpt-5.4", "Full refunds are available within 30 days.", shadow_pair_id="pair-1",
-                       shadow_role="primary", context_text="")
-    shadow = call_row("s1", "gpt-5.5", "Full refunds are available within 90 days.", 1, shadow_pair_id="pair-1",
-                      shadow_role="shadow", context_text="")
+    primary = call_row(
+        "p1",
+        "gpt-5.4",
+        "Full refunds are available within 30 days.",
+        shadow_pair_id="pair-1",
+        shadow_role="primary",
+        context_text="",
+    )
+    shadow = call_row(
+        "s1",
+        "gpt-5.5",
+        "Full refunds are available within 90 days.",
+        1,
+        shadow_pair_id="pair-1",
+        shadow_role="shadow",
+        context_text="",
+    )
     worker = HallucinationWorker(ch_client, ch_database, settings())
     worker.start()
     try:
@@ -119,16 +146,35 @@ def test_shadow_pair_is_judged_when_the_second_half_arrives(ch_client, ch_databa
 def test_both_halves_of_a_pair_in_one_batch_as_the_processor_hands_them_over(ch_client, ch_database):
     migrate(ch_client, ch_database)
     question = "Who wrote Hamlet?"
-    primary = call_row("p3", "gpt-5.4", "William Shakespeare wrote Hamlet around 1600.", shadow_pair_id="pair-3",
-                       context_text="", input_text=question)
-    shadow = call_row("s3", "gpt-5.5", "Hamlet was written by Christopher Marlowe in 1590.", 1,
-                      shadow_pair_id="pair-3", context_text="", input_text=question)
+    primary = call_row(
+        "p3",
+        "gpt-5.4",
+        "William Shakespeare wrote Hamlet around 1600.",
+        shadow_pair_id="pair-3",
+        context_text="",
+        input_text=question,
+    )
+    shadow = call_row(
+        "s3",
+        "gpt-5.5",
+        "Hamlet was written by Christopher Marlowe in 1590.",
+        1,
+        shadow_pair_id="pair-3",
+        context_text="",
+        input_text=question,
+    )
     write_calls(ch_client, ch_database, [primary, shadow])
     # the processor's row dicts: start time in int microseconds, booleans, no sample-rate column
     handed = []
     for row in (primary, shadow):
-        row = dict(row, start_time=int(row["start_time"].timestamp()) * 1_000_000, is_error=False,
-                   is_refusal=False, hallucination_checked=False, hallucination_flag=False)
+        row = dict(
+            row,
+            start_time=int(row["start_time"].timestamp()) * 1_000_000,
+            is_error=False,
+            is_refusal=False,
+            hallucination_checked=False,
+            hallucination_flag=False,
+        )
         handed.append(row)
     worker = check_until_idle(ch_client, ch_database, handed)
     calls = stored(ch_client, ch_database)
@@ -139,16 +185,29 @@ def test_both_halves_of_a_pair_in_one_batch_as_the_processor_hands_them_over(ch_
         "WHERE check_name = 'shadow_disagreement' ORDER BY span_id"
     ).result_rows
     assert [(span, flagged) for span, flagged, _ in pair] == [("p3", 1), ("s3", 1)]
-    assert pair[0][2].replace(tzinfo=timezone.utc) == primary["start_time"]
+    assert pair[0][2].replace(tzinfo=UTC) == primary["start_time"]
 
 
 def test_pair_verdict_reaches_a_partner_whose_own_check_has_not_run(ch_client, ch_database):
     """The race of two instances: the partner is stored but its worker looked before this call existed."""
     migrate(ch_client, ch_database)
-    primary = call_row("p2", "gpt-5.4", "PostgreSQL uses port 5432 by default.", shadow_pair_id="pair-2",
-                       context_text="", input_text="What port does PostgreSQL use?")
-    shadow = call_row("s2", "gpt-5.5", "PostgreSQL listens on port 3306 by default.", 1, shadow_pair_id="pair-2",
-                      context_text="", input_text="What port does PostgreSQL use?")
+    primary = call_row(
+        "p2",
+        "gpt-5.4",
+        "PostgreSQL uses port 5432 by default.",
+        shadow_pair_id="pair-2",
+        context_text="",
+        input_text="What port does PostgreSQL use?",
+    )
+    shadow = call_row(
+        "s2",
+        "gpt-5.5",
+        "PostgreSQL listens on port 3306 by default.",
+        1,
+        shadow_pair_id="pair-2",
+        context_text="",
+        input_text="What port does PostgreSQL use?",
+    )
     write_calls(ch_client, ch_database, [primary, shadow])
     check_until_idle(ch_client, ch_database, [shadow])
     calls = stored(ch_client, ch_database)
@@ -180,7 +239,9 @@ def test_submit_never_blocks_and_samples_when_the_queue_is_full(ch_client, ch_da
     write_calls(ch_client, ch_database, rows)
     release = threading.Event()
     worker = HallucinationWorker(
-        ch_client, ch_database, settings(hallucination_queue_size=100, hallucination_batch_size=50),
+        ch_client,
+        ch_database,
+        settings(hallucination_queue_size=100, hallucination_batch_size=50),
         checks=[_SlowCheck(release)],
     )
     worker.start()
@@ -243,7 +304,9 @@ def test_stop_is_bounded_and_counts_what_stays_unchecked(ch_client, ch_database)
     rows = [call_row(f"z{i:03d}", "gpt-5.5", "Refunds take 30 days.", i) for i in range(100)]
     write_calls(ch_client, ch_database, rows)
     worker = HallucinationWorker(
-        ch_client, ch_database, settings(hallucination_queue_size=100, hallucination_batch_size=1),
+        ch_client,
+        ch_database,
+        settings(hallucination_queue_size=100, hallucination_batch_size=1),
         checks=[_SleepyCheck()],
     )
     worker.start()

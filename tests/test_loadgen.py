@@ -19,8 +19,7 @@ from collectors.labels import call_labels
 from collectors.shadow import ShadowMirror
 from cutover import semconv
 from cutover.local_kafka import free_port
-from simulator.loadgen import CallPlanner
-from simulator.loadgen import run_loadgen
+from simulator.loadgen import CallPlanner, run_loadgen
 from simulator.server import SimulatorThread
 from simulator.settings import LoadgenSettings, SimulatorSettings
 from simulator.workload import load_corpus
@@ -70,18 +69,39 @@ def simulator() -> SimulatorThread:
 def _loadgen_cli(env: dict[str, str], *args: str) -> dict:
     done = subprocess.run(
         [sys.executable, "-m", "cutover.cli", "loadgen", *args, "--json"],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
 
-def test_loadgen_puts_exactly_one_span_per_primary_and_shadow_call_on_the_topic(cutover_env, topic, kafka_bootstrap, simulator):
+def test_loadgen_puts_exactly_one_span_per_primary_and_shadow_call_on_the_topic(
+    cutover_env, topic, kafka_bootstrap, simulator
+):
     env = {**cutover_env, "CUTOVER_SPANS_TOPIC": topic, "CUTOVER_LOADGEN_BASE_URL": simulator.base_url}
     calls = 60
     summary = _loadgen_cli(
-        env, "--calls", str(calls), "--rate", "0", "--concurrency", "8", "--shadow", "0.3", "--stream-fraction", "0.5",
-        "--responses-fraction", "0.2", "--timeout", "2", "--seed", "9", "--capture-content",
+        env,
+        "--calls",
+        str(calls),
+        "--rate",
+        "0",
+        "--concurrency",
+        "8",
+        "--shadow",
+        "0.3",
+        "--stream-fraction",
+        "0.5",
+        "--responses-fraction",
+        "0.2",
+        "--timeout",
+        "2",
+        "--seed",
+        "9",
+        "--capture-content",
     )
     mirrored = summary["shadow"]["mirrored"]
     assert summary["calls"] == calls and mirrored > 5 and summary["shadow"]["dropped"] == 0
@@ -125,7 +145,11 @@ def test_loadgen_puts_exactly_one_span_per_primary_and_shadow_call_on_the_topic(
         primary = primaries[pair_id]
         assert (primary[semconv.REQUEST_MODEL], shadow[semconv.REQUEST_MODEL]) == ("gpt-5.4", "gpt-5.5")
         assert primary[semconv.TASK] == shadow[semconv.TASK]
-        assert primary[semconv.INPUT_TOKENS] == shadow[semconv.INPUT_TOKENS] or semconv.ERROR_TYPE in primary or semconv.ERROR_TYPE in shadow
+        assert (
+            primary[semconv.INPUT_TOKENS] == shadow[semconv.INPUT_TOKENS]
+            or semconv.ERROR_TYPE in primary
+            or semconv.ERROR_TYPE in shadow
+        )
     assert sum(1 for s in genai if semconv.SHADOW_ROLE not in s) == calls - mirrored
 
 
@@ -133,13 +157,19 @@ def test_seeded_loadgen_runs_ask_and_get_the_same(kafka_bootstrap, topic, simula
     monkeypatch.setenv("CUTOVER_KAFKA_BOOTSTRAP", kafka_bootstrap)
     monkeypatch.setenv("CUTOVER_SPANS_TOPIC", topic)
     settings = LoadgenSettings(
-        loadgen_base_url=simulator.base_url, loadgen_rate=0, loadgen_concurrency=6, loadgen_shadow=0.2,
-        loadgen_timeout=2, loadgen_seed=21,
+        loadgen_base_url=simulator.base_url,
+        loadgen_rate=0,
+        loadgen_concurrency=6,
+        loadgen_shadow=0.2,
+        loadgen_timeout=2,
+        loadgen_seed=21,
     )
 
     def outcome(summary) -> dict:
         return {
-            "calls": summary.calls, "tasks": summary.tasks, "mirrored": summary.shadow.mirrored,
+            "calls": summary.calls,
+            "tasks": summary.tasks,
+            "mirrored": summary.shadow.mirrored,
             "models": {m: s.model_dump(exclude={"latency_ms"}) for m, s in summary.models.items()},
         }
 
@@ -170,7 +200,11 @@ def test_shadow_mirror_never_blocks_the_primary_and_drops_when_full(kafka_bootst
     raw = yaml.safe_load(DEFAULT_PROFILES.read_text())
     raw.pop("defaults")
     never = {"rate_limited": 0.0, "server_error": 0.0, "stall": 0.0}
-    raw["models"]["slow-candidate"] = {**raw["models"]["gpt-5.5"], "overhead_ms": {"median": 3000, "sigma": 0}, "faults": never}
+    raw["models"]["slow-candidate"] = {
+        **raw["models"]["gpt-5.5"],
+        "overhead_ms": {"median": 3000, "sigma": 0},
+        "faults": never,
+    }
     instant = {"overhead_ms": {"median": 0, "sigma": 0}, "output_tokens_per_s": 1e6, "reasoning_tokens_per_s": 1e6}
     raw["models"]["gpt-5.4"].update(faults=never, **instant)
     (tmp_path / "profiles.yaml").write_text(yaml.safe_dump(raw))
@@ -181,7 +215,10 @@ def test_shadow_mirror_never_blocks_the_primary_and_drops_when_full(kafka_bootst
     settings = SimulatorSettings(simulator_port=free_port(), simulator_profiles=tmp_path / "profiles.yaml")
     inst = instrument(service_name="shadow-test", capture_content=False)
     try:
-        with SimulatorThread(settings) as sim, openai.OpenAI(base_url=sim.base_url, api_key="sim", max_retries=0) as client:
+        with (
+            SimulatorThread(settings) as sim,
+            openai.OpenAI(base_url=sim.base_url, api_key="sim", max_retries=0) as client,
+        ):
             mirror = ShadowMirror("slow-candidate", fraction=1.0, max_workers=1, max_queue=0)
             create = client.chat.completions.create
             with call_labels(task="simple"):
@@ -206,7 +243,9 @@ def test_shadow_mirror_never_blocks_the_primary_and_drops_when_full(kafka_bootst
 def test_duration_bound_run_starts_calls_at_the_target_rate(kafka_bootstrap, topic, simulator, monkeypatch):
     monkeypatch.setenv("CUTOVER_KAFKA_BOOTSTRAP", kafka_bootstrap)
     monkeypatch.setenv("CUTOVER_SPANS_TOPIC", topic)
-    settings = LoadgenSettings(loadgen_base_url=simulator.base_url, loadgen_rate=20, loadgen_shadow=0, loadgen_timeout=2)
+    settings = LoadgenSettings(
+        loadgen_base_url=simulator.base_url, loadgen_rate=20, loadgen_shadow=0, loadgen_timeout=2
+    )
     summary = run_loadgen(settings, duration=1.0, capture_content=False)
     assert summary.calls == 20 and summary.shadow.mirrored == 0 and summary.spans_expected == 20  # 1 s at 20/s
     assert len(consume_spans(kafka_bootstrap, topic, 20)) == 20
@@ -225,7 +264,9 @@ def test_bad_settings_stop_with_one_line_and_exit_2(tmp_path, command, variable,
     done = subprocess.run(
         [sys.executable, "-m", "cutover.cli", command, *(["--calls", "1"] if command == "loadgen" else [])],
         env={"PATH": "/usr/bin:/bin", "CUTOVER_HOME": str(tmp_path), variable: value},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -237,14 +278,18 @@ def test_cutover_simulate_serves_until_stopped(tmp_path):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "cutover.cli", "simulate", "--port", str(port), "--time-scale", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert f"127.0.0.1:{port}/v1" in process.stdout.readline()
         deadline = time.monotonic() + 20
         while True:
             try:
-                with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sim", max_retries=0, timeout=5) as client:
+                with openai.OpenAI(
+                    base_url=f"http://127.0.0.1:{port}/v1", api_key="sim", max_retries=0, timeout=5
+                ) as client:
                     assert [m.id for m in client.models.list()] == ["gpt-5.4", "gpt-5.5", "gpt-5.5-pro", "gpt-4o-mini"]
                 break
             except openai.APIConnectionError:
@@ -272,7 +317,9 @@ def test_shadow_mirror_with_the_async_client(kafka_bootstrap, topic, simulator, 
                 with call_labels(task=task.task):
                     stream = i % 2 == 1
                     extra = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
-                    reply = await mirror.acall(client.chat.completions.create, model="gpt-5.4", messages=corpus.messages(task), **extra)
+                    reply = await mirror.acall(
+                        client.chat.completions.create, model="gpt-5.4", messages=corpus.messages(task), **extra
+                    )
                     if stream:
                         async for _ in reply:
                             pass
@@ -293,15 +340,33 @@ def test_shadow_mirror_with_the_async_client(kafka_bootstrap, topic, simulator, 
         by_pair.setdefault(s[semconv.SHADOW_PAIR_ID], {})[s[semconv.SHADOW_ROLE]] = s
     assert len(by_pair) == 12
     for pair in by_pair.values():
-        assert pair["primary"][semconv.REQUEST_MODEL] == "gpt-5.4" and pair["shadow"][semconv.REQUEST_MODEL] == "gpt-5.5"
+        assert (
+            pair["primary"][semconv.REQUEST_MODEL] == "gpt-5.4" and pair["shadow"][semconv.REQUEST_MODEL] == "gpt-5.5"
+        )
         assert pair["primary"][semconv.TASK] == pair["shadow"][semconv.TASK]
 
 
 def test_human_summary_names_models_roles_and_span_accounting(cutover_env, topic, simulator):
     env = {**cutover_env, "CUTOVER_SPANS_TOPIC": topic, "CUTOVER_LOADGEN_BASE_URL": simulator.base_url}
     done = subprocess.run(
-        [sys.executable, "-m", "cutover.cli", "loadgen", "--calls", "12", "--rate", "0", "--shadow", "0.5", "--timeout", "2"],
-        env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "cutover.cli",
+            "loadgen",
+            "--calls",
+            "12",
+            "--rate",
+            "0",
+            "--shadow",
+            "0.5",
+            "--timeout",
+            "2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout

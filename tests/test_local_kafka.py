@@ -18,7 +18,9 @@ def test_produce_and_consume_across_partitions(kafka_bootstrap, topic):
     producer.close()
     assert len({partition for _, partition in sent.values()}) > 1, "keys should spread over partitions"
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10000)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10000
+    )
     received = {record.value: (record.key, record.partition) for record in consumer}
     consumer.close()
     assert received == sent
@@ -35,7 +37,9 @@ def test_local_broker_creates_spans_and_dlq_topics(kafka_broker):
 
 
 def _cutover(env, *args):
-    return subprocess.run([sys.executable, "-m", "cutover.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "cutover.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_start_is_idempotent_stop_frees_ports_status_tracks_state(cutover_env, kafka_broker, tmp_path):

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -89,14 +89,23 @@ families:
     [
         ("families: {gpt-5.5: [{effective_from: 2026-04-23, input: 5, cached_input: 0.5, output: 30}]}", "version"),
         ('version: "x"\nfamilies: {gpt-5.5: []}', "no price rows"),
-        ('version: "x"\nfamilies: {gpt-5.5: [{effective_from: 2026-04-23, input: -5, cached_input: 0, output: 30}]}',
-         "greater than or equal"),
-        ('version: "x"\nfamilies: {gpt-5.5: [{effective_from: 2026-04-23, input: 5, cached_input: 6, output: 30}]}',
-         "above input"),
-        ('version: "x"\nfamilies: {gpt-5.5: [{effective_from: 2026-04-23, input: 5, cached_input: 0.5, output: 30},'
-         " {effective_from: 2026-04-23, input: 6, cached_input: 0.6, output: 30}]}", "same effective_from"),
-        ('version: "x"\nfamilies: {gpt-5.5: [{effective_from: 2026-04-23, input: 5, cached_input: 0.5, outptu: 30}]}',
-         "outptu"),
+        (
+            'version: "x"\nfamilies: {gpt-5.5: [{effective_from: 2026-04-23, input: -5, cached_input: 0, output: 30}]}',
+            "greater than or equal",
+        ),
+        (
+            'version: "x"\nfamilies: {gpt-5.5: [{effective_from: 2026-04-23, input: 5, cached_input: 6, output: 30}]}',
+            "above input",
+        ),
+        (
+            'version: "x"\nfamilies: {gpt-5.5: [{effective_from: 2026-04-23, input: 5, cached_input: 0.5, output: 30},'
+            " {effective_from: 2026-04-23, input: 6, cached_input: 0.6, output: 30}]}",
+            "same effective_from",
+        ),
+        (
+            'version: "x"\nfamilies: {gpt-5.5: [{effective_from: 2026-04-23, input: 5, cached_input: 0.5, outptu: 30}]}',
+            "outptu",
+        ),
     ],
 )
 def test_invalid_price_files_are_rejected_with_the_reason(tmp_path: Path, body, complaint):
@@ -123,7 +132,7 @@ def test_costs_sum_exactly_in_clickhouse(ch_client, ch_database):
         else:
             expected += cost
         # stored at a recent time: older rows fall to the tables' retention TTL
-        rows.append([f"s{index}", datetime.now(timezone.utc), model, cost, version, index])
+        rows.append([f"s{index}", datetime.now(UTC), model, cost, version, index])
     ch_client.insert(
         f"{ch_database}.llm_calls",
         rows,

@@ -19,14 +19,20 @@ def test_one_row_per_genai_span_with_exact_values_and_non_genai_spans_skipped():
     assert decoded.error == ""
     assert decoded.spans == 41 and decoded.skipped_non_genai == 1
     assert len(decoded.rows) == 40
-    for call, row in zip(calls, decoded.rows):
+    for call, row in zip(calls, decoded.rows, strict=True):
         assert field(row, "span_id") == call.span_id.hex() and field(row, "trace_id") == call.trace_id.hex()
         assert field(row, "start_time") == call.start_ns // 1000
         assert field(row, "latency_ms") == call.latency_ns / 1e6
         assert field(row, "model") == call.model and field(row, "service") == "support-bot"
         assert field(row, "environment") == "test" and field(row, "operation") == "chat"
-        assert (field(row, "input_tokens"), field(row, "cached_input_tokens")) == (call.input_tokens, call.cached_tokens)
-        assert (field(row, "output_tokens"), field(row, "reasoning_tokens")) == (call.output_tokens, call.reasoning_tokens)
+        assert (field(row, "input_tokens"), field(row, "cached_input_tokens")) == (
+            call.input_tokens,
+            call.cached_tokens,
+        )
+        assert (field(row, "output_tokens"), field(row, "reasoning_tokens")) == (
+            call.output_tokens,
+            call.reasoning_tokens,
+        )
         assert field(row, "api_refusal") == call.api_refusal
         assert field(row, "finish_reason") == call.finish_reason
         assert field(row, "is_error") == bool(call.error_type)

@@ -6,7 +6,7 @@ import math
 import re
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -68,7 +68,7 @@ def expected_cost(book: PriceBook, call: Call) -> Decimal | None:
     family = book.family(call.model)
     if family is None:
         return None
-    price = book.price(family, datetime.fromtimestamp(call.start_ns / 1e9, tz=timezone.utc).date())
+    price = book.price(family, datetime.fromtimestamp(call.start_ns / 1e9, tz=UTC).date())
     per_token = Decimal(1_000_000)
     return (
         (call.input_tokens - call.cached_tokens) * price.input
@@ -164,7 +164,7 @@ def test_ground_truth_counts_costs_refusals_quantiles_and_replay(kafka_bootstrap
     for model in {c.model for c in calls}:
         latencies = [c.latency_ms for c in calls if c.model == model and c.in_histograms]
         assert by_model[model][1] == len(latencies)
-        for q, value in zip((0.5, 0.95, 0.99), by_model[model][2:5]):
+        for q, value in zip((0.5, 0.95, 0.99), by_model[model][2:5], strict=True):
             exact = exact_quantile(latencies, q)
             assert abs(value - exact) <= 0.01 * exact, (model, q, value, exact)
 
@@ -269,7 +269,9 @@ def test_an_instance_joining_mid_stream_loses_nothing_and_counts_nothing_twice(
     items = list(messages(calls, per_message=20))
     small = dict(batch_max_calls=200, poll_max_records=5)  # many commits, so the rebalance lands mid-stream
     first = ProcessorService(settings_for(kafka_bootstrap, topic, ch_database, f"g_{topic}", **small), client=ch_client)
-    second = ProcessorService(settings_for(kafka_bootstrap, topic, ch_database, f"g_{topic}", **small), client=ch_client)
+    second = ProcessorService(
+        settings_for(kafka_bootstrap, topic, ch_database, f"g_{topic}", **small), client=ch_client
+    )
     first.start()
     try:
         produce(kafka_bootstrap, topic, items[: len(items) // 2])
@@ -291,9 +293,11 @@ def test_an_instance_joining_mid_stream_loses_nothing_and_counts_nothing_twice(
         second.stop()
         first.stop()
     assert second.stats.messages > 0 and first.partitions != [0, 1, 2, 3]
-    assert ch_client.command(count) == ch_client.command(
-        f"SELECT uniqExact(span_id) FROM {ch_database}.llm_calls"
-    ) == len(calls)
+    assert (
+        ch_client.command(count)
+        == ch_client.command(f"SELECT uniqExact(span_id) FROM {ch_database}.llm_calls")
+        == len(calls)
+    )
     histogram_calls = ch_client.command(
         f"SELECT sum(count) FROM {ch_database}.latency_histograms FINAL WHERE metric = 'latency_ms'"
     )
@@ -320,7 +324,9 @@ def test_a_failing_dlq_holds_the_commit_until_the_dead_letter_is_stored(kafka_bo
             assert time.monotonic() < deadline and service.failure is None, service.stats.as_dict()
             time.sleep(0.1)
         assert service.stats.messages == 0  # nothing committed past the letter that is not stored
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, dlq_topic, configs={"max.message.bytes": "1048576"})])
+        admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, dlq_topic, configs={"max.message.bytes": "1048576"})]
+        )
         while service.stats.messages < len(good) + 1:
             assert time.monotonic() < deadline and service.failure is None, service.stats.as_dict()
             time.sleep(0.1)
@@ -329,7 +335,9 @@ def test_a_failing_dlq_holds_the_commit_until_the_dead_letter_is_stored(kafka_bo
         admin.close()
     assert service.stats.dlq == 1
     assert ch_client.command(f"SELECT count() FROM {ch_database}.llm_calls FINAL") == len(calls)
-    consumer = KafkaConsumer(dlq_topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    consumer = KafkaConsumer(
+        dlq_topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    )
     letters = [m for m in consumer]
     consumer.close()
     assert [(m.key, m.value) for m in letters] == [poison]

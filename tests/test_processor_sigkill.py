@@ -34,7 +34,9 @@ def end_total(bootstrap: str, topic: str) -> int:
 
 
 def start_processor(env: dict[str, str], log) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cutover.cli", "process"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cutover.cli", "process"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
 
 
 def wait_for(predicate, timeout: float, what: str, process: subprocess.Popen, log_path) -> None:
@@ -84,14 +86,14 @@ def test_sigkill_mid_stream_then_restart_gives_every_call_exactly_once(kafka_boo
     assert "stopped:" in log_path.read_text()
 
     dsn = env["CUTOVER_CLICKHOUSE_URL"]
-    (final_count, unique, raw_count), = query_chdb_in_subprocess(
+    ((final_count, unique, raw_count),) = query_chdb_in_subprocess(
         dsn,
         "SELECT (SELECT count() FROM cutover.llm_calls FINAL), (SELECT uniqExact(span_id) FROM cutover.llm_calls),"
         " (SELECT count() FROM cutover.llm_calls)",
     )
     assert int(final_count) == int(unique) == len(calls)
     assert int(raw_count) >= len(calls)  # replayed rows may exist before merges; FINAL collapses them
-    (histogram_calls,), = query_chdb_in_subprocess(
+    ((histogram_calls,),) = query_chdb_in_subprocess(
         dsn, "SELECT sum(count) FROM cutover.latency_histograms FINAL WHERE metric = 'latency_ms'"
     )
     assert int(histogram_calls) == sum(c.in_histograms for c in calls)

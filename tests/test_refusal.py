@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-
 import pytest
 
 from processors.data import labelled
@@ -31,12 +30,12 @@ def test_labelled_set_is_large_and_varied_enough():
 def test_classifier_precision_and_recall_meet_the_floor():
     rows = _examples()
     predicted = [is_refusal_text(row["text"]) for row in rows]
-    tp = sum(p and row["refusal"] for p, row in zip(predicted, rows))
-    fp = sum(p and not row["refusal"] for p, row in zip(predicted, rows))
-    fn = sum(not p and row["refusal"] for p, row in zip(predicted, rows))
+    tp = sum(p and row["refusal"] for p, row in zip(predicted, rows, strict=True))
+    fp = sum(p and not row["refusal"] for p, row in zip(predicted, rows, strict=True))
+    fn = sum(not p and row["refusal"] for p, row in zip(predicted, rows, strict=True))
     assert tp / (tp + fp) >= PRECISION_FLOOR
     assert tp / (tp + fn) >= RECALL_FLOOR
-    hard = [p for p, row in zip(predicted, rows) if row["style"] == "hard_negative"]
+    hard = [p for p, row in zip(predicted, rows, strict=True) if row["style"] == "hard_negative"]
     assert sum(hard) / len(hard) <= HARD_NEGATIVE_FALSE_POSITIVE_CEILING
 
 

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from cutover.settings import CutoverSettings, SettingsError, load
 from tests.support import settings_variables
 

@@ -58,6 +58,7 @@ def _profile_file(tmp_path: Path, **models: dict) -> Path:
 
 # -- configuration ------------------------------------------------------------------------------
 
+
 def test_packaged_profiles_cover_the_four_models():
     assert set(PROFILES.models) == {"gpt-5.4", "gpt-5.5", "gpt-5.5-pro", "gpt-4o-mini"}
 
@@ -97,6 +98,7 @@ def test_corpus_refuses_a_rag_hallucination_that_is_in_the_context():
 
 # -- seeded statistics --------------------------------------------------------------------------
 
+
 def test_gpt55_spends_15_to_25_percent_fewer_output_tokens_on_the_same_tasks(runs):
     ratios = [
         new.output_tokens / old.output_tokens
@@ -122,7 +124,9 @@ def test_refusals_are_more_frequent_on_gpt55_and_come_both_ways(runs):
     assert refused["gpt-5.5"] > 1.5 * refused["gpt-5.4"] > 0
     kinds = Counter(o.refusal for o in runs["gpt-5.5"] if o.refusal)
     assert kinds["api"] > 0 and kinds["prose"] > 0
-    sensitive = [o for o in runs["gpt-5.5"] if o.task_id in ("code-port-scanner", "rag-security-advisory") and not o.fault]
+    sensitive = [
+        o for o in runs["gpt-5.5"] if o.task_id in ("code-port-scanner", "rag-security-advisory") and not o.fault
+    ]
     assert _rate(sensitive, lambda o: o.refusal is not None) > 3 * refused["gpt-5.5"]
 
 
@@ -169,6 +173,7 @@ def test_same_seed_same_outcomes_other_seed_other_outcomes():
 
 # -- the HTTP server through the real openai SDK ------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def test_profiles(tmp_path_factory) -> Path:
     never = {"faults": {"rate_limited": 0.0, "server_error": 0.0, "stall": 0.0}}
@@ -176,8 +181,22 @@ def test_profiles(tmp_path_factory) -> Path:
         tmp_path_factory.mktemp("profiles"),
         **{
             "sim-ok": {**never, "cache_hit_rate": 1.0, "hallucination_rate": {}},
-            "sim-api-refusal": {**never, "refusal": {"rate": dict.fromkeys(("coding", "knowledge", "rag", "simple"), 1.0), "sensitive_rate": 1.0, "api_share": 1.0}},
-            "sim-prose-refusal": {**never, "refusal": {"rate": dict.fromkeys(("coding", "knowledge", "rag", "simple"), 1.0), "sensitive_rate": 1.0, "api_share": 0.0}},
+            "sim-api-refusal": {
+                **never,
+                "refusal": {
+                    "rate": dict.fromkeys(("coding", "knowledge", "rag", "simple"), 1.0),
+                    "sensitive_rate": 1.0,
+                    "api_share": 1.0,
+                },
+            },
+            "sim-prose-refusal": {
+                **never,
+                "refusal": {
+                    "rate": dict.fromkeys(("coding", "knowledge", "rag", "simple"), 1.0),
+                    "sensitive_rate": 1.0,
+                    "api_share": 0.0,
+                },
+            },
             "sim-429": {"faults": {"rate_limited": 1.0}},
             "sim-500": {"faults": {"server_error": 1.0}},
             "sim-stall": {"faults": {"stall": 1.0}},
@@ -187,7 +206,9 @@ def test_profiles(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def simulator(test_profiles) -> SimulatorThread:
-    settings = SimulatorSettings(simulator_port=free_port(), simulator_profiles=test_profiles, simulator_time_scale=0.01, simulator_seed=11)
+    settings = SimulatorSettings(
+        simulator_port=free_port(), simulator_profiles=test_profiles, simulator_time_scale=0.01, simulator_seed=11
+    )
     with SimulatorThread(settings) as running:
         yield running
 
@@ -209,14 +230,18 @@ def test_chat_completion_wire_format(client):
     assert choice.finish_reason == "stop" and reply.model == "sim-ok" and reply.id.startswith("chatcmpl-")
     usage = reply.usage
     assert usage.prompt_tokens > usage.prompt_tokens_details.cached_tokens > 0  # prompt includes cached
-    assert usage.completion_tokens > usage.completion_tokens_details.reasoning_tokens > 0  # completion includes reasoning
+    assert (
+        usage.completion_tokens > usage.completion_tokens_details.reasoning_tokens > 0
+    )  # completion includes reasoning
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
 def test_streamed_chat_with_include_usage_ends_with_a_usage_chunk(client):
-    chunks = list(client.chat.completions.create(
-        model="sim-ok", messages=CORPUS.messages(CODING), stream=True, stream_options={"include_usage": True}
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model="sim-ok", messages=CORPUS.messages(CODING), stream=True, stream_options={"include_usage": True}
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == CODING.answer
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
@@ -231,7 +256,11 @@ def test_api_refusal_is_message_refusal_with_finish_reason_stop(client):
     reply = client.chat.completions.create(model="sim-api-refusal", messages=CORPUS.messages(KNOWLEDGE), **same)
     message = reply.choices[0].message
     assert message.content is None and message.refusal and reply.choices[0].finish_reason == "stop"
-    chunks = list(client.chat.completions.create(model="sim-api-refusal", messages=CORPUS.messages(KNOWLEDGE), stream=True, **same))
+    chunks = list(
+        client.chat.completions.create(
+            model="sim-api-refusal", messages=CORPUS.messages(KNOWLEDGE), stream=True, **same
+        )
+    )
     assert "".join(c.choices[0].delta.refusal or "" for c in chunks) == message.refusal
     prose = client.chat.completions.create(model="sim-prose-refusal", messages=CORPUS.messages(KNOWLEDGE))
     assert prose.choices[0].message.refusal is None and "can't" in prose.choices[0].message.content
@@ -242,7 +271,9 @@ def test_responses_endpoint_plain_streamed_and_refused(client):
     reply = client.responses.create(model="sim-ok", instructions=system["content"], input=user["content"])
     assert reply.output_text == KNOWLEDGE.reference and reply.status == "completed"
     assert reply.usage.input_tokens_details.cached_tokens > 0 and reply.usage.output_tokens_details.reasoning_tokens > 0
-    events = list(client.responses.create(model="sim-ok", instructions=system["content"], input=user["content"], stream=True))
+    events = list(
+        client.responses.create(model="sim-ok", instructions=system["content"], input=user["content"], stream=True)
+    )
     assert events[0].type == "response.created" and events[-1].type == "response.completed"
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == KNOWLEDGE.reference
     assert [e.sequence_number for e in events] == list(range(len(events)))
@@ -255,7 +286,10 @@ def test_max_tokens_truncates_with_finish_reason_length(client):
     assert reply.choices[0].finish_reason == "length" and reply.usage.completion_tokens == 5
 
 
-@pytest.mark.parametrize(("model", "error", "status"), [("sim-429", openai.RateLimitError, 429), ("sim-500", openai.InternalServerError, 500)])
+@pytest.mark.parametrize(
+    ("model", "error", "status"),
+    [("sim-429", openai.RateLimitError, 429), ("sim-500", openai.InternalServerError, 500)],
+)
 def test_errors_are_openai_error_json(client, model, error, status):
     with pytest.raises(error) as raised:
         client.chat.completions.create(model=model, messages=CORPUS.messages(KNOWLEDGE))
@@ -294,10 +328,20 @@ def _http_outcomes(base_url: str, count: int) -> list[tuple]:
         except openai.APITimeoutError:
             return (i, "timeout")
         m = reply.choices[0].message
-        return (i, m.content, m.refusal, reply.usage.prompt_tokens, reply.usage.prompt_tokens_details.cached_tokens,
-                reply.usage.completion_tokens, reply.usage.completion_tokens_details.reasoning_tokens)
+        return (
+            i,
+            m.content,
+            m.refusal,
+            reply.usage.prompt_tokens,
+            reply.usage.prompt_tokens_details.cached_tokens,
+            reply.usage.completion_tokens,
+            reply.usage.completion_tokens_details.reasoning_tokens,
+        )
 
-    with openai.OpenAI(base_url=base_url, api_key="sim", max_retries=0, timeout=0.5) as client, ThreadPoolExecutor(16) as pool:
+    with (
+        openai.OpenAI(base_url=base_url, api_key="sim", max_retries=0, timeout=0.5) as client,
+        ThreadPoolExecutor(16) as pool,
+    ):
         return sorted(pool.map(one, range(count)))
 
 

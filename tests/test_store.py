@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -9,11 +9,14 @@ from processors.schema import migrate
 
 def test_create_insert_and_query_on_chdb(ch_client, ch_database):
     ch_client.command(f"CREATE DATABASE {ch_database}")
-    ch_client.command(f"CREATE TABLE {ch_database}.t (id UInt64, model LowCardinality(String), ms Float64) ENGINE = MergeTree ORDER BY id")
+    ch_client.command(
+        f"CREATE TABLE {ch_database}.t (id UInt64, model LowCardinality(String), ms Float64) ENGINE = MergeTree ORDER BY id"
+    )
     rows = [[i, "gpt-5.4" if i % 3 else "gpt-5.5", i * 1.5] for i in range(10_000)]
     ch_client.insert(f"{ch_database}.t", rows, column_names=["id", "model", "ms"])
     result = ch_client.query(
-        f"SELECT model, count(), sum(ms) FROM {ch_database}.t WHERE model = %(m)s GROUP BY model", parameters={"m": "gpt-5.5"}
+        f"SELECT model, count(), sum(ms) FROM {ch_database}.t WHERE model = %(m)s GROUP BY model",
+        parameters={"m": "gpt-5.5"},
     )
     expected = [r for r in rows if r[1] == "gpt-5.5"]
     assert result.result_rows == [("gpt-5.5", len(expected), sum(r[2] for r in expected))]
@@ -28,7 +31,7 @@ def test_schema_migration_is_idempotent(ch_client, ch_database):
     ch_client.insert(
         f"{ch_database}.llm_calls",
         # A recent call: the 30-day TTL may drop older rows at any merge.
-        [["t1", "s1", datetime.now(timezone.utc), "gpt-5.5", 812.5, 1]],
+        [["t1", "s1", datetime.now(UTC), "gpt-5.5", 812.5, 1]],
         column_names=["trace_id", "span_id", "start_time", "model", "latency_ms", "version"],
     )
     assert ch_client.command(f"SELECT count() FROM {ch_database}.llm_calls FINAL") == 1
@@ -56,7 +59,11 @@ def test_a_chdb_path_held_by_another_process_is_one_clear_line_not_endless_retri
     try:
         assert holder.stdout.readline().strip() == "open"
         done = subprocess.run(
-            [sys.executable, "-m", "cutover.cli", "process"], env=cutover_env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "cutover.cli", "process"],
+            env=cutover_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     finally:
         holder.kill()

@@ -8,6 +8,7 @@ session fixture both drive it through `LocalBroker`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -35,8 +36,12 @@ class BrokerError(RuntimeError):
 
 
 class BrokerSettings(CutoverSettings):
-    kafka_controller_port: int = Field(default=9093, ge=1, le=65535, description="KRaft controller port of the local broker.")
-    kafka_partitions: int = Field(default=4, ge=1, le=1024, description="Partitions of the topics the local broker creates.")
+    kafka_controller_port: int = Field(
+        default=9093, ge=1, le=65535, description="KRaft controller port of the local broker."
+    )
+    kafka_partitions: int = Field(
+        default=4, ge=1, le=1024, description="Partitions of the topics the local broker creates."
+    )
     kafka_heap: str = Field(default="512m", pattern=r"^\d+[mg]$", description="JVM heap of the local broker.")
 
 
@@ -102,7 +107,7 @@ class LocalBroker:
     topics: tuple[str, ...] = ()
 
     @classmethod
-    def from_settings(cls, settings: BrokerSettings) -> "LocalBroker":
+    def from_settings(cls, settings: BrokerSettings) -> LocalBroker:
         host, _, port = settings.bootstrap_servers[0].rpartition(":")
         if len(settings.bootstrap_servers) > 1 or host not in ("127.0.0.1", "localhost"):
             raise BrokerError(
@@ -243,10 +248,8 @@ class LocalBroker:
             existing = set(admin.list_topics())
             wanted = [NewTopic(n, self.partitions, 1) for n in names if n not in existing]
             if wanted:
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):
                     admin.create_topics(wanted)
-                except TopicAlreadyExistsError:
-                    pass
         finally:
             admin.close()
 
@@ -269,7 +272,9 @@ class LocalBroker:
                 time.sleep(0.1)
         self._pid_file.unlink(missing_ok=True)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (port_open("127.0.0.1", self.port) or port_open("127.0.0.1", self.controller_port)):
+        while time.monotonic() < deadline and (
+            port_open("127.0.0.1", self.port) or port_open("127.0.0.1", self.controller_port)
+        ):
             time.sleep(0.1)
         return True
 

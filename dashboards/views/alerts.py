@@ -14,7 +14,7 @@ if table.empty:
 else:
     counts = table.groupby("severity").size()
     cols = st.columns(max(len(counts), 1))
-    for col, (severity, n) in zip(cols, counts.items(), strict=False):
+    for col, (severity, n) in zip(cols, counts.items(), strict=True):
         col.metric(f"{severity} alerts", f"{n:,}")
     st.dataframe(
         table,

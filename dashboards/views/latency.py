@@ -29,8 +29,12 @@ with hist_col:
     st.altair_chart(
         alt.Chart(dist)
         .mark_area(opacity=0.45, interpolate="step")
-        .encode(log_x, alt.Y("share:Q", title="share of calls", stack=None, axis=alt.Axis(format="%")), color="model:N",
-                tooltip=["model", alt.Tooltip("value:Q", format=",.0f"), "count"]),
+        .encode(
+            log_x,
+            alt.Y("share:Q", title="share of calls", stack=None, axis=alt.Axis(format="%")),
+            color="model:N",
+            tooltip=["model", alt.Tooltip("value:Q", format=",.0f"), "count"],
+        ),
         width="stretch",
     )
 with cdf_col:
@@ -38,9 +42,12 @@ with cdf_col:
     st.altair_chart(
         alt.Chart(dist)
         .mark_line(interpolate="step-after")
-        .encode(alt.X("high:Q", title="latency (ms, log scale)", scale=alt.Scale(type="log")),
-                alt.Y("cdf:Q", title="calls finished", axis=alt.Axis(format="%")), color="model:N",
-                tooltip=["model", alt.Tooltip("high:Q", format=",.0f"), alt.Tooltip("cdf:Q", format=".3%")]),
+        .encode(
+            alt.X("high:Q", title="latency (ms, log scale)", scale=alt.Scale(type="log")),
+            alt.Y("cdf:Q", title="calls finished", axis=alt.Axis(format="%")),
+            color="model:N",
+            tooltip=["model", alt.Tooltip("high:Q", format=",.0f"), alt.Tooltip("cdf:Q", format=".3%")],
+        ),
         width="stretch",
     )
 
@@ -52,10 +59,15 @@ def percentiles_over_time(metric: str) -> pd.DataFrame:
 st.subheader("Percentiles over time")
 st.altair_chart(timeseries.line(percentiles_over_time("latency_ms"), "latency (ms)"), width="stretch")
 speeds = [
-    ("Time to first token", "ttft_ms", "TTFT (ms)", "No streamed calls in this range: time to first token is only known for streams."),
+    (
+        "Time to first token",
+        "ttft_ms",
+        "TTFT (ms)",
+        "No streamed calls in this range: time to first token is only known for streams.",
+    ),
     ("Output tokens/s", "output_tps", "output tokens/s", "No output speed recorded in this range."),
 ]
-for column, (title, metric, axis, empty) in zip(st.columns(2), speeds):
+for column, (title, metric, axis, empty) in zip(st.columns(2), speeds, strict=True):
     with column:
         st.subheader(title)
         frame = percentiles_over_time(metric)
@@ -66,7 +78,13 @@ for column, (title, metric, axis, empty) in zip(st.columns(2), speeds):
 
 st.header("Timeout advisor")
 target = st.number_input(
-    "Target success rate (%)", min_value=50.0, max_value=99.99, value=99.5, step=0.1, format="%.2f", key="target_success"
+    "Target success rate (%)",
+    min_value=50.0,
+    max_value=99.99,
+    value=99.5,
+    step=0.1,
+    format="%.2f",
+    key="target_success",
 )
 per_task = queries.merged_buckets(client, db, f, "latency_ms", by=("model", "task"))
 in_force = queries.timeouts_in_force(client, db, f).set_index(["model", "task"])
@@ -101,8 +119,14 @@ else:
     # recommendation is what gets pasted into an incident channel.
     st.table(
         advice.style.hide(axis="index").format(
-            {"recommended timeout (s)": "{:,.3f}", "calls": "{:,}", "calls it would cut": "{:,}", "cut %": "{:.3f}%",
-             "timeout in force (s)": "{:,.3f}", "timed out at it": "{:,.0f}"},
+            {
+                "recommended timeout (s)": "{:,.3f}",
+                "calls": "{:,}",
+                "calls it would cut": "{:,}",
+                "cut %": "{:.3f}%",
+                "timeout in force (s)": "{:,.3f}",
+                "timed out at it": "{:,.0f}",
+            },
             na_rep="–",
         )
     )

@@ -56,10 +56,17 @@ def _model_tiles(t: dict, base: dict | None) -> None:
     with st.container(border=True):
         st.subheader(f"{t['model']}{' (B)' if base else ''}")
         c = st.columns(3)
-        c[0].metric("calls/min", f"{t['calls_per_min']:,.1f}", d("calls_per_min", "{:+,.1f}"), delta_color="off",
-                    help="average over the selected range (calls ÷ its minutes); the chart below shows each minute")
+        c[0].metric(
+            "calls/min",
+            f"{t['calls_per_min']:,.1f}",
+            d("calls_per_min", "{:+,.1f}"),
+            delta_color="off",
+            help="average over the selected range (calls ÷ its minutes); the chart below shows each minute",
+        )
         c[1].metric("calls", f"{t['calls']:,}")
-        c[2].metric("tokens/call", f"{t['tokens_per_call']:,.0f}", d("tokens_per_call", "{:+,.0f}"), delta_color="inverse")
+        c[2].metric(
+            "tokens/call", f"{t['tokens_per_call']:,.0f}", d("tokens_per_call", "{:+,.0f}"), delta_color="inverse"
+        )
         c = st.columns(3)
         c[0].metric("p50 latency", context.ms(t["p50_ms"]), d("p50_ms", "{:+,.0f} ms"), delta_color="inverse")
         c[1].metric("p95 latency", context.ms(t["p95_ms"]), d("p95_ms", "{:+,.0f} ms"), delta_color="inverse")
@@ -68,11 +75,20 @@ def _model_tiles(t: dict, base: dict | None) -> None:
         c = st.columns(3)
         c[0].metric("error %", context.pct(t["error_rate"]), d("error_rate", pt), delta_color="inverse")
         c[1].metric("refusal %", context.pct(t["refusal_rate"]), d("refusal_rate", pt), delta_color="inverse")
-        c[2].metric("flagged %", context.pct(t["flag_rate"]), d("flag_rate", pt), delta_color="inverse",
-                    help=f"hallucination flags / calls checked ({t['checked']:,} checked)")
+        c[2].metric(
+            "flagged %",
+            context.pct(t["flag_rate"]),
+            d("flag_rate", pt),
+            delta_color="inverse",
+            help=f"hallucination flags / calls checked ({t['checked']:,} checked)",
+        )
         c = st.columns(3)
-        c[0].metric("cost/hour", context.usd(t["cost_per_hour"]), d("cost_per_hour", "{:+,.2f} $"), delta_color="inverse")
-        c[1].metric("unpriced calls", f"{t['unpriced']:,}", help="calls without a price: left out of the cost, never $0")
+        c[0].metric(
+            "cost/hour", context.usd(t["cost_per_hour"]), d("cost_per_hour", "{:+,.2f} $"), delta_color="inverse"
+        )
+        c[1].metric(
+            "unpriced calls", f"{t['unpriced']:,}", help="calls without a price: left out of the cost, never $0"
+        )
 
 
 def _calls_per_minute(calls: pd.DataFrame, f: queries.Filters, grain: int) -> pd.DataFrame:
@@ -82,7 +98,11 @@ def _calls_per_minute(calls: pd.DataFrame, f: queries.Filters, grain: int) -> pd
     # Buckets start at multiples of the grain (as toStartOfInterval's), from the first with a call: a store
     # that began mid-range draws no flat zero line before its first call.
     first = max(pd.Timestamp(f.start).ceil(f"{grain}min"), pd.Timestamp(calls["t"].min()))
-    times = [t for t in pd.date_range(first, f.end, freq=f"{grain}min", inclusive="left") if t + timedelta(minutes=grain) <= last]
+    times = [
+        t
+        for t in pd.date_range(first, f.end, freq=f"{grain}min", inclusive="left")
+        if t + timedelta(minutes=grain) <= last
+    ]
     grid = pd.MultiIndex.from_product([times, sorted(calls["model"].unique())], names=["t", "model"])
     counted = calls.set_index(["t", "model"])["calls"].reindex(grid, fill_value=0)
     return (counted / grain).rename("value").reset_index()
@@ -102,7 +122,9 @@ def _charts(client: Client, db: str, f: queries.Filters, models: list[str]) -> N
             unit = "minute" if grain == 1 else f"{grain}-minute bucket"
             st.info(f"No whole {unit} with calls yet: the first point appears when the first {unit} with calls ends.")
         else:
-            st.altair_chart(timeseries.line(calls, "calls/min", dash=None, height=220).encode(color=color), width="stretch")
+            st.altair_chart(
+                timeseries.line(calls, "calls/min", dash=None, height=220).encode(color=color), width="stretch"
+            )
     with right:
         st.markdown(f"**p95 latency** ({bucket}, from the merged histograms)")
         if p95.empty:
@@ -139,7 +161,7 @@ def live() -> None:
     order = [m for m in (a, b) if m in by_model] + [m for m in by_model if m not in (a, b)]
     left, right = st.columns(2)
     for i, model in enumerate(order):
-        with (left if i % 2 == 0 else right):
+        with left if i % 2 == 0 else right:
             base = by_model[a] if (model == b and a in by_model and a != b) else None
             _model_tiles(by_model[model], base)
     try:

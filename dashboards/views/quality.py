@@ -18,16 +18,26 @@ if data.empty:
 
 totals = data.groupby("model", as_index=False)[["calls", "refusals", "checked", "flagged"]].sum()
 cols = st.columns(max(len(totals), 1))
-for col, row in zip(cols, totals.itertuples(), strict=False):
+for col, row in zip(cols, totals.itertuples(), strict=True):
     refusal = stats.rate(int(row.refusals), int(row.calls))
     flag = stats.rate(int(row.flagged), int(row.checked))
     with col.container(border=True):
         st.markdown(f"**{row.model}**")
-        st.metric("refusal rate", context.pct(refusal.estimate),
-                  help=f"95% CI {context.pct(refusal.low)} to {context.pct(refusal.high)} (Wilson), {int(row.calls):,} calls")
-        st.metric("hallucination-flag rate", context.pct(flag.estimate) if flag else "not checked",
-                  help=(f"flagged / checked, 95% CI {context.pct(flag.low)} to {context.pct(flag.high)} (Wilson), "
-                        f"{int(row.checked):,} checked") if flag else "no call of this model was checked")
+        st.metric(
+            "refusal rate",
+            context.pct(refusal.estimate),
+            help=f"95% CI {context.pct(refusal.low)} to {context.pct(refusal.high)} (Wilson), {int(row.calls):,} calls",
+        )
+        st.metric(
+            "hallucination-flag rate",
+            context.pct(flag.estimate) if flag else "not checked",
+            help=(
+                f"flagged / checked, 95% CI {context.pct(flag.low)} to {context.pct(flag.high)} (Wilson), "
+                f"{int(row.checked):,} checked"
+            )
+            if flag
+            else "no call of this model was checked",
+        )
 
 
 def rate_chart(k: str, n: str, title: str) -> alt.LayerChart | None:
@@ -39,8 +49,16 @@ def rate_chart(k: str, n: str, title: str) -> alt.LayerChart | None:
     base = alt.Chart(frame).encode(alt.X("t:T", title="time (UTC)"), color="model:N")
     band = base.mark_area(opacity=0.2).encode(alt.Y("low:Q", title=title, axis=alt.Axis(format="%")), alt.Y2("high:Q"))
     line = base.mark_line(point=len(frame) < 60).encode(
-        alt.Y("rate:Q"), tooltip=["t:T", "model", alt.Tooltip("rate:Q", format=".2%"), alt.Tooltip("low:Q", format=".2%"),
-                                  alt.Tooltip("high:Q", format=".2%"), alt.Tooltip(f"{n}:Q", title=n)])
+        alt.Y("rate:Q"),
+        tooltip=[
+            "t:T",
+            "model",
+            alt.Tooltip("rate:Q", format=".2%"),
+            alt.Tooltip("low:Q", format=".2%"),
+            alt.Tooltip("high:Q", format=".2%"),
+            alt.Tooltip(f"{n}:Q", title=n),
+        ],
+    )
     return band + line
 
 
@@ -67,9 +85,13 @@ else:
     flagged["input"] = flagged["input_text"].where(captured, "(content not captured)")
     flagged["output"] = flagged["output_text"].where(captured, "(content not captured)")
     st.dataframe(
-        flagged[["start_time", "model", "task", "service", "check_name", "score", "reason", "input", "output", "trace_id"]],
+        flagged[
+            ["start_time", "model", "task", "service", "check_name", "score", "reason", "input", "output", "trace_id"]
+        ],
         hide_index=True,
         width="stretch",
-        column_config={"start_time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-                       "score": st.column_config.NumberColumn(format="%.3f")},
+        column_config={
+            "start_time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "score": st.column_config.NumberColumn(format="%.3f"),
+        },
     )

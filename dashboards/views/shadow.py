@@ -13,7 +13,10 @@ f = filters.current()
 settings = context.settings()
 pairs = queries.shadow_pairs(context.client(), context.database(), f, settings.dashboard_shadow_max_pairs)
 if pairs.empty:
-    context.no_data("shadow pairs", "Pairs come from shadow mirroring (a sampled copy of each call sent to the candidate model): is it on in the app? ")
+    context.no_data(
+        "shadow pairs",
+        "Pairs come from shadow mirroring (a sampled copy of each call sent to the candidate model): is it on in the app? ",
+    )
     st.stop()
 
 combos = pairs.groupby(["primary_model", "shadow_model"]).size().sort_values(ascending=False)
@@ -46,9 +49,13 @@ def verdict() -> str:
     if latency_p95 is not None:
         if latency_p95.low > 0 or latency_p95.high < 0:
             word = "slower" if latency_p95.estimate > 0 else "faster"
-            parts.append(f"{shadow_model} is {abs(latency_p95.estimate):,.0f} ms {word} at p95 ({ci_words(latency_p95, ' ms')})")
+            parts.append(
+                f"{shadow_model} is {abs(latency_p95.estimate):,.0f} ms {word} at p95 ({ci_words(latency_p95, ' ms')})"
+            )
         else:
-            parts.append(f"{shadow_model} shows no clear p95 latency difference ({latency_p95.estimate:+,.0f} ms, {ci_words(latency_p95, ' ms')})")
+            parts.append(
+                f"{shadow_model} shows no clear p95 latency difference ({latency_p95.estimate:+,.0f} ms, {ci_words(latency_p95, ' ms')})"
+            )
     if cost is not None:
         word = "more" if cost.estimate > 0 else "less"
         parts.append(f"costs ${abs(cost.estimate):,.5f} {word} per call ({ci_words(cost, '', 5, '$')})")
@@ -60,13 +67,27 @@ def verdict() -> str:
 st.success(verdict(), icon=":material/gavel:")
 cols = st.columns(4)
 if latency_p95:
-    cols[0].metric("p95 latency Δ", f"{latency_p95.estimate:+,.0f} ms", help=f"{ci_words(latency_p95, ' ms')}, paired bootstrap, {latency_p95.n:,} pairs where neither call failed")
+    cols[0].metric(
+        "p95 latency Δ",
+        f"{latency_p95.estimate:+,.0f} ms",
+        help=f"{ci_words(latency_p95, ' ms')}, paired bootstrap, {latency_p95.n:,} pairs where neither call failed",
+    )
 if latency_mean:
-    cols[1].metric("mean latency Δ", f"{latency_mean.estimate:+,.0f} ms", help=f"{ci_words(latency_mean, ' ms')}, normal approximation")
+    cols[1].metric(
+        "mean latency Δ",
+        f"{latency_mean.estimate:+,.0f} ms",
+        help=f"{ci_words(latency_mean, ' ms')}, normal approximation",
+    )
 if tokens:
-    cols[2].metric("tokens/call Δ", f"{tokens.estimate:+,.0f}", help=f"{ci_words(tokens, ' tokens')}, normal approximation")
+    cols[2].metric(
+        "tokens/call Δ", f"{tokens.estimate:+,.0f}", help=f"{ci_words(tokens, ' tokens')}, normal approximation"
+    )
 if agreement:
-    cols[3].metric("agreement", context.pct(agreement.estimate, 1), help=f"95% CI {context.pct(agreement.low, 1)} to {context.pct(agreement.high, 1)} (Wilson)")
+    cols[3].metric(
+        "agreement",
+        context.pct(agreement.estimate, 1),
+        help=f"95% CI {context.pct(agreement.low, 1)} to {context.pct(agreement.high, 1)} (Wilson)",
+    )
 st.caption(
     "Δ = shadow − primary on the same request. Agreement: both calls had the same outcome (answer, refusal or error) "
     "and, when both answers were captured, the same text (case and surrounding space ignored)."
@@ -75,8 +96,12 @@ st.caption(
 intervals = pd.DataFrame(
     [
         {"metric": name, "estimate": d.estimate, "low": d.low, "high": d.high}
-        for name, d in (("p95 latency Δ (ms)", latency_p95), ("mean latency Δ (ms)", latency_mean),
-                        ("tokens/call Δ", tokens), ("cost/call Δ (USD)", cost))
+        for name, d in (
+            ("p95 latency Δ (ms)", latency_p95),
+            ("mean latency Δ (ms)", latency_mean),
+            ("tokens/call Δ", tokens),
+            ("cost/call Δ (USD)", cost),
+        )
         if d is not None
     ]
 )
@@ -85,9 +110,12 @@ with left:
     st.subheader("Per-pair latency difference")
     deltas = pd.DataFrame({"delta_ms": (answered["shadow_latency_ms"] - answered["primary_latency_ms"]).to_numpy()})
     st.altair_chart(
-        alt.Chart(deltas).mark_bar().encode(
+        alt.Chart(deltas)
+        .mark_bar()
+        .encode(
             alt.X("delta_ms:Q", bin=alt.Bin(maxbins=60), title="shadow − primary latency (ms)"),
-            alt.Y("count():Q", title="pairs")),
+            alt.Y("count():Q", title="pairs"),
+        ),
         width="stretch",
     )
 with right:
@@ -109,11 +137,21 @@ with right:
 outcomes = p.groupby(["primary_outcome", "shadow_outcome"]).size().reset_index(name="pairs")
 st.subheader("Outcomes, primary vs shadow")
 st.altair_chart(
-    alt.Chart(outcomes).mark_rect().encode(
-        alt.X("shadow_outcome:N", title=f"shadow ({shadow_model})"), alt.Y("primary_outcome:N", title=f"primary ({primary_model})"),
-        alt.Color("pairs:Q", scale=alt.Scale(type="log")), tooltip=["primary_outcome", "shadow_outcome", "pairs"])
-    + alt.Chart(outcomes).mark_text(fontWeight="bold").encode(
-        x="shadow_outcome:N", y="primary_outcome:N", text="pairs:Q",
-        color=alt.condition(alt.datum.pairs > outcomes["pairs"].max() ** 0.5, alt.value("white"), alt.value("black"))),
+    alt.Chart(outcomes)
+    .mark_rect()
+    .encode(
+        alt.X("shadow_outcome:N", title=f"shadow ({shadow_model})"),
+        alt.Y("primary_outcome:N", title=f"primary ({primary_model})"),
+        alt.Color("pairs:Q", scale=alt.Scale(type="log")),
+        tooltip=["primary_outcome", "shadow_outcome", "pairs"],
+    )
+    + alt.Chart(outcomes)
+    .mark_text(fontWeight="bold")
+    .encode(
+        x="shadow_outcome:N",
+        y="primary_outcome:N",
+        text="pairs:Q",
+        color=alt.condition(alt.datum.pairs > outcomes["pairs"].max() ** 0.5, alt.value("white"), alt.value("black")),
+    ),
     width="stretch",
 )

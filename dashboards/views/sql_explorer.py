@@ -33,7 +33,10 @@ st.text_area("SQL", key="sql", height=200)
 if st.button("Run", type="primary", key="run_sql"):
     try:
         result = queries.run_readonly(
-            settings.clickhouse_dsn, st.session_state["sql"], settings.dashboard_sql_row_limit, settings.dashboard_sql_timeout_s
+            settings.clickhouse_dsn,
+            st.session_state["sql"],
+            settings.dashboard_sql_row_limit,
+            settings.dashboard_sql_timeout_s,
         )
     except queries.ReadOnlyRefused as refused:
         st.error(
@@ -51,4 +54,6 @@ if st.button("Run", type="primary", key="run_sql"):
         note = f" (truncated at {settings.dashboard_sql_row_limit:,})" if result.truncated else ""
         st.caption(f"{len(frame):,} rows{note}")
         st.dataframe(frame, hide_index=True, width="stretch")
-        st.download_button("Download CSV", frame.to_csv(index=False), file_name="cutover-query.csv", mime="text/csv", key="csv")
+        st.download_button(
+            "Download CSV", frame.to_csv(index=False), file_name="cutover-query.csv", mime="text/csv", key="csv"
+        )

@@ -137,9 +137,7 @@ class UnsupportedFacts(_Base):
         source_text = f"{context}\n{call.get('input_text') or ''}"
         missing_numbers, missing_ids, missing_names = unsupported_facts(answer, source_text)
         strong_names = sum(" " in name for name in missing_names)
-        score = _facts_score(
-            len(missing_numbers) + len(missing_ids) + strong_names, len(missing_names) - strong_names
-        )
+        score = _facts_score(len(missing_numbers) + len(missing_ids) + strong_names, len(missing_names) - strong_names)
         if not missing_numbers and not missing_ids and not missing_names:
             return self._flag(0.0, "every number, identifier and name in the answer occurs in the context")
         parts = []

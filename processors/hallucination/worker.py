@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -36,13 +36,22 @@ from processors.hallucination.registry import build_checks
 log = logging.getLogger("cutover.hallucination")
 
 FLAG_COLUMNS = (
-    "span_id", "trace_id", "start_time", "model", "task", "check_name", "score", "flagged", "reason", "sample_rate",
+    "span_id",
+    "trace_id",
+    "start_time",
+    "model",
+    "task",
+    "check_name",
+    "score",
+    "flagged",
+    "reason",
+    "sample_rate",
 )
 _PARTNER_COLUMNS = (
     "span_id, trace_id, start_time, model, task, input_text, output_text, shadow_pair_id, "
     "hallucination_checked, hallucination_sample_rate"
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -70,7 +79,7 @@ def checkable(row: Mapping[str, Any]) -> bool:
 def _micros(value: object) -> int:
     """Start times arrive as datetimes (from ClickHouse) or int microseconds (from the decoder)."""
     if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         delta = moment - _EPOCH
         return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     return int(value)  # type: ignore[call-overload]
@@ -79,14 +88,14 @@ def _micros(value: object) -> int:
 class HallucinationWorker:
     """Bounded-queue background worker: `start()`, `submit(rows)` (never blocks), `stop()`."""
 
-    def __init__(
-        self, client: Client, database: str, settings: Any, checks: Sequence[Check] | None = None
-    ) -> None:
+    def __init__(self, client: Client, database: str, settings: Any, checks: Sequence[Check] | None = None) -> None:
         self.client = client
         self.database = database
         self.settings = settings
-        self.checks = list(checks) if checks is not None else build_checks(
-            settings.hallucination_check_names, settings.hallucination_flag_score
+        self.checks = (
+            list(checks)
+            if checks is not None
+            else build_checks(settings.hallucination_check_names, settings.hallucination_flag_score)
         )
         self._pair_check = next((c for c in self.checks if isinstance(c, ShadowDisagreement)), None)
         self._queue: queue.Queue[tuple[Mapping[str, Any], float]] = queue.Queue(settings.hallucination_queue_size)
@@ -172,7 +181,7 @@ class HallucinationWorker:
                 return
             try:
                 self._write_with_retry(batch)
-            except Exception as error:  # noqa: BLE001 - the worker must outlive a bad batch
+            except Exception as error:
                 log.exception("hallucination batch of %d calls abandoned: %s", len(batch), error)
                 self.stats.abandoned += len(batch)
             finally:
@@ -237,7 +246,9 @@ class HallucinationWorker:
             # may have looked for this call before it was stored, and would never judge the pair.
             if partner is not None and partner["span_id"] not in in_batch and self._pair_check is not None:
                 mirrored = dict(
-                    partner, partner_output_text=call["output_text"], partner_model=call["model"],
+                    partner,
+                    partner_output_text=call["output_text"],
+                    partner_model=call["model"],
                     partner_span_id=call["span_id"],
                 )
                 flag = self._pair_check.run(mirrored)
@@ -245,7 +256,9 @@ class HallucinationWorker:
                     flag_rows.append(self._flag_row(mirrored, flag, partner["hallucination_sample_rate"]))
                     later[partner["span_id"]] = max(later.get(partner["span_id"], 0), int(flag.flagged))
         if flag_rows:
-            self.client.insert("hallucination_flags", flag_rows, column_names=list(FLAG_COLUMNS), database=self.database)
+            self.client.insert(
+                "hallucination_flags", flag_rows, column_names=list(FLAG_COLUMNS), database=self.database
+            )
         self._new_versions(verdicts, rows)
         if later:
             earlier = [p for p in partners.values() if p["span_id"] in later]
@@ -260,8 +273,16 @@ class HallucinationWorker:
     @staticmethod
     def _flag_row(call: Mapping[str, Any], flag: Flag, rate: float) -> tuple:
         return (
-            call["span_id"], call.get("trace_id", ""), _micros(call["start_time"]), call.get("model", ""),
-            call.get("task", ""), flag.check_name, flag.score, int(flag.flagged), flag.reason, rate,
+            call["span_id"],
+            call.get("trace_id", ""),
+            _micros(call["start_time"]),
+            call.get("model", ""),
+            call.get("task", ""),
+            flag.check_name,
+            flag.score,
+            int(flag.flagged),
+            flag.reason,
+            rate,
         )
 
     def _partners(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -321,7 +342,11 @@ class HallucinationWorker:
               AND span_id IN %(spans)s
             """,
             parameters={
-                "spans": spans, "flags": flags, "rates": rates, "models": models,
-                "first": min(starts), "last": max(starts),
+                "spans": spans,
+                "flags": flags,
+                "rates": rates,
+                "models": models,
+                "first": min(starts),
+                "last": max(starts),
             },
         )
