@@ -39,6 +39,7 @@ from starlette.routing import Route
 
 from collectors.otlp_kafka import LazyProducer, TraceMessage, new_producer, split_by_trace
 from collectors.settings import CollectorSettings
+from cutover.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -263,8 +264,7 @@ def create_app(settings: CollectorSettings) -> Starlette:
 def serve(settings: CollectorSettings) -> None:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO lines are per-connection chatter
+    setup_logging()
 
     print(
         f"cutover collect: OTLP/HTTP on http://{settings.collect_host}:{settings.collect_port}/v1/traces "

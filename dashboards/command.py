@@ -28,13 +28,12 @@ def dashboard(
     if not (settings.uses_chdb if processor is None else processor):
         serve(settings, port=port, host=host)
         return
-    import logging
-
+    from cutover.logs import setup_logging
     from processors.service import ProcessorService
     from processors.settings import ProcessorSettings
 
     processor_settings = load(ProcessorSettings)
-    logging.basicConfig(level=processor_settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(processor_settings.log_level)
     service = ProcessorService(processor_settings)
     typer.echo("processor running in this process (shared ClickHouse client)")
     try:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-
 
 def process() -> None:
     """Consume OTLP spans from Kafka into ClickHouse (at least once, idempotent writes) until SIGTERM/SIGINT."""
     # Imported here so other `cutover` commands do not pay for the processor's imports.
+    from cutover.logs import setup_logging
     from cutover.settings import load
     from processors.service import ProcessorService
     from processors.settings import ProcessorSettings
 
     settings = load(ProcessorSettings)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # kafka-python logs every reconnect attempt as an error; our own lines report each outage once.
-    logging.getLogger("kafka").setLevel(logging.DEBUG if settings.log_level == "DEBUG" else logging.CRITICAL)
+    setup_logging(settings.log_level)
     ProcessorService(settings).run_forever()
