@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from processors.histograms import bucket_bounds, quantile, representative
+from cutover.histogram import bucket_bounds, quantile, representative
 
 Z95 = 1.959963984540054
 

@@ -27,9 +27,8 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from cutover.budget import period_bounds, period_label
-from processors.histograms import quantile
+from cutover.histogram import HISTOGRAM_SCALE, quantile
 from processors.pricing import PriceBook
-from processors.schema import HISTOGRAM_SCALE
 
 log = logging.getLogger("cutover.alerts")
 

@@ -13,15 +13,12 @@ at the time it was cut); fast failures (429, 500) would drag the distribution do
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
 
-from processors.schema import HISTOGRAM_SCALE
-
-METRICS = ("latency_ms", "ttft_ms", "output_tps")
+from cutover.histogram import HISTOGRAM_SCALE
 
 
 def bucket_sql(value: str, scale: int = HISTOGRAM_SCALE) -> str:
@@ -57,30 +54,3 @@ def recompute(client: Client, database: str, minutes: Iterable[datetime]) -> int
         parameters={"minutes": wanted},
     )
     return len(wanted)
-
-
-def bucket_bounds(index: int, scale: int = HISTOGRAM_SCALE) -> tuple[float, float]:
-    base = 2.0 ** (2.0**-scale)
-    return base**index, base ** (index + 1)
-
-
-def representative(index: int, scale: int = HISTOGRAM_SCALE) -> float:
-    """The point of a bucket with the least worst-case relative error: 2lu/(l+u)."""
-    low, high = bucket_bounds(index, scale)
-    return 2 * low * high / (low + high)
-
-
-def quantile(buckets: Mapping[int, int], q: float, zero_count: int = 0, scale: int = HISTOGRAM_SCALE) -> float | None:
-    """Nearest-rank quantile from merged buckets; within 0.54% of the exact value at scale 6."""
-    total = zero_count + sum(buckets.values())
-    if total == 0:
-        return None
-    rank = max(1, math.ceil(q * total))
-    if rank <= zero_count:
-        return 0.0
-    seen = zero_count
-    for index in sorted(buckets):
-        seen += buckets[index]
-        if seen >= rank:
-            return representative(index, scale)
-    return representative(max(buckets), scale)

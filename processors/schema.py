@@ -15,10 +15,6 @@ from __future__ import annotations
 
 from clickhouse_connect.driver.client import Client
 
-# OTel base-2 exponential histogram scale: bucket i covers (2^(i/2^s), 2^((i+1)/2^s)],
-# so a bucket's midpoint is within (2^(2^-s)-1)/(2^(2^-s)+1) = 0.54% of any value in it.
-HISTOGRAM_SCALE = 6
-
 
 def statements(database: str, retention_days: int) -> list[str]:
     db = database

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from cutover.histogram import bucket_bounds
 from dashboards import stats
-from processors.histograms import bucket_bounds
 
 
 def test_wilson_matches_the_textbook_interval():

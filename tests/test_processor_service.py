@@ -14,7 +14,7 @@ import pytest
 from kafka import KafkaConsumer
 from opentelemetry.proto.metrics.v1.metrics_pb2 import MetricsData
 
-from processors.histograms import quantile
+from cutover.histogram import quantile
 from processors.pricing import PriceBook
 from processors.service import ProcessorService
 from processors.settings import ProcessorSettings
