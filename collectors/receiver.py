@@ -109,9 +109,7 @@ class Receiver:
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
         self.producer = LazyProducer(
-            lambda: new_producer(
-                settings, max_block_ms=1000, timeout_s=settings.collect_ack_timeout_s, client_id="cutover-collect"
-            )
+            lambda: new_producer(settings, max_block_ms=1000, timeout_s=settings.collect_ack_timeout_s, role="collect")
         )
         self.counts: Counter[str] = Counter()
 
