@@ -14,6 +14,7 @@ dashboard.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -209,7 +210,9 @@ class AlertDelivery:
         return 1
 
     def _post(self, hook: Webhook, payload: JSON) -> None:
-        response = self._session.post(hook.url, json=payload, timeout=self.timeout_s)
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"}
+        response = self._session.post(hook.url, data=body, headers=headers, timeout=self.timeout_s)
         if response.status_code >= 300:
             raise WebhookRefused(response.status_code, response.text)
 
