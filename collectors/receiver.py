@@ -266,7 +266,7 @@ def serve(settings: CollectorSettings) -> None:
 
     print(
         f"cutover collect: OTLP/HTTP on http://{settings.collect_host}:{settings.collect_port}/v1/traces "
-        f"-> Kafka {settings.kafka_bootstrap} topic {settings.spans_topic}",
+        f"-> Kafka {settings.kafka_bootstrap} ({settings.kafka_security_protocol}) topic {settings.spans_topic}",
         flush=True,
     )
     uvicorn.run(
