@@ -11,7 +11,9 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from collectors.kafka_exporter import KafkaSpanExporter
 from collectors.otlp_kafka import split_by_trace
+from collectors.settings import CollectorSettings
 from cutover import kafka_clients
 from cutover.kafka_clients import KafkaConnection
 from cutover.local_kafka import BrokerError, round_trip
@@ -84,6 +86,11 @@ def test_bad_security_settings_are_one_clear_line(kafka_security: SecureListener
 def test_client_options_come_from_the_connection_only(kafka_security: SecureListeners):
     with pytest.raises(TypeError, match="security_protocol"):
         kafka_clients.producer(connection(kafka_security.tls_env()), "test", security_protocol="PLAINTEXT")
+    scram = connection(dict(kafka_security.scram_env(), CUTOVER_KAFKA_CLIENT_ID="team-a")).options("processor")
+    assert scram["client_id"] == "team-a-processor" and scram["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert "ssl_cafile" not in scram  # no TLS options on a SASL_PLAINTEXT connection
+    tls = connection(kafka_security.tls_env()).options("collect")
+    assert tls["ssl_cafile"] == str(kafka_security.tls.ca) and "sasl_mechanism" not in tls
 
 
 @pytest.mark.parametrize("listener", ["scram", "tls"])
@@ -130,5 +137,17 @@ def test_cutover_collect_produces_through_a_secured_listener(
         assert OTLPSpanExporter(endpoint=url, timeout=30).export(spans) is SpanExportResult.SUCCESS
     finally:
         stop(process)
+    expected = split_by_trace(encode_spans(spans))
+    assert by_key(consume(kafka_broker.bootstrap, topic, len(expected))) == by_key(expected)
+
+
+def test_the_in_app_span_exporter_produces_through_the_scram_listener(
+    kafka_broker, kafka_security: SecureListeners, topic
+):
+    spans = make_spans()
+    exporter = KafkaSpanExporter(CollectorSettings(**fields(kafka_security.scram_env()), spans_topic=topic))
+    exporter.export(spans)
+    exporter.shutdown()
+    assert (exporter.sent, exporter.dropped) == (len(spans), 0)
     expected = split_by_trace(encode_spans(spans))
     assert by_key(consume(kafka_broker.bootstrap, topic, len(expected))) == by_key(expected)
