@@ -82,7 +82,9 @@ def check() -> None:
     """Check Kafka (produce/consume round trip) and ClickHouse (a query) with the current settings."""
     settings = load(CutoverSettings)
     seconds = round_trip(KafkaConnection.from_settings(settings), timeout=20)
-    typer.echo(f"Kafka round trip OK ({settings.kafka_bootstrap}, {seconds * 1000:.0f} ms)")
+    typer.echo(
+        f"Kafka round trip OK ({settings.kafka_bootstrap}, {settings.kafka_security_protocol}, {seconds * 1000:.0f} ms)"
+    )
     version = ping(client_for(settings))
     typer.echo(f"ClickHouse OK ({settings.clickhouse_dsn}, version {version})")
 
