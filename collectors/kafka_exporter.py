@@ -43,7 +43,7 @@ class KafkaSpanExporter(SpanExporter):
                 self._settings,
                 max_block_ms=MAX_BLOCK_MS,
                 timeout_s=self._settings.exporter_timeout_s,
-                client_id="cutover-span-exporter",
+                role="span-exporter",
             )
         )
         self._lock = threading.Lock()

@@ -23,6 +23,8 @@ from kafka.partitioner.abc import Partitioner
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collectors.settings import CollectorSettings
+from cutover import kafka_clients
+from cutover.kafka_clients import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class SaramaHashPartitioner(Partitioner):
         return partitions[sarama_partition(serialized_key, len(partitions))]
 
 
-def new_producer(settings: CollectorSettings, *, max_block_ms: int, timeout_s: float, client_id: str) -> KafkaProducer:
+def new_producer(settings: CollectorSettings, *, max_block_ms: int, timeout_s: float, role: str) -> KafkaProducer:
     """A producer that waits for all in-sync replicas and gives up on a record after `timeout_s`.
 
     `delivery_timeout_ms` bounds every record (retries included), so a record either lands or
@@ -120,9 +122,9 @@ def new_producer(settings: CollectorSettings, *, max_block_ms: int, timeout_s: f
     """
     timeout_ms = int(timeout_s * 1000)
     request_timeout_ms = max(1000, min(timeout_ms - 100, 30_000))
-    return KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=client_id,
+    return kafka_clients.producer(
+        KafkaConnection.from_settings(settings),
+        role,
         acks="all",
         linger_ms=5,
         compression_type=None,

@@ -110,9 +110,7 @@ class Receiver:
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
         self.producer = LazyProducer(
-            lambda: new_producer(
-                settings, max_block_ms=1000, timeout_s=settings.collect_ack_timeout_s, client_id="cutover-collect"
-            )
+            lambda: new_producer(settings, max_block_ms=1000, timeout_s=settings.collect_ack_timeout_s, role="collect")
         )
         self.counts: Counter[str] = Counter()
 
@@ -268,7 +266,7 @@ def serve(settings: CollectorSettings) -> None:
 
     print(
         f"cutover collect: OTLP/HTTP on http://{settings.collect_host}:{settings.collect_port}/v1/traces "
-        f"-> Kafka {settings.kafka_bootstrap} topic {settings.spans_topic}",
+        f"-> Kafka {settings.kafka_bootstrap} ({settings.kafka_security_protocol}) topic {settings.spans_topic}",
         flush=True,
     )
     uvicorn.run(

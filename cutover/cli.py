@@ -7,6 +7,7 @@ import sys
 import typer
 
 from collectors.command import collect
+from cutover.kafka_clients import KafkaConnection
 from cutover.local_kafka import BrokerError, BrokerSettings, LocalBroker, round_trip
 from cutover.settings import CutoverSettings, SettingsError, load
 from cutover.store import StoreBusy, client_for, ping
@@ -80,8 +81,10 @@ def demo(
 def check() -> None:
     """Check Kafka (produce/consume round trip) and ClickHouse (a query) with the current settings."""
     settings = load(CutoverSettings)
-    seconds = round_trip(settings.kafka_bootstrap, timeout=20)
-    typer.echo(f"Kafka round trip OK ({settings.kafka_bootstrap}, {seconds * 1000:.0f} ms)")
+    seconds = round_trip(KafkaConnection.from_settings(settings), timeout=20)
+    typer.echo(
+        f"Kafka round trip OK ({settings.kafka_bootstrap}, {settings.kafka_security_protocol}, {seconds * 1000:.0f} ms)"
+    )
     version = ping(client_for(settings))
     typer.echo(f"ClickHouse OK ({settings.clickhouse_dsn}, version {version})")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
@@ -46,6 +46,38 @@ class CutoverSettings(BaseSettings):
         "(ClickHouse server). Default: chdb:// + `$CUTOVER_HOME/chdb`.",
     )
     clickhouse_database: str = Field(default="cutover", description="ClickHouse database of all cutover tables.")
+    # How every Kafka client authenticates (cutover/kafka_clients.py builds them all from these).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism for the SASL_* protocols: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
+    kafka_sasl_username: str = Field(default="", description="SASL user name (SASL_* protocols).")
+    kafka_sasl_password: SecretStr = Field(
+        default=SecretStr(""), description="SASL password (or use CUTOVER_KAFKA_SASL_PASSWORD_FILE)."
+    )
+    kafka_sasl_password_file: FilePath | None = Field(
+        default=None, description="File holding the SASL password (a mounted secret); read when a client is built."
+    )
+    kafka_ssl_cafile: FilePath | None = Field(
+        default=None, description="PEM CA bundle that signed the brokers' certificates (default: the system CAs)."
+    )
+    kafka_ssl_certfile: FilePath | None = Field(
+        default=None, description="PEM client certificate for mutual TLS (with CUTOVER_KAFKA_SSL_KEYFILE)."
+    )
+    kafka_ssl_keyfile: FilePath | None = Field(default=None, description="PEM private key of the client certificate.")
+    kafka_ssl_key_password: SecretStr = Field(
+        default=SecretStr(""), description="Password of an encrypted CUTOVER_KAFKA_SSL_KEYFILE."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="Check that a broker's certificate names the host connected to."
+    )
+    kafka_client_id: str = Field(
+        default="cutover",
+        pattern=r"^[A-Za-z0-9._\-]{1,200}$",
+        description="Prefix of every Kafka client id (`<prefix>-processor`, `<prefix>-collect`, ...), for quotas and ACL logs.",
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -83,6 +115,26 @@ class CutoverSettings(BaseSettings):
             raise ValueError(f"not a valid ClickHouse identifier: {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _kafka_security(self) -> CutoverSettings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol.endswith("SSL")
+        protocol = f"CUTOVER_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+        has_password = bool(self.kafka_sasl_password.get_secret_value())
+        if sasl and not (self.kafka_sasl_username and (has_password or self.kafka_sasl_password_file)):
+            raise ValueError(
+                f"{protocol} needs CUTOVER_KAFKA_SASL_USERNAME and CUTOVER_KAFKA_SASL_PASSWORD or _PASSWORD_FILE"
+            )
+        if has_password and self.kafka_sasl_password_file:
+            raise ValueError("set CUTOVER_KAFKA_SASL_PASSWORD or CUTOVER_KAFKA_SASL_PASSWORD_FILE, not both")
+        if not sasl and (self.kafka_sasl_username or has_password or self.kafka_sasl_password_file):
+            raise ValueError(f"SASL credentials are set but {protocol} does not use SASL")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("CUTOVER_KAFKA_SSL_CERTFILE and CUTOVER_KAFKA_SSL_KEYFILE go together")
+        if not tls and (self.kafka_ssl_cafile or self.kafka_ssl_certfile):
+            raise ValueError(f"TLS files are set but {protocol} does not use TLS")
+        return self
+
     @property
     def bootstrap_servers(self) -> list[str]:
         return self.kafka_bootstrap.split(",")
@@ -107,9 +159,9 @@ def describe(error: ValidationError, cls: type[BaseSettings]) -> str:
     prefix = cls.model_config.get("env_prefix", "")
     parts = []
     for err in error.errors():
-        field = str(err["loc"][0]) if err["loc"] else "?"
         message = str(err["msg"]).removeprefix("Value error, ")
-        parts.append(f"{prefix}{field.upper()}: {message}")
+        # A rule across several variables (a model validator) names them in its message.
+        parts.append(f"{prefix}{str(err['loc'][0]).upper()}: {message}" if err["loc"] else message)
     return "invalid configuration: " + "; ".join(parts)
 
 

@@ -12,7 +12,8 @@ The `alerts` table is keyed (kind, model, period, threshold): a crossing is one 
 the budget the period is the budget period; for the windowed rules it is the
 `CUTOVER_ALERT_REPEAT_MINUTES` slot, so a condition that persists is re-recorded (and
 re-logged) once per slot, not on every evaluation. A crossing already in the table is
-neither written nor logged again, also across restarts and processor instances.
+neither written nor logged again, also across restarts and processor instances. New
+crossings also go to the webhooks of `CUTOVER_ALERT_WEBHOOKS` (processors/alert_delivery.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from clickhouse_connect.driver.client import Client
 
 from cutover.budget import period_bounds, period_label
 from cutover.histogram import HISTOGRAM_SCALE, quantile
+from processors.alert_delivery import AlertDelivery
 from processors.pricing import PriceBook
 
 log = logging.getLogger("cutover.alerts")
@@ -76,6 +78,7 @@ class AlertEvaluator:
         self.database = database
         self.settings = settings
         self._book: PriceBook | None = None
+        self.delivery = AlertDelivery(client, database, settings)
 
     def run_once(self, now: datetime) -> list[Alert]:
         """Evaluate every rule at `now` (UTC); write and log the crossings not recorded yet; return them."""
@@ -89,6 +92,7 @@ class AlertEvaluator:
             for alert in new:
                 level = logging.ERROR if alert.severity == "critical" else logging.WARNING
                 log.log(level, "ALERT %s [%s] %s", alert.kind, alert.severity, alert.message)
+            self.delivery.deliver(new)
         return new
 
     # rules -----------------------------------------------------------------------------

@@ -8,6 +8,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
+from cutover import kafka_clients
+from cutover.kafka_clients import KafkaConnection
+
 
 @dataclass
 class DeadLetter:
@@ -33,22 +36,22 @@ class DeadLetter:
 class DeadLetterQueue:
     """Produces dead letters; `confirm` is the gate before offsets may be committed past them."""
 
-    def __init__(self, bootstrap: list[str], topic: str, bootstrap_timeout_ms: int) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, connection: KafkaConnection, topic: str, bootstrap_timeout_ms: int) -> None:
+        self.connection = connection
         self.topic = topic
         self.bootstrap_timeout_ms = bootstrap_timeout_ms
         self.producer = self._producer()
 
     def _producer(self) -> KafkaProducer:
         # acks=all and idempotence: a dead letter must be durable before its offset is committed.
-        return KafkaProducer(
-            bootstrap_servers=self.bootstrap,
+        return kafka_clients.producer(
+            self.connection,
+            "processor-dlq",
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
             max_block_ms=10_000,  # never hold the consumer thread for a minute on missing DLQ metadata
             max_request_size=16_777_216,
-            client_id="cutover-processor-dlq",
             bootstrap_timeout_ms=self.bootstrap_timeout_ms,
         )
 

@@ -33,12 +33,13 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from clickhouse_connect.driver.client import Client
-from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from tenacity import Retrying, retry_if_not_exception_type, stop_any, wait_exponential
 
+from cutover import kafka_clients
+from cutover.kafka_clients import KafkaConnection
 from cutover.store import StoreBusy, client_for
 from processors.alerts import AlertEvaluator
 from processors.decode import decode
@@ -159,14 +160,16 @@ class ProcessorService:
             self.client = self._client or self._retrying(lambda: client_for(settings), what="ClickHouse connection")
             self._retrying(lambda: migrate(self.client, database, settings.retention_days), what="schema migration")
             self._dlq = self._retrying(
-                lambda: DeadLetterQueue(settings.bootstrap_servers, settings.dlq_topic, BOOTSTRAP_TIMEOUT_MS),
+                lambda: DeadLetterQueue(
+                    KafkaConnection.from_settings(settings), settings.dlq_topic, BOOTSTRAP_TIMEOUT_MS
+                ),
                 what="Kafka connection",
             )
             self._consumer = self._retrying(
-                lambda: KafkaConsumer(
-                    bootstrap_servers=settings.bootstrap_servers,
+                lambda: kafka_clients.consumer(
+                    KafkaConnection.from_settings(settings),
+                    "processor",
                     group_id=settings.consumer_group,
-                    client_id="cutover-processor",
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",
                     max_poll_records=settings.poll_max_records,

@@ -92,6 +92,23 @@ class ProcessorSettings(BudgetSettings):
         le=10080,
         description="A p99 or rate alert that persists is recorded and logged again after this many minutes.",
     )
+    alert_webhooks: str = Field(
+        default="",
+        description="Where each new alert is also sent: comma-separated `kind=url`, kind `slack` (Slack-compatible "
+        "JSON) or `alertmanager` (Prometheus Alertmanager API v2), e.g. `slack=https://hooks.slack.com/services/...`.",
+    )
+    alert_webhook_attempts: int = Field(
+        default=5, ge=1, le=20, description="Attempts per alert and webhook (connection errors, 429 and 5xx retry)."
+    )
+    alert_webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Seconds one webhook request may take."
+    )
+    alert_webhook_max_backoff_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Longest wait between two attempts of a webhook (backoff doubles up to it).",
+    )
     hallucination_checks: str = Field(
         default="context_grounding,unsupported_facts,reference_mismatch,shadow_disagreement,answer_relevance",
         description="Comma-separated hallucination checks to run; `embedding_similarity` needs the [embeddings] extra.",
@@ -141,6 +158,14 @@ class ProcessorSettings(BudgetSettings):
                 ok = False
             if not ok:
                 raise ValueError(f"expected model=seconds[,model=seconds...], got {item!r}")
+        return value
+
+    @field_validator("alert_webhooks")
+    @classmethod
+    def _webhooks(cls, value: str) -> str:
+        from processors.alert_delivery import parse_webhooks
+
+        parse_webhooks(value)
         return value
 
     @field_validator("hallucination_checks")

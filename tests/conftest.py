@@ -14,10 +14,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
 
-from cutover.local_kafka import LocalBroker, free_port
+from cutover import kafka_clients
+from cutover.local_kafka import LocalBroker, ScramListener, TlsListener, free_port
 from cutover.store import open_client
+from tests.secure_kafka import SCRAM_PASSWORD, SCRAM_USER, SecureListeners, make_tls_files
 
 REPO = Path(__file__).resolve().parents[1]
 # The broker jars are cached in the repo's working folder so reruns do not fetch them again.
@@ -25,14 +26,22 @@ JAR_CACHE = REPO / ".cutover" / "kafka" / "libs"
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> LocalBroker:
-    """A real Apache Kafka broker on free ports; fails (never skips) if it cannot start."""
+def kafka_security(tmp_path_factory: pytest.TempPathFactory) -> SecureListeners:
+    """Ports and credentials of the session broker's SCRAM and mutual-TLS listeners."""
+    return SecureListeners(free_port(), free_port(), make_tls_files(tmp_path_factory.mktemp("tls")))
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory, kafka_security: SecureListeners) -> LocalBroker:
+    """A real Apache Kafka broker on free ports (PLAINTEXT, SCRAM and TLS); fails (never skips) if it cannot start."""
     broker = LocalBroker(
         state=tmp_path_factory.mktemp("kafka"),
         libs=JAR_CACHE,
         port=free_port(),
         controller_port=free_port(),
         partitions=4,
+        scram=ScramListener(kafka_security.scram_port, ((SCRAM_USER, SCRAM_PASSWORD),)),
+        tls=TlsListener(kafka_security.tls_port, kafka_security.tls.broker_keystore, kafka_security.tls.ca),
     )
     broker.start()
     yield broker
@@ -51,7 +60,7 @@ def topic(kafka_broker: LocalBroker) -> str:
     kafka_broker.create_topics([name])
     # A consumer that subscribes before the broker's metadata lists the topic would wait for
     # its next metadata refresh; hand the test a topic every client can already see.
-    probe = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap)
+    probe = kafka_clients.consumer(kafka_broker.connection, "test-probe")
     try:
         deadline = time.monotonic() + 30
         while len(probe.partitions_for_topic(name) or ()) < kafka_broker.partitions:

@@ -12,12 +12,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kafka import KafkaProducer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from cutover import semconv
+from cutover import kafka_clients, semconv
+from cutover.kafka_clients import KafkaConnection
 
 MODELS = ("gpt-5.4", "gpt-5.5", "mystery-model")  # the last one is not in the price book
 
@@ -194,7 +194,9 @@ def messages(calls: list[Call], per_message: int = 20) -> Iterator[tuple[bytes, 
 
 
 def produce(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_request_size=16_777_216)
+    producer = kafka_clients.producer(
+        KafkaConnection.plaintext(bootstrap), "test", acks="all", linger_ms=20, max_request_size=16_777_216
+    )
     for key, value in items:
         producer.send(topic, key=key, value=value)
     producer.flush()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from kafka import KafkaConsumer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -12,6 +11,8 @@ from collectors.instrument import instrument
 from collectors.kafka_exporter import KafkaSpanExporter
 from collectors.otlp_kafka import sarama_partition, split_by_trace, trace_key
 from collectors.settings import CollectorSettings
+from cutover import kafka_clients
+from cutover.kafka_clients import KafkaConnection
 from cutover.local_kafka import free_port
 from tests.test_collectors_receiver import make_spans
 
@@ -84,8 +85,12 @@ def test_exporter_writes_what_it_encodes(kafka_bootstrap, topic):
     exporter.export(spans)
     exporter.shutdown()
     assert (exporter.sent, exporter.dropped) == (len(spans), 0)
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    consumer = kafka_clients.consumer(
+        KafkaConnection.plaintext(kafka_bootstrap),
+        "test",
+        topic,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
     )
     got = sorted((record.key, record.value) for record in consumer)
     consumer.close()

@@ -15,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
-from kafka import KafkaConsumer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -24,7 +23,8 @@ from collectors.instrument import Instrumentation, instrument
 from collectors.labels import call_labels
 from collectors.otlp_kafka import sarama_partition
 from collectors.settings import CollectorSettings
-from cutover import semconv
+from cutover import kafka_clients, semconv
+from cutover.kafka_clients import KafkaConnection
 
 REFUSAL_TEXT = "I'm sorry, I can't help with that."
 ANSWER = "Paris is the capital of France."
@@ -347,8 +347,12 @@ def test_spans_reach_kafka_keyed_by_trace_id(kafka_bootstrap, topic, openai_base
         inst.shutdown()
     assert inst.dropped == 0 and inst.exporter.sent == 6
 
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    consumer = kafka_clients.consumer(
+        KafkaConnection.plaintext(kafka_bootstrap),
+        "test",
+        topic,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
     )
     records = list(consumer)
     consumer.close()

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
-from kafka import KafkaConsumer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -31,6 +30,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from collectors.otlp_kafka import sarama_partition, split_by_trace
+from cutover import kafka_clients
+from cutover.kafka_clients import KafkaConnection
 from cutover.local_kafka import free_port, port_open
 
 MAX_BODY = 64 * 1024
@@ -104,7 +105,9 @@ def make_spans() -> list[ReadableSpan]:
 
 
 def consume(bootstrap: str, topic: str, expected: int) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    consumer = kafka_clients.consumer(
+        KafkaConnection.plaintext(bootstrap), "test", topic, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    )
     records = []
     deadline = time.monotonic() + 30
     while len(records) < expected and time.monotonic() < deadline:

@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from kafka import KafkaConsumer
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -18,7 +17,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 from streamlit.testing.v1 import AppTest
 
-from cutover import semconv, store
+from cutover import kafka_clients, semconv, store
+from cutover.kafka_clients import KafkaConnection
 from cutover.local_kafka import free_port, port_open
 from dashboards import context
 from dashboards.settings import DashboardSettings
@@ -59,7 +59,9 @@ def send_calls_through_the_stock_sdk(endpoint: str) -> tuple[Counter, int]:
 
 
 def spans_on_topic(bootstrap: str, topic: str) -> tuple[int, int]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    consumer = kafka_clients.consumer(
+        KafkaConnection.plaintext(bootstrap), "test", topic, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    )
     genai = other = 0
     for record in consumer:
         request = ExportTraceServiceRequest.FromString(record.value)

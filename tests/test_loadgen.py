@@ -11,13 +11,13 @@ from collections import Counter
 
 import openai
 import pytest
-from kafka import KafkaConsumer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collectors.instrument import instrument
 from collectors.labels import call_labels
 from collectors.shadow import ShadowMirror
-from cutover import semconv
+from cutover import kafka_clients, semconv
+from cutover.kafka_clients import KafkaConnection
 from cutover.local_kafka import free_port
 from simulator.loadgen import CallPlanner, run_loadgen
 from simulator.server import SimulatorThread
@@ -33,7 +33,9 @@ def _value(any_value):
 def consume_spans(bootstrap: str, topic: str, expected: int, timeout: float = 60.0, settle: float = 2.0) -> list[dict]:
     """Every span on the topic as a dict of attributes (+ `_duration_s`, `_status`): waits for
     `expected`, then `settle` seconds more so that an extra span would be seen too."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=500)
+    consumer = kafka_clients.consumer(
+        KafkaConnection.plaintext(bootstrap), "test", topic, auto_offset_reset="earliest", consumer_timeout_ms=500
+    )
     spans: list[dict] = []
     deadline, quiet_until = time.monotonic() + timeout, None
     try:

@@ -2,14 +2,14 @@ import subprocess
 import sys
 import uuid
 
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient
-
+from cutover import kafka_clients
+from cutover.kafka_clients import KafkaConnection
 from cutover.local_kafka import free_port, port_open
 
 
 def test_produce_and_consume_across_partitions(kafka_bootstrap, topic):
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    connection = KafkaConnection.plaintext(kafka_bootstrap)
+    producer = kafka_clients.producer(connection, "test")
     sent = {}
     for i in range(40):
         key, value = f"trace-{i}".encode(), uuid.uuid4().bytes
@@ -18,8 +18,8 @@ def test_produce_and_consume_across_partitions(kafka_bootstrap, topic):
     producer.close()
     assert len({partition for _, partition in sent.values()}) > 1, "keys should spread over partitions"
 
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10000
+    consumer = kafka_clients.consumer(
+        connection, "test", topic, auto_offset_reset="earliest", consumer_timeout_ms=10000
     )
     received = {record.value: (record.key, record.partition) for record in consumer}
     consumer.close()
@@ -28,7 +28,7 @@ def test_produce_and_consume_across_partitions(kafka_bootstrap, topic):
 
 def test_local_broker_creates_spans_and_dlq_topics(kafka_broker):
     kafka_broker.create_topics(["otlp_spans", "otlp_spans_dlq"])
-    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
+    admin = kafka_clients.admin(kafka_broker.connection, "test")
     try:
         described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(["otlp_spans", "otlp_spans_dlq"])}
     finally:
