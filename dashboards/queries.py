@@ -405,3 +405,22 @@ def example_queries(db: str, path: Path = SQL_DOC) -> list[tuple[str, str]]:
         return []
     found = re.findall(r"^###\s+(.+?)\s*$.*?^```sql\s*\n(.*?)^```", path.read_text(), flags=re.M | re.S)
     return [(title, re.sub(r"\bcutover\.", f"{db}.", body.strip())) for title, body in found]
+
+
+# --- shadow agreement (answers' text, for processors/agreement.py) ----------------------------
+
+
+def shadow_pair_texts(client: Client, db: str, pair_ids: list[str], max_chars: int = 4000) -> pd.DataFrame:
+    """Both answers of the given shadow pairs (first `max_chars` characters), for the agreement test."""
+    return _df(
+        client,
+        f"""
+        SELECT shadow_pair_id,
+               anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'primary') AS primary_text,
+               anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'shadow') AS shadow_text
+        FROM {db}.llm_calls FINAL
+        WHERE shadow_pair_id IN %(pairs)s
+        GROUP BY shadow_pair_id
+        """,
+        {"pairs": pair_ids or [""], "chars": max_chars},
+    )

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import context, filters, queries, stats
+from processors import agreement as agreement_of
 
 st.title("Shadow comparison")
 f = filters.current()
@@ -36,7 +37,21 @@ tokens = stats.mean_delta(answered["primary_tokens"].to_numpy(), answered["shado
 priced = p.dropna(subset=["primary_cost_usd", "shadow_cost_usd"])
 cost = stats.mean_delta(priced["primary_cost_usd"].to_numpy(), priced["shadow_cost_usd"].to_numpy())
 both_text = (p["primary_captured"] == 1) & (p["shadow_captured"] == 1) & (p["primary_outcome"] == "answer")
-agree = (p["primary_outcome"] == p["shadow_outcome"]) & (~both_text | (p["primary_text_hash"] == p["shadow_text_hash"]))
+texts = queries.shadow_pair_texts(
+    context.client(),
+    context.database(),
+    p.loc[both_text & (p["shadow_outcome"] == "answer"), "shadow_pair_id"].tolist(),
+).set_index("shadow_pair_id")
+verdicts = [
+    agreement_of.pair_agrees(
+        row.primary_outcome,
+        row.shadow_outcome,
+        texts.at[row.shadow_pair_id, "primary_text"] if row.shadow_pair_id in texts.index else None,
+        texts.at[row.shadow_pair_id, "shadow_text"] if row.shadow_pair_id in texts.index else None,
+    )
+    for row in p.itertuples()
+]
+agree = pd.Series([v.agree for v in verdicts], index=p.index, dtype=bool)
 agreement = stats.rate(int(agree.sum()), len(p))
 
 
@@ -88,10 +103,20 @@ if agreement:
         context.pct(agreement.estimate, 1),
         help=f"95% CI {context.pct(agreement.low, 1)} to {context.pct(agreement.high, 1)} (Wilson)",
     )
-st.caption(
-    "Δ = shadow − primary on the same request. Agreement: both calls had the same outcome (answer, refusal or error) "
-    "and, when both answers were captured, the same text (case and surrounding space ignored)."
-)
+st.caption("Δ = shadow − primary on the same request. " + agreement_of.DEFINITION)
+disagreed = [(row, v) for row, v in zip(p.itertuples(), verdicts, strict=True) if not v.agree]
+if disagreed:
+    with st.expander(f"Why {len(disagreed):,} pairs disagree"):
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"last seen": row.last_seen, "pair": row.shadow_pair_id, "why": v.reason, "overlap": v.similarity}
+                    for row, v in disagreed[:500]
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
 
 intervals = pd.DataFrame(
     [
