@@ -42,8 +42,27 @@ _LEADING_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _DATE_OR_RANGE = re.compile(r"\d+(?:[-/:.]\d+)+")
 _POSSESSIVE = re.compile(r"'s?$")
 _CALENDAR = frozenset(
-    "january february march april may june july august september october november december "
-    "monday tuesday wednesday thursday friday saturday sunday".split()
+    [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ]
 )
 _NUMBER_WORDS = {
     w: str(i)
