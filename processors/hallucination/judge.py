@@ -8,8 +8,9 @@ with backoff). One writer thread stores each verdict in `hallucination_flags` li
 check's, and the judge's own tokens and cost in `judge_usage`, never in `llm_calls`. Spend is
 priced with our price book and capped per UTC day; once the budget is spent the judge stops
 until midnight and `judge_status` says so for the Quality page. A failed request is counted and
-logged, never fatal. The judge's client is not instrumented (and instrumentation is suppressed
-around its calls), so its calls never become application calls. Prompt: docs/llm-judge.md.
+logged, never fatal. The judge's requests bypass the methods OpenTelemetry's GenAI
+instrumentors patch (and instrumentation is suppressed around them), so even in an
+instrumented process they never become application calls. Prompt: docs/llm-judge.md.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, Literal
 
 import openai
 from clickhouse_connect.driver.client import Client
+from openai.types.chat import ChatCompletion
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from pydantic import BaseModel, Field, ValidationError
 
@@ -300,12 +302,19 @@ class LLMJudge:
         status, verdict, error = "ok", None, ""
         inp = cached = out = reasoning = 0
         try:
+            # The SDK's generic `post` (same retries and timeout), not `chat.completions.create`: the
+            # GenAI instrumentors patch `create` and ignore suppression, and a judge call traced as
+            # an application call would be ingested and billed as one.
             with suppress_instrumentation():
-                reply = self.llm.chat.completions.create(
-                    model=self.model,
-                    messages=messages,  # type: ignore[arg-type]
-                    temperature=0,
-                    response_format={"type": "json_object"},
+                reply = self.llm.post(
+                    "/chat/completions",
+                    body={
+                        "model": self.model,
+                        "messages": messages,
+                        "temperature": 0,
+                        "response_format": {"type": "json_object"},
+                    },
+                    cast_to=ChatCompletion,
                 )
             usage = reply.usage
             if usage is not None:

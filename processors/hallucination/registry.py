@@ -37,7 +37,7 @@ DEFAULT_CHECKS = tuple(name for name in FACTORIES if name != "embedding_similari
 
 
 def build_checks(names: Sequence[str] = DEFAULT_CHECKS, flag_score: float = 0.5) -> list[Check]:
-    unknown = [name for name in names if name not in FACTORIES]
+    unknown = [name for name in names if name not in CHECK_NAMES]
     if unknown:
         raise ValueError(f"unknown hallucination check(s): {', '.join(unknown)}")
     return [FACTORIES[name](flag_score) for name in names if name not in BACKGROUND_CHECKS]
