@@ -410,19 +410,28 @@ def example_queries(db: str, path: Path = SQL_DOC) -> list[tuple[str, str]]:
 # --- shadow agreement (answers' text, for processors/agreement.py) ----------------------------
 
 
-def shadow_pair_texts(client: Client, db: str, pair_ids: list[str], max_chars: int = 4000) -> pd.DataFrame:
-    """Both answers of the given shadow pairs (first `max_chars` characters), for the agreement test."""
+def shadow_pair_texts(
+    client: Client, db: str, f: Filters, primary: str, shadow: str, limit: int, max_chars: int = 4000
+) -> pd.DataFrame:
+    """Both answers (first `max_chars` characters) of the newest `limit` pairs of `primary` -> `shadow`.
+
+    The same pairs, in the same order, as `shadow_pairs` gives for that combination.
+    """
     return _df(
         client,
         f"""
-        SELECT shadow_pair_id,
+        SELECT shadow_pair_id, max(start_time) AS last_seen,
                anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'primary') AS primary_text,
                anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'shadow') AS shadow_text
         FROM {db}.llm_calls FINAL
-        WHERE shadow_pair_id IN %(pairs)s
+        WHERE shadow_pair_id != '' AND {_where(models=False)}
         GROUP BY shadow_pair_id
+        HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
+           AND anyIf(model, shadow_role = 'primary') = %(primary)s AND anyIf(model, shadow_role = 'shadow') = %(shadow)s
+        ORDER BY last_seen DESC
+        LIMIT %(limit)s
         """,
-        {"pairs": pair_ids or [""], "chars": max_chars},
+        f.params(primary=primary, shadow=shadow, limit=limit, chars=max_chars),
     )
 
 

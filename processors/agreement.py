@@ -191,6 +191,7 @@ def answers_agree(a: str, b: str, min_similarity: float = MIN_SIMILARITY) -> Agr
     return Agreement(True, score, found, f"same facts, overlap {score:.2f}")
 
 
+@lru_cache(maxsize=65_536)  # a page re-render re-judges the same pairs
 def pair_agrees(outcome_a: Outcome, outcome_b: Outcome, text_a: str | None, text_b: str | None) -> Agreement:
     """A shadow pair's agreement: same outcome class, and for two captured answers `answers_agree`."""
     if outcome_a != outcome_b:
