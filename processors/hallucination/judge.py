@@ -227,7 +227,8 @@ class LLMJudge:
         log.info("llm_judge stopped: %s, spent today $%.4f", self.stats.as_dict(), self.spent_usd)
 
     def idle(self) -> bool:
-        return self._queue.unfinished_tasks == 0 and self._results.empty() and self._in_flight == 0
+        """Nothing queued, being judged, or waiting to be (or being) written."""
+        return self._queue.unfinished_tasks == 0 and self._results.unfinished_tasks == 0 and self._in_flight == 0
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -429,6 +430,9 @@ class LLMJudge:
             for result in results:
                 self._results.put(result)
             time.sleep(min(30.0, 0.5 * 2 ** min(self.stats.write_failures, 6)))
+        finally:
+            for _ in results:
+                self._results.task_done()
 
     def _write(self, results: list[tuple[tuple, tuple | None]]) -> None:
         usage = [row for row, _ in results]
