@@ -16,6 +16,7 @@ from collectors.instrument import instrument
 from collectors.settings import CollectorSettings
 from cutover import semconv
 from cutover.local_kafka import free_port
+from dashboards import context
 from processors.hallucination import HallucinationWorker
 from processors.hallucination.judge import judge_messages, parse_verdict
 from processors.pricing import PriceBook
@@ -224,6 +225,17 @@ def test_budget_cap_stops_the_judge_and_the_quality_page_says_so(
     trust = page.dataframe[0].value
     judged = trust[trust["check"] == "reference_mismatch"].iloc[0]
     assert judged["judged alongside"] == stats.judged
+    flagged, confirmed = ch_client.query(
+        f"""SELECT sum(h.flagged), sum(h.flagged AND j.flagged)
+            FROM {ch_database}.hallucination_flags AS h FINAL
+            INNER JOIN (SELECT span_id, flagged FROM {ch_database}.hallucination_flags FINAL
+                        WHERE check_name = 'llm_judge') AS j ON j.span_id = h.span_id
+            WHERE h.check_name = 'reference_mismatch'"""
+    ).result_rows[0]
+    if flagged:
+        assert judged["precision vs judge"].startswith(context.pct(confirmed / flagged))
+    else:
+        assert judged["precision vs judge"] == "no flag judged"
 
 
 def test_a_failing_judge_is_counted_never_fatal(ch_client, ch_database, monkeypatch):
