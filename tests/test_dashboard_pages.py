@@ -17,7 +17,7 @@ from cutover import store
 from dashboards import context, filters
 from dashboards.freshness import HINT, ago
 from dashboards.settings import DashboardSettings
-from processors.agreement import pair_agrees
+from processors.agreement import DEFINITION, pair_agrees
 from tests.dashboard_seed import seed
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
@@ -269,6 +269,7 @@ def test_cost_quality_shadow_and_alerts_equal_sql(seeded):
     assert pairs >= 20  # enough for the p95 delta's bootstrap
     shown = {m.label: m.value for m in shadow.metric}
     assert shown["agreement"] == f"{agreed / pairs * 100:.1f}%"
+    assert any(DEFINITION in caption.value for caption in shadow.caption)  # the definition, in one sentence
     verdict = shadow.success[0].value
     assert verdict.startswith("gpt-5.5 ") and verdict.endswith(f"on {pairs:,} pairs."), verdict
 
