@@ -155,6 +155,24 @@ def independent() -> None:
     print(f"  hallucination, rag without reference {scores(without_reference)}")
 
 
+def shadow_agreement() -> None:
+    """Shadow agreement (processors/agreement.py) on real model text: FaithBench dev summaries."""
+    from processors.agreement import MIN_SIMILARITY, answers_agree
+    from processors.data.paraphrases import changed_number_pairs, other_passage_pairs, paraphrase_pairs
+
+    print(f"shadow agreement (FaithBench dev, similarity threshold {MIN_SIMILARITY})")
+    for label, pairs, want in (
+        ("paraphrase pairs (same passage, both faithful): agree", paraphrase_pairs(), True),
+        ("changed-number pairs (one number substituted): disagree", changed_number_pairs(), False),
+        ("other-passage pairs (unrelated answers): disagree", other_passage_pairs(), False),
+    ):
+        hits = sum(answers_agree(a, b).agree == want for a, b in pairs)
+        print(f"  {label:58s} {hits / len(pairs):.3f}  ({hits}/{len(pairs)})")
+    pairs = paraphrase_pairs()
+    seconds = timed(lambda: [answers_agree(a + " ", b + " ") for a, b in pairs], 1)  # new strings: cold cache
+    print(f"  speed: {len(pairs) / seconds:,.0f} pairs/s (real-length summaries, cold cache)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embeddings", action="store_true", help="also measure the model-based check")
@@ -162,6 +180,7 @@ def main() -> None:
     refusals()
     hallucinations(args.embeddings)
     independent()
+    shadow_agreement()
 
 
 if __name__ == "__main__":

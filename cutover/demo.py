@@ -94,6 +94,23 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _demo_judge(env: dict[str, str], simulator_url: str) -> dict[str, str]:
+    """The llm_judge on, against the simulator's judge, with a small budget the demo reaches in minutes."""
+    from processors.settings import ProcessorSettings
+
+    if "CUTOVER_HALLUCINATION_CHECKS" in env:  # the user chose the checks
+        return {}
+    defaults = ProcessorSettings.model_fields["hallucination_checks"].default
+    return {
+        "CUTOVER_HALLUCINATION_CHECKS": f"{defaults},llm_judge",
+        "CUTOVER_JUDGE_BASE_URL": env.get("CUTOVER_JUDGE_BASE_URL", simulator_url),
+        "CUTOVER_JUDGE_API_KEY_ENV": "CUTOVER_DEMO_JUDGE_KEY",
+        "CUTOVER_DEMO_JUDGE_KEY": "simulator",
+        "CUTOVER_JUDGE_SAMPLE_RATE": env.get("CUTOVER_JUDGE_SAMPLE_RATE", "0.25"),
+        "CUTOVER_JUDGE_DAILY_BUDGET_USD": env.get("CUTOVER_JUDGE_DAILY_BUDGET_USD", "0.1"),
+    }
+
+
 def run_demo(stop_after_s: float | None = None) -> None:
     """Run until Ctrl-C/SIGTERM (or `stop_after_s`, for tests); always clean up what was started."""
     from dashboards.settings import DashboardSettings
@@ -105,6 +122,7 @@ def run_demo(stop_after_s: float | None = None) -> None:
     broker = LocalBroker.from_settings(broker_settings)
     env = dict(os.environ, CUTOVER_HOME=str(broker_settings.home.resolve()))
     env.setdefault("CUTOVER_CAPTURE_CONTENT", "true")  # the demo shows hallucination checks, which need content
+    env.update(_demo_judge(env, f"http://{simulator.simulator_host}:{simulator.simulator_port}/v1"))
     supervisor = Supervisor(logs=broker_settings.home.resolve() / "logs", env=env)
 
     def terminate(signum, frame):  # SIGTERM behaves like Ctrl-C

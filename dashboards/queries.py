@@ -405,3 +405,103 @@ def example_queries(db: str, path: Path = SQL_DOC) -> list[tuple[str, str]]:
         return []
     found = re.findall(r"^###\s+(.+?)\s*$.*?^```sql\s*\n(.*?)^```", path.read_text(), flags=re.M | re.S)
     return [(title, re.sub(r"\bcutover\.", f"{db}.", body.strip())) for title, body in found]
+
+
+# --- shadow agreement (answers' text, for processors/agreement.py) ----------------------------
+
+
+def shadow_pair_texts(
+    client: Client, db: str, f: Filters, primary: str, shadow: str, limit: int, max_chars: int = 4000
+) -> pd.DataFrame:
+    """Both answers (first `max_chars` characters) of the newest `limit` pairs of `primary` -> `shadow`.
+
+    The same pairs, in the same order, as `shadow_pairs` gives for that combination.
+    """
+    return _df(
+        client,
+        f"""
+        SELECT shadow_pair_id, max(start_time) AS last_seen,
+               anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'primary') AS primary_text,
+               anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'shadow') AS shadow_text
+        FROM {db}.llm_calls FINAL
+        WHERE shadow_pair_id != '' AND {_where(models=False)}
+        GROUP BY shadow_pair_id
+        HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
+           AND anyIf(model, shadow_role = 'primary') = %(primary)s AND anyIf(model, shadow_role = 'shadow') = %(shadow)s
+        ORDER BY last_seen DESC
+        LIMIT %(limit)s
+        """,
+        f.params(primary=primary, shadow=shadow, limit=limit, chars=max_chars),
+    )
+
+
+# --- quality: per-check trust and the llm_judge (processors/hallucination/judge.py) -----------
+
+
+def check_rates(client: Client, db: str, f: Filters) -> pd.DataFrame:
+    """Per check: calls it ran on and flagged (latest verdict per call and check)."""
+    return _df(
+        client,
+        f"""
+        SELECT check_name, count() AS ran, sum(flagged) AS flagged
+        FROM {db}.hallucination_flags FINAL
+        WHERE {_where(services=False)}
+        GROUP BY check_name
+        ORDER BY check_name
+        """,
+        f.params(),
+    )
+
+
+def judge_agreement(client: Client, db: str, f: Filters) -> pd.DataFrame:
+    """Per lexical check, on the calls the judge also read: how their verdicts line up.
+
+    `both` / `flagged` estimates the check's precision on this traffic (the judge as truth),
+    `both` / `judge_flagged` its recall; `agree` counts calls where the two verdicts match.
+    """
+    return _df(
+        client,
+        f"""
+        WITH judged AS (
+            SELECT span_id, flagged AS judge_flag
+            FROM {db}.hallucination_flags FINAL
+            WHERE check_name = 'llm_judge' AND {_where(services=False)}
+        )
+        SELECT h.check_name AS check_name,
+               count() AS calls,
+               sum(h.flagged) AS flagged,
+               sum(j.judge_flag) AS judge_flagged,
+               sum(h.flagged AND j.judge_flag) AS both,
+               sum(h.flagged = j.judge_flag) AS agree
+        FROM {db}.hallucination_flags AS h FINAL
+        INNER JOIN judged AS j ON j.span_id = h.span_id
+        WHERE h.check_name != 'llm_judge' AND h.start_time >= %(start)s AND h.start_time < %(end)s
+          AND (empty(%(tasks)s) OR has(%(tasks)s, h.task)) AND (empty(%(models)s) OR has(%(models)s, h.model))
+        GROUP BY check_name
+        ORDER BY check_name
+        """,
+        f.params(),
+    )
+
+
+def judge_budget(client: Client, db: str, day_start: datetime) -> pd.DataFrame:
+    """The judge's budget rows (one per judge model) of the UTC day starting at `day_start`, and its spend."""
+    return _df(
+        client,
+        f"""
+        SELECT s.judge_model AS judge_model, s.budget_usd AS budget_usd, s.spent_usd AS spent_usd,
+               s.skipped_budget AS skipped_budget, s.exhausted_at AS exhausted_at, s.updated_at AS updated_at,
+               u.requests AS requests, u.failed AS failed, u.input_tokens AS input_tokens,
+               u.output_tokens AS output_tokens
+        FROM (SELECT * FROM {db}.judge_status FINAL WHERE day = toDate(%(day)s)) AS s
+        LEFT JOIN (
+            SELECT judge_model, count() AS requests, countIf(status != 'ok') AS failed,
+                   sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens
+            FROM {db}.judge_usage
+            WHERE judged_at >= %(day)s AND judged_at < %(day)s + INTERVAL 1 DAY
+            GROUP BY judge_model
+        ) AS u ON u.judge_model = s.judge_model
+        ORDER BY judge_model
+        """,
+        {"day": day_start},
+    )

@@ -19,6 +19,7 @@ from clickhouse_connect.driver.client import Client
 def statements(database: str, retention_days: int) -> list[str]:
     db = database
     ttl = f"TTL toDateTime(start_time) + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
+    judged_ttl = f"TTL toDateTime(judged_at) + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
     minute_ttl = f"TTL minute + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
     return [
         f"CREATE DATABASE IF NOT EXISTS {db}",
@@ -128,6 +129,45 @@ def statements(database: str, retention_days: int) -> list[str]:
         ENGINE = ReplacingMergeTree
         PARTITION BY toYYYYMM(alert_time)
         ORDER BY (kind, model, period, threshold)
+        """,
+        # The llm_judge check's own spend: one row per judge request (a replayed call judged twice
+        # was paid twice). Never part of llm_calls, so never counted as the application's spend.
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.judge_usage (
+            judged_at      DateTime64(3, 'UTC') DEFAULT now64(3),
+            span_id        String,
+            trace_id       String,
+            start_time     DateTime64(6, 'UTC'),
+            model          LowCardinality(String),
+            judge_model    LowCardinality(String),
+            status         LowCardinality(String),
+            verdict        LowCardinality(String),
+            input_tokens   UInt32,
+            cached_input_tokens UInt32,
+            output_tokens  UInt32,
+            cost_usd       Nullable(Decimal(18, 12)),
+            price_version  LowCardinality(String),
+            latency_ms     Float64,
+            error          String
+        )
+        ENGINE = MergeTree
+        PARTITION BY toDate(judged_at)
+        ORDER BY (judged_at, span_id)
+        {judged_ttl}
+        """,
+        # The judge's budget per UTC day, as the dashboard shows it: the newest row per day wins.
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.judge_status (
+            day            Date,
+            judge_model    LowCardinality(String),
+            budget_usd     Float64,
+            spent_usd      Float64,
+            skipped_budget UInt64,
+            exhausted_at   Nullable(DateTime64(3, 'UTC')),
+            updated_at     DateTime64(3, 'UTC') DEFAULT now64(3)
+        )
+        ENGINE = ReplacingMergeTree(updated_at)
+        ORDER BY (day, judge_model)
         """,
     ]
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from cutover.budget import BudgetSettings
 
@@ -125,6 +126,41 @@ class ProcessorSettings(BudgetSettings):
     hallucination_batch_size: int = Field(
         default=2_000, ge=1, le=100_000, description="Calls checked and written per hallucination-worker batch."
     )
+    # The `llm_judge` check (processors/hallucination/judge.py, docs/llm-judge.md): on when listed in
+    # CUTOVER_HALLUCINATION_CHECKS.
+    judge_base_url: str = Field(
+        default="https://api.openai.com/v1", description="OpenAI-compatible endpoint of the `llm_judge` check."
+    )
+    judge_model: str = Field(
+        default="gpt-4o-mini",
+        min_length=1,
+        description="Model the `llm_judge` check asks; must be priced in the price book (its spend is budgeted).",
+    )
+    judge_api_key_env: str = Field(
+        default="OPENAI_API_KEY",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the environment variable holding the judge endpoint's API key (the key is never a setting).",
+    )
+    judge_sample_rate: float = Field(
+        default=0.05, gt=0, le=1, description="Share of checked calls (with context or a reference) the judge reads."
+    )
+    judge_daily_budget_usd: float = Field(
+        default=5.0,
+        ge=0,
+        le=1_000_000,
+        description="USD the judge may spend per UTC day (priced with the price book); then it stops until midnight.",
+    )
+    judge_concurrency: int = Field(default=4, ge=1, le=64, description="Judge requests in flight at once.")
+    judge_timeout_s: float = Field(default=30.0, gt=0, le=600, description="Timeout of one judge request, in seconds.")
+    judge_max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries (with backoff) of a judge request that failed or timed out."
+    )
+    judge_queue_size: int = Field(
+        default=1_000, ge=1, le=1_000_000, description="Calls waiting for the judge; when full, newer ones are skipped."
+    )
+    judge_max_evidence_chars: int = Field(
+        default=16_000, ge=500, le=1_000_000, description="Context sent to the judge is cut to this many characters."
+    )
 
     @field_validator("prices_file")
     @classmethod
@@ -177,6 +213,24 @@ class ProcessorSettings(BudgetSettings):
         if unknown:
             raise ValueError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(CHECK_NAMES)}")
         return value
+
+    @model_validator(mode="after")
+    def _judge_ready(self) -> ProcessorSettings:
+        """The `llm_judge` check fails at start, in one line, rather than on its first call."""
+        if "llm_judge" not in self.hallucination_check_names:
+            return self
+        from processors.pricing import PriceBook
+
+        if PriceBook.load(self.prices_file).family(self.judge_model) is None:
+            raise ValueError(
+                f"CUTOVER_JUDGE_MODEL={self.judge_model!r} has no price in the price book, so the judge's daily "
+                "budget cannot be enforced: add it to CUTOVER_PRICES_FILE or pick a priced model"
+            )
+        if not os.environ.get(self.judge_api_key_env):
+            raise ValueError(
+                f"llm_judge needs an API key in ${self.judge_api_key_env} (CUTOVER_JUDGE_API_KEY_ENV names the variable)"
+            )
+        return self
 
     @property
     def model_timeouts_s(self) -> dict[str, float]:

@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from simulator.paraphrase import paraphrase
 from simulator.profiles import ModelProfile, Profiles
 from simulator.workload import Corpus, TaskClass
 
@@ -144,6 +145,8 @@ class Planner:
             text = task.hallucinated_answer(pick)
         else:
             text = task.correct_answer
+        if profile.paraphrase and refusal is None and task is not None:
+            text = paraphrase(text, pick >> 4)  # its own wording; `pick`'s low bits chose the wrong value
         total = max(total, reasoning + estimate_tokens(text))
         finish: Literal["stop", "length"] = "stop"
         if max_output_tokens is not None and total > max_output_tokens:

@@ -55,6 +55,9 @@ class ModelProfile(_Strict):
     refusal: Refusals
     hallucination_rate: dict[TaskClass, Rate]
     faults: Faults
+    paraphrase: bool = Field(
+        default=False, description="Word answers in its own way (same facts) instead of the corpus wording."
+    )
 
     @model_validator(mode="after")
     def _every_task_class(self) -> ModelProfile:

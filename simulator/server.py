@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import uvicorn
@@ -22,7 +23,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from simulator import wire
-from simulator.outcomes import Outcome, Planner
+from simulator.judge import PlantedRecord, is_judge_request
+from simulator.judge import verdict as judge_verdict
+from simulator.outcomes import Outcome, Planner, estimate_tokens
 from simulator.profiles import load_profiles
 from simulator.settings import SimulatorSettings
 from simulator.workload import load_corpus
@@ -77,6 +80,7 @@ class Simulator:
         self.planner = Planner(load_profiles(settings.simulator_profiles), load_corpus(), settings.simulator_seed)
         self._seen: Counter[bytes] = Counter()  # one small entry per distinct request
         self.tally: Counter[tuple[str, str]] = Counter()
+        self.planted = PlantedRecord()  # the answers it planted wrong facts into, for its judge
 
     def app(self) -> Starlette:
         return Starlette(
@@ -137,6 +141,17 @@ class Simulator:
             return JSONResponse(wire.error_body(message, "invalid_request_error", "model_not_found"), 404)
 
         outcome = self.planner.plan(model, messages, self._nonce(request, model, messages), limit)
+        if outcome.hallucinated and outcome.task_id:
+            self.planted.add(outcome.text, outcome.task_id)
+        if is_judge_request(messages) and not outcome.fault:
+            text = judge_verdict(messages, self.planted, self.planner.corpus)
+            outcome = replace(
+                outcome,
+                refusal=None,
+                text=text,
+                finish_reason="stop",
+                output_tokens=outcome.reasoning_tokens + estimate_tokens(text),
+            )
         self.tally[(model, outcome.fault or (f"refusal_{outcome.refusal}" if outcome.refusal else "ok"))] += 1
         headers = {"x-request-id": f"req_{outcome.request_id}"}
         if outcome.fault == "stall":

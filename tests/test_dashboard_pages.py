@@ -17,6 +17,7 @@ from cutover import store
 from dashboards import context, filters
 from dashboards.freshness import HINT, ago
 from dashboards.settings import DashboardSettings
+from processors.agreement import DEFINITION, pair_agrees
 from tests.dashboard_seed import seed
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
@@ -252,20 +253,23 @@ def test_cost_quality_shadow_and_alerts_equal_sql(seeded):
     assert sorted(refusal_rates) == sorted(f"{rate * 100:.2f}%" for _, rate in expected)
 
     shadow = render("shadow")
-    pairs, agreed = one(
-        client,
-        f"""SELECT count(), countIf(po = so AND (NOT (pc AND sc AND po = 'answer') OR pt = st)) FROM (
-              SELECT anyIf(multiIf(is_error = 1, 'error', is_refusal = 1, 'refusal', 'answer'), shadow_role = 'primary') AS po,
-                     anyIf(multiIf(is_error = 1, 'error', is_refusal = 1, 'refusal', 'answer'), shadow_role = 'shadow') AS so,
-                     anyIf(content_captured, shadow_role = 'primary') AS pc, anyIf(content_captured, shadow_role = 'shadow') AS sc,
-                     anyIf(lower(trimBoth(output_text)), shadow_role = 'primary') AS pt,
-                     anyIf(lower(trimBoth(output_text)), shadow_role = 'shadow') AS st
-              FROM {db}.llm_calls FINAL WHERE shadow_pair_id != '' AND {window} GROUP BY shadow_pair_id
-              HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1)""",
+    outcomes = client.query(
+        f"""SELECT anyIf(multiIf(is_error = 1, 'error', is_refusal = 1, 'refusal', 'answer'), shadow_role = 'primary') AS po,
+                   anyIf(multiIf(is_error = 1, 'error', is_refusal = 1, 'refusal', 'answer'), shadow_role = 'shadow') AS so,
+                   anyIf(content_captured, shadow_role = 'primary') AND anyIf(content_captured, shadow_role = 'shadow'),
+                   anyIf(output_text, shadow_role = 'primary') AS pt, anyIf(output_text, shadow_role = 'shadow') AS st
+            FROM {db}.llm_calls FINAL WHERE shadow_pair_id != '' AND {window} GROUP BY shadow_pair_id
+            HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1"""
+    ).result_rows
+    pairs = len(outcomes)
+    agreed = sum(
+        pair_agrees(po, so, pt if captured else None, st if captured else None).agree
+        for po, so, captured, pt, st in outcomes
     )
     assert pairs >= 20  # enough for the p95 delta's bootstrap
     shown = {m.label: m.value for m in shadow.metric}
     assert shown["agreement"] == f"{agreed / pairs * 100:.1f}%"
+    assert any(DEFINITION in caption.value for caption in shadow.caption)  # the definition, in one sentence
     verdict = shadow.success[0].value
     assert verdict.startswith("gpt-5.5 ") and verdict.endswith(f"on {pairs:,} pairs."), verdict
 

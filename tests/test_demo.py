@@ -105,6 +105,14 @@ def test_demo_shows_both_models_live_stops_cleanly_and_reuses_its_state(tmp_path
 
     stored = query_chdb_in_subprocess(f"chdb://{tmp_path / 'chdb'}", "SELECT count() FROM cutover.llm_calls FINAL")
     assert int(stored[0][0]) >= sum(seen.values())
+    # The demo runs the llm_judge against the simulator, its spend apart from the application's.
+    judged = query_chdb_in_subprocess(
+        f"chdb://{tmp_path / 'chdb'}",
+        "SELECT (SELECT count() FROM cutover.judge_usage WHERE status = 'ok'), "
+        "(SELECT count() FROM cutover.llm_calls FINAL WHERE model = 'gpt-4o-mini')",
+    )
+    print(f"judge requests during the demo: {judged[0][0]}")
+    assert int(judged[0][0]) > 0 and int(judged[0][1]) == 0
 
     cluster = (tmp_path / "kafka" / "data" / "meta.properties").read_text()
     again, url = start_demo(env, "--seconds", "5")

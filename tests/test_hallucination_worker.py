@@ -274,16 +274,20 @@ def test_submit_never_blocks_and_samples_when_the_queue_is_full(ch_client, ch_da
 
 def test_a_failing_write_is_retried_not_lost(ch_client, ch_database):
     row = call_row("late", "gpt-5.5", "Refunds are available within 90 days.")
+    migrate(ch_client, ch_database)
+    write_calls(ch_client, ch_database, [row])
+    # The flags table is missing (moved aside): ClickHouse rejects the write until it is back in
+    # one atomic step, so no retry can land between a half-made schema and the stored call.
+    ch_client.command(f"RENAME TABLE {ch_database}.hallucination_flags TO {ch_database}.flags_aside")
     worker = HallucinationWorker(ch_client, ch_database, settings(retry_max_backoff_s=0.2))
     worker.start()
     try:
-        worker.submit([row])  # the tables don't exist yet: ClickHouse rejects the write
+        worker.submit([row])
         deadline = time.monotonic() + 30
         while worker.stats.write_failures == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert worker.stats.write_failures > 0 and not worker.idle()
-        migrate(ch_client, ch_database)
-        write_calls(ch_client, ch_database, [row])
+        ch_client.command(f"RENAME TABLE {ch_database}.flags_aside TO {ch_database}.hallucination_flags")
         assert worker.wait_idle(60)
     finally:
         worker.stop()

@@ -355,3 +355,15 @@ def test_seeded_http_runs_are_identical_whatever_the_arrival_order():
     assert runs[0] != runs[2]
     failed = [r for r in runs[0] if len(r) == 2]
     assert all(r[1] in (429, 500, "timeout") for r in failed) and len(failed) < 25
+
+
+def test_the_candidate_paraphrases_same_facts_in_other_words(runs):
+    """Shadow pairs never match verbatim, yet a right answer agrees with the primary's and a planted error does not."""
+    from processors.agreement import answers_agree
+
+    tasks = {t.id: t for items in CORPUS.tasks.values() for t in items}
+    answers = [o for o in runs["gpt-5.5"] if o.task_id and not o.fault and not o.refusal and o.finish_reason == "stop"]
+    assert answers and all(o.text != tasks[o.task_id].correct_answer for o in answers)
+    for o in answers:
+        verdict = answers_agree(tasks[o.task_id].correct_answer, o.text)
+        assert verdict.agree != o.hallucinated, (o.text, verdict)

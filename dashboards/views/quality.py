@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import altair as alt
+import pandas as pd
 import streamlit as st
 
 from dashboards import context, filters, queries, stats
@@ -74,6 +75,71 @@ with right:
         st.info("No call in this range was checked for hallucinations: are the checks enabled in `cutover process`?")
     else:
         st.altair_chart(chart, width="stretch")
+
+st.header("How far to trust each check")
+rates = queries.check_rates(client, db, f)
+agreement = queries.judge_agreement(client, db, f).set_index("check_name")
+trust_rows = []
+for check in rates.itertuples():
+    flag_rate = stats.rate(int(check.flagged), int(check.ran))
+    row: dict[str, object] = {
+        "check": check.check_name,
+        "calls checked": int(check.ran),
+        "flag rate": context.pct(flag_rate.estimate) if flag_rate else "–",
+    }
+    if check.check_name in agreement.index:
+        a = agreement.loc[check.check_name]
+        agree = stats.rate(int(a["agree"]), int(a["calls"]))
+        precision = stats.rate(int(a["both"]), int(a["flagged"]))
+        recall = stats.rate(int(a["both"]), int(a["judge_flagged"]))
+        row.update(
+            {
+                "judged alongside": int(a["calls"]),
+                "agrees with judge": context.pct(agree.estimate) if agree else "–",
+                "precision vs judge": (
+                    f"{context.pct(precision.estimate)} ({context.pct(precision.low)}–{context.pct(precision.high)})"
+                    if precision
+                    else "no flag judged"
+                ),
+                "recall vs judge": context.pct(recall.estimate) if recall else "judge flagged none",
+            }
+        )
+    trust_rows.append(row)
+if trust_rows:
+    st.dataframe(pd.DataFrame(trust_rows), hide_index=True, width="stretch")
+st.caption(
+    "Per check: share of the calls it ran on that it flagged. Where the `llm_judge` check also read a call, "
+    "“precision vs judge” is the share of this check's flags the judge confirmed (Wilson 95% interval): an "
+    "estimate of how often a flag of this check is right on this traffic; “recall vs judge” the share of the "
+    "judge's flags this check raised too. The service filter does not apply to this table."
+)
+
+st.subheader("LLM judge")
+today = filters.now().replace(hour=0, minute=0, second=0, microsecond=0)
+budget = queries.judge_budget(client, db, today)
+if budget.empty:
+    st.info(
+        "The `llm_judge` check has not run today (it is off by default: list `llm_judge` in "
+        "CUTOVER_HALLUCINATION_CHECKS, see docs/llm-judge.md). Without it, how often a lexical flag is right "
+        "on this traffic is unknown."
+    )
+for judge in budget.itertuples():
+    cols = st.columns(4)
+    cols[0].metric("judge spend today", f"${judge.spent_usd:,.4f}", help=f"budget ${judge.budget_usd:,.2f}/day (UTC)")
+    cols[1].metric("judge requests today", f"{int(judge.requests or 0):,}", help=f"judge model {judge.judge_model}")
+    cols[2].metric("failed judge requests", f"{int(judge.failed or 0):,}", help="after retries; counted, never fatal")
+    cols[3].metric("skipped: budget spent", f"{int(judge.skipped_budget):,}")
+    if pd.notna(judge.exhausted_at):
+        st.warning(
+            f"The judge's daily budget is spent (${judge.spent_usd:,.4f} of ${judge.budget_usd:,.2f}): it stopped "
+            f"judging at {pd.Timestamp(judge.exhausted_at):%H:%M} UTC and resumes at midnight UTC "
+            "(CUTOVER_JUDGE_DAILY_BUDGET_USD).",
+            icon=":material/money_off:",
+        )
+st.caption(
+    "The judge's own tokens and cost are stored apart (`judge_usage`) and are not part of the application's "
+    "spend on the Cost page."
+)
 
 st.header("Flagged calls")
 limit = st.number_input("Show the newest", min_value=10, max_value=5000, value=200, step=50, key="flag_limit")

@@ -7,7 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import context, filters, queries, stats
+from processors import agreement as agreement_of
 
+AGREEMENT_PAIRS = 5_000
 st.title("Shadow comparison")
 f = filters.current()
 settings = context.settings()
@@ -36,8 +38,24 @@ tokens = stats.mean_delta(answered["primary_tokens"].to_numpy(), answered["shado
 priced = p.dropna(subset=["primary_cost_usd", "shadow_cost_usd"])
 cost = stats.mean_delta(priced["primary_cost_usd"].to_numpy(), priced["shadow_cost_usd"].to_numpy())
 both_text = (p["primary_captured"] == 1) & (p["shadow_captured"] == 1) & (p["primary_outcome"] == "answer")
-agree = (p["primary_outcome"] == p["shadow_outcome"]) & (~both_text | (p["primary_text_hash"] == p["shadow_text_hash"]))
-agreement = stats.rate(int(agree.sum()), len(p))
+# Agreement reads both answers: judged on the newest AGREEMENT_PAIRS pairs (a ±2-point 95% interval at most),
+# so a page render stays within a second or two however many pairs the range holds.
+judged_pairs = p.head(AGREEMENT_PAIRS)
+texts = queries.shadow_pair_texts(
+    context.client(), context.database(), f, primary_model, shadow_model, AGREEMENT_PAIRS
+).set_index("shadow_pair_id")
+captured = both_text.loc[judged_pairs.index]
+verdicts = [
+    agreement_of.pair_agrees(
+        row.primary_outcome,
+        row.shadow_outcome,
+        texts.at[row.shadow_pair_id, "primary_text"] if ok and row.shadow_pair_id in texts.index else None,
+        texts.at[row.shadow_pair_id, "shadow_text"] if ok and row.shadow_pair_id in texts.index else None,
+    )
+    for row, ok in zip(judged_pairs.itertuples(), captured, strict=True)
+]
+agree = pd.Series([v.agree for v in verdicts], index=judged_pairs.index, dtype=bool)
+agreement = stats.rate(int(agree.sum()), len(judged_pairs))
 
 
 def ci_words(d: stats.Delta, unit: str, digits: int = 0, prefix: str = "") -> str:
@@ -60,7 +78,8 @@ def verdict() -> str:
         word = "more" if cost.estimate > 0 else "less"
         parts.append(f"costs ${abs(cost.estimate):,.5f} {word} per call ({ci_words(cost, '', 5, '$')})")
     if agreement is not None:
-        parts.append(f"agrees with {primary_model} on {agreement.estimate:.1%} of pairs")
+        newest = f" (the newest {len(judged_pairs):,})" if len(judged_pairs) < len(p) else ""
+        parts.append(f"agrees with {primary_model} on {agreement.estimate:.1%} of pairs{newest}")
     return ", ".join(parts) + f", on {len(p):,} pairs."
 
 
@@ -86,12 +105,23 @@ if agreement:
     cols[3].metric(
         "agreement",
         context.pct(agreement.estimate, 1),
-        help=f"95% CI {context.pct(agreement.low, 1)} to {context.pct(agreement.high, 1)} (Wilson)",
+        help=f"95% CI {context.pct(agreement.low, 1)} to {context.pct(agreement.high, 1)} (Wilson), "
+        f"newest {len(judged_pairs):,} pairs",
     )
-st.caption(
-    "Δ = shadow − primary on the same request. Agreement: both calls had the same outcome (answer, refusal or error) "
-    "and, when both answers were captured, the same text (case and surrounding space ignored)."
-)
+st.caption("Δ = shadow − primary on the same request. " + agreement_of.DEFINITION)
+disagreed = [(row, v) for row, v in zip(judged_pairs.itertuples(), verdicts, strict=True) if not v.agree]
+if disagreed:
+    with st.expander(f"Why {len(disagreed):,} pairs disagree"):
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"last seen": row.last_seen, "pair": row.shadow_pair_id, "why": v.reason, "overlap": v.similarity}
+                    for row, v in disagreed[:500]
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
 
 intervals = pd.DataFrame(
     [

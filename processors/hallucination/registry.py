@@ -29,12 +29,15 @@ FACTORIES: dict[str, Callable[[float], Check]] = {
     AnswerRelevance.name: AnswerRelevance,
     "embedding_similarity": _embedding,
 }
-CHECK_NAMES = tuple(FACTORIES)
-DEFAULT_CHECKS = tuple(name for name in CHECK_NAMES if name != "embedding_similarity")
+# Checks that call out (slow, metered): run by their own component in the worker's background
+# path, not per batch (`llm_judge`: processors/hallucination/judge.py).
+BACKGROUND_CHECKS = ("llm_judge",)
+CHECK_NAMES = (*FACTORIES, *BACKGROUND_CHECKS)
+DEFAULT_CHECKS = tuple(name for name in FACTORIES if name != "embedding_similarity")
 
 
 def build_checks(names: Sequence[str] = DEFAULT_CHECKS, flag_score: float = 0.5) -> list[Check]:
-    unknown = [name for name in names if name not in FACTORIES]
+    unknown = [name for name in names if name not in CHECK_NAMES]
     if unknown:
         raise ValueError(f"unknown hallucination check(s): {', '.join(unknown)}")
-    return [FACTORIES[name](flag_score) for name in names]
+    return [FACTORIES[name](flag_score) for name in names if name not in BACKGROUND_CHECKS]

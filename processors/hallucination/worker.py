@@ -25,13 +25,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clickhouse_connect.driver.client import Client
 from tenacity import Retrying, retry_if_exception_type, stop_any, wait_exponential
 
 from processors.hallucination.checks import Check, Flag, ShadowDisagreement
-from processors.hallucination.registry import build_checks
+from processors.hallucination.registry import BACKGROUND_CHECKS, build_checks
+
+if TYPE_CHECKING:
+    from processors.hallucination.judge import LLMJudge
 
 log = logging.getLogger("cutover.hallucination")
 
@@ -88,7 +91,14 @@ def _micros(value: object) -> int:
 class HallucinationWorker:
     """Bounded-queue background worker: `start()`, `submit(rows)` (never blocks), `stop()`."""
 
-    def __init__(self, client: Client, database: str, settings: Any, checks: Sequence[Check] | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        database: str,
+        settings: Any,
+        checks: Sequence[Check] | None = None,
+        judge: LLMJudge | None = None,
+    ) -> None:
         self.client = client
         self.database = database
         self.settings = settings
@@ -97,6 +107,12 @@ class HallucinationWorker:
             if checks is not None
             else build_checks(settings.hallucination_check_names, settings.hallucination_flag_score)
         )
+        if judge is None and BACKGROUND_CHECKS[0] in getattr(settings, "hallucination_check_names", ()):
+            from processors.hallucination.judge import LLMJudge
+            from processors.pricing import PriceBook
+
+            judge = LLMJudge(client, database, settings, PriceBook.load(settings.prices_file))
+        self.judge = judge  # the `llm_judge` check: its own threads, fed each written batch
         self._pair_check = next((c for c in self.checks if isinstance(c, ShadowDisagreement)), None)
         self._queue: queue.Queue[tuple[Mapping[str, Any], float]] = queue.Queue(settings.hallucination_queue_size)
         self._batch_size = settings.hallucination_batch_size
@@ -110,6 +126,8 @@ class HallucinationWorker:
     # lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.judge is not None:
+            self.judge.start()
         self._thread = threading.Thread(target=self._run, name="cutover-hallucination", daemon=True)
         self._thread.start()
 
@@ -121,6 +139,8 @@ class HallucinationWorker:
             if self._thread.is_alive():
                 self._give_up.set()
                 self._thread.join(10)
+        if self.judge is not None:
+            self.judge.stop(timeout)
         log.info("hallucination worker stopped: %s", self.stats.as_dict())
 
     @property
@@ -269,6 +289,8 @@ class HallucinationWorker:
         stats.flagged += sum(flagged for flagged, _ in verdicts.values())
         stats.flags_written += len(flag_rows)
         stats.partner_updates += len(later)
+        if self.judge is not None:  # after the writes: a retried batch is offered once
+            self.judge.offer(batch)
 
     @staticmethod
     def _flag_row(call: Mapping[str, Any], flag: Flag, rate: float) -> tuple:
