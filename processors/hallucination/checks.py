@@ -64,7 +64,7 @@ def unsupported_facts(answer: str, source: str) -> tuple[list[str], list[str], l
     names stated in `answer` that `source` does not state."""
     source_numbers, source_quantities = numbers(source), quantities(source)
     counted = {unit for _, unit in source_quantities}
-    missing_numbers = set(numbers(answer) - source_numbers)
+    missing_numbers = set(numbers(answer, spelled=False) - source_numbers)
     for value, unit in quantities(answer):
         if unit in counted and value in source_numbers and (value, unit) not in source_quantities:
             missing_numbers.add(f"{value} {unit}")

@@ -12,16 +12,22 @@ from functools import lru_cache
 # The checks of one call read the same texts several times; a few hundred entries cover
 # that reuse without pinning many large RAG contexts in memory.
 _CACHED_TEXTS = 256
-_TOKEN = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
+# Words (any script), dotted abbreviations ("d.c", "f.e.a.r") and contractions as one token.
+_TOKEN = re.compile(r"[^\W_]+(?:[.'][^\W_]+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n+")
-# An enumerator ("1)", "2." at the start of a line) is layout, not a fact.
-_ENUMERATOR = re.compile(r"(?m)^\s*\d{1,2}[.)]\s|\(\d{1,2}\)|\s\d{1,2}\)\s")
+# An enumerator ("1)", "2." at the start of a line, "(3)", or "1) … , 2) …" in a run-on list)
+# is layout, not a fact; "(known as NBC 10)" is a fact, so an inline "10) " needs list punctuation before it.
+_ENUMERATOR = re.compile(r"(?m)^\s*\d{1,2}[.)]\s|\(\d{1,2}\)|(?<=[:;,]\s)\d{1,2}\)\s")
 # Dates, times and dotted versions are one fact each ("1970-01-02" must not pass as 1970, 01, 02).
 _NUMBER = re.compile(
     r"(?<![\w.])(?:\d{4}-\d{2}-\d{2}|\d{1,2}:\d{2}(?::\d{2})?|\d+(?:\.\d+){2,})(?![\w.])"
     r"|(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?![\w])|(?<![\w.])\d+(?:\.\d+)?(?=[a-zA-Z%°])"
 )
-_NAME = re.compile(r"\b[A-Z][A-Za-z0-9&'\-]*(?:\s+(?:of\s+|de\s+|da\s+|van\s+)?[A-Z][A-Za-z0-9&'\-]*)*")
+# A capitalised word, or a dotted abbreviation ("D.C.", "F.E.A.R."), and the capitalised words after it.
+_NAME_WORD = r"(?:(?:[A-Z]\.){2,}(?![\w])|[A-Z][\w&'\-]*)"
+_NAME = re.compile(rf"\b{_NAME_WORD}(?:\s+(?:of\s+|de\s+|da\s+|van\s+)?{_NAME_WORD})*")
+# What may sit between a sentence's end and its first word (quotes, markdown, list marks).
+_LEAD_IN = " \t\n\"'“‘(*#->•"
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _NUMBER_WORDS = {
@@ -252,7 +258,9 @@ def normalise(text: str) -> str:
 
 
 def stem(token: str) -> str:
-    """A light suffix strip so 'retries'/'retried'/'retry' meet; enough for overlap counting."""
+    """A light suffix strip so 'retries'/'retried'/'retry' meet (and "nixon's"/'nixon'); enough for overlap counting."""
+    if token.endswith("'s"):
+        token = token[:-2]
     for suffix, keep in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
         if len(token) > len(suffix) + 3 and token.endswith(suffix) and not token[0].isdigit():
             return token[: -len(suffix)] + keep
@@ -283,9 +291,15 @@ def _number_value(raw: str) -> str:
 
 
 @lru_cache(maxsize=_CACHED_TEXTS)
-def numbers(text: str) -> frozenset[str]:
-    """Numbers stated in a text, normalised ('1,200' -> '1200', '3.50' -> '3.5'); enumerators ignored."""
-    body = _NUMBER_WORD.sub(lambda m: _NUMBER_WORDS[m.group().lower()], _ENUMERATOR.sub(" ", normalise(text)))
+def numbers(text: str, spelled: bool = True) -> frozenset[str]:
+    """Numbers stated in a text, normalised ('1,200' -> '1200', '3.50' -> '3.5'); enumerators ignored.
+
+    With `spelled`, small spelled-out numbers count too ('two' -> '2'): a source's 'two teams'
+    supports an answer's '2 teams'. An answer's own spelled numbers are usually counts the
+    writer inferred ('the two men'), so checks read answers with `spelled=False`."""
+    body = _ENUMERATOR.sub(" ", normalise(text))
+    if spelled:
+        body = _NUMBER_WORD.sub(lambda m: _NUMBER_WORDS[m.group().lower()], body)
     return frozenset(_number_value(m.group()) for m in _NUMBER.finditer(body))
 
 
@@ -309,14 +323,27 @@ def identifiers(text: str) -> frozenset[str]:
 def names(text: str) -> frozenset[str]:
     """Capitalised names (people, places, products, acronyms) as lower-case phrases."""
     found = set()
-    for match in _NAME.finditer(normalise(text)):
+    body = normalise(text)
+    for match in _NAME.finditer(body):
         words = match.group().split()
         # drop a leading word capitalised only by its position (sentence start, "The ...")
         while words and words[0].lower().strip("'") in _COMMON_CAPITALISED:
             words = words[1:]
+        if words and len(words) == len(match.group().split()) and _starts_sentence(body, match.start()):
+            # The first word of a sentence is capitalised whatever it is ("Despite Arbroath's",
+            # "Here's"): it is a name only with the evidence of a capitalised word after it.
+            words = words[1:] if len(words) > 1 and not words[0].endswith("'s") else []
         if words:
             found.add(" ".join(words).lower())
     return frozenset(found)
+
+
+def _starts_sentence(text: str, start: int) -> bool:
+    window = text[max(0, start - 12) : start]
+    before = window.rstrip(_LEAD_IN)
+    if not before:
+        return True  # only quotes, markdown or space since the start of the text (or for 12 chars)
+    return before[-1] in ".!?:" or "\n" in window[len(before) :]
 
 
 def name_supported(name: str, source_terms: frozenset[str]) -> bool:
