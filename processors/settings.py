@@ -93,7 +93,7 @@ class ProcessorSettings(BudgetSettings):
         description="A p99 or rate alert that persists is recorded and logged again after this many minutes.",
     )
     hallucination_checks: str = Field(
-        default="context_grounding,unsupported_facts,reference_mismatch,shadow_disagreement,answer_relevance",
+        default="context_grounding,unsupported_facts,reference_mismatch,shadow_disagreement",
         description="Comma-separated hallucination checks to run; `embedding_similarity` needs the [embeddings] extra.",
     )
     hallucination_flag_score: float = Field(

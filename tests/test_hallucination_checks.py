@@ -19,9 +19,12 @@ CONTEXT = (
     "The outage on March 3 lasted 47 minutes. It was caused by an expired TLS certificate on the internal "
     "load balancer. The on-call engineer renewed the certificate and traffic recovered at 14:52 UTC."
 )
+TWO_WRONG = "It lasted 95 minutes and recovered at 16:10 UTC."
 # Floors below the measured figures (bench/quality.py): the set doubles as the tuning set.
 PRECISION_FLOOR = 0.90
-RECALL_FLOOR = 0.85
+# Recall fell from ~0.95 to 0.74 when unsupported_facts was calibrated to flag rarely on faithful
+# public answers (one unsupported fact no longer flags alone): the honest trade, see README.
+RECALL_FLOOR = 0.70
 
 
 def labelled() -> list[dict]:
@@ -60,8 +63,12 @@ def test_unsupported_numbers_names_identifiers_and_swapped_quantities():
         }
     )
     assert ok is not None and not ok.flagged, ok
-    wrong_number = check.run({"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 2 hours."})
-    assert wrong_number.flagged and "2" in wrong_number.reason
+    # one unsupported fact is reported but does not flag on its own (faithful answers often add
+    # one well-known fact: calibrated on FaithBench/HaluEval dev, bench/quality.py); two do
+    one_number = check.run({"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 95 minutes."})
+    assert not one_number.flagged and one_number.score > 0 and "95" in one_number.reason
+    wrong_number = check.run({"input_text": "How long?", "context_text": CONTEXT, "output_text": TWO_WRONG})
+    assert wrong_number.flagged and "95" in wrong_number.reason and "16:10" in wrong_number.reason
     swapped = check.run(
         {
             "input_text": "Limits?",
@@ -74,7 +81,7 @@ def test_unsupported_numbers_names_identifiers_and_swapped_quantities():
         {
             "input_text": "Who fixed it?",
             "context_text": CONTEXT,
-            "output_text": "The certificate was renewed by Dana Whitfield.",
+            "output_text": "The certificate was renewed by Dana Whitfield and Omar Reyes.",
         }
     )
     assert person.flagged and "dana whitfield" in person.reason
@@ -190,11 +197,14 @@ def test_default_checks_on_the_simulator_corpus_written_independently_of_them():
     wrong = [
         call["output_text"] for call, truth in examples if any(f.flagged for c in checks if (f := c.run(call))) != truth
     ]
-    assert len(wrong) <= len(examples) * 0.05, wrong
+    # No correct answer is flagged; a planted single wrong fact often is not (one unsupported
+    # fact does not flag alone since the calibration on public data): 16 of 60 measured.
+    assert not [call for call, truth in examples if not truth and call["output_text"] in wrong]
+    assert len(wrong) <= len(examples) * 0.30, wrong
 
 
 def test_flag_score_is_the_decision_point():
-    call = {"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 2 hours."}
+    call = {"input_text": "How long?", "context_text": CONTEXT, "output_text": TWO_WRONG}
     strict, lenient = UnsupportedFacts(flag_score=0.5).run(call), UnsupportedFacts(flag_score=0.9).run(call)
     assert strict.score == lenient.score and strict.flagged and not lenient.flagged
 

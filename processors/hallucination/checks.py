@@ -9,6 +9,7 @@ an SRE can verify by reading the call. The shadow check reads the partner's answ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -33,6 +34,12 @@ Call = Mapping[str, Any]
 # words that start a sentence), so it takes two.
 NUMBER_WEIGHT = 0.6
 NAME_WEIGHT = 0.3
+# unsupported_facts on context: one fact the context lacks is common in faithful answers (a
+# model adds a well-known fact), so it takes two strong ones, or a strong and a weak one,
+# to flag at the default flag score (calibrated on FaithBench and HaluEval dev, bench/quality.py).
+STRONG_FACT_WEIGHT = 0.4
+WEAK_FACT_WEIGHT = 0.2
+_SMALL_COUNT = re.compile(r"\d|10")
 _QUOTE_CHARS = 90
 
 
@@ -136,8 +143,14 @@ class UnsupportedFacts(_Base):
             return None
         source_text = f"{context}\n{call.get('input_text') or ''}"
         missing_numbers, missing_ids, missing_names = unsupported_facts(answer, source_text)
-        strong_names = sum(" " in name for name in missing_names)
-        score = _facts_score(len(missing_numbers) + len(missing_ids) + strong_names, len(missing_names) - strong_names)
+        source_terms = content_terms(source_text)
+        # Strong: a number beyond a small count, an identifier, a full name none of whose words
+        # the source has. Weak: a small count (summaries count for themselves: "scored two
+        # goals"), a single capitalised word, a name the source has in part ("Aberdeen FC").
+        strong = sum(not _SMALL_COUNT.fullmatch(n) for n in missing_numbers) + len(missing_ids)
+        strong += sum(" " in n and not content_terms(n) & source_terms for n in missing_names)
+        weak = len(missing_numbers) + len(missing_ids) + len(missing_names) - strong
+        score = 1 - (1 - STRONG_FACT_WEIGHT) ** strong * (1 - WEAK_FACT_WEIGHT) ** weak
         if not missing_numbers and not missing_ids and not missing_names:
             return self._flag(0.0, "every number, identifier and name in the answer occurs in the context")
         parts = []
@@ -164,7 +177,7 @@ class ReferenceMismatch(_Base):
         said = content_terms(answer) | content_terms(question)
         said_numbers = numbers(answer) | numbers(question)
         missing_numbers = sorted(numbers(reference) - said_numbers)
-        missing_names = sorted(n for n in names(reference) if not name_supported(n, said))
+        missing_names = sorted(n for n in names(reference, positional=False) if not name_supported(n, said))
         extra_numbers = sorted(numbers(answer) - numbers(reference) - numbers(question))
         key_terms = content_terms(reference) - content_terms(question)
         recall = len(key_terms & content_terms(answer)) / len(key_terms) if key_terms else 1.0

@@ -320,7 +320,7 @@ def identifiers(text: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=_CACHED_TEXTS)
-def names(text: str) -> frozenset[str]:
+def names(text: str, positional: bool = True) -> frozenset[str]:
     """Capitalised names (people, places, products, acronyms) as lower-case phrases."""
     found = set()
     body = normalise(text)
@@ -329,9 +329,10 @@ def names(text: str) -> frozenset[str]:
         # drop a leading word capitalised only by its position (sentence start, "The ...")
         while words and words[0].lower().strip("'") in _COMMON_CAPITALISED:
             words = words[1:]
-        if words and len(words) == len(match.group().split()) and _starts_sentence(body, match.start()):
+        if positional and words and len(words) == len(match.group().split()) and _starts_sentence(body, match.start()):
             # The first word of a sentence is capitalised whatever it is ("Despite Arbroath's",
-            # "Here's"): it is a name only with the evidence of a capitalised word after it.
+            # "Here's"): it is a name only with the evidence of a capitalised word after it. A short
+            # reference answer ("Canberra.") is read with positional=False.
             words = words[1:] if len(words) > 1 and not words[0].endswith("'s") else []
         if words:
             found.add(" ".join(words).lower())
