@@ -24,6 +24,7 @@ from processors.hallucination.text import (
     numbers,
     overlap_f1,
     quantities,
+    sentence_facts,
     sentences,
 )
 
@@ -40,6 +41,11 @@ NAME_WEIGHT = 0.3
 STRONG_FACT_WEIGHT = 0.4
 WEAK_FACT_WEIGHT = 0.2
 _SMALL_COUNT = re.compile(r"\d|10")
+# A fact that replaces a different one in the context sentence saying the same thing flags
+# alone: the answer sentence shares MATCH_SHARE of its (at least MATCH_MIN_TERMS) words with it.
+SWAP_WEIGHT = 2
+MATCH_SHARE = 0.6
+MATCH_MIN_TERMS = 3
 _QUOTE_CHARS = 90
 
 
@@ -66,12 +72,24 @@ def _facts_score(strong: int, weak: int) -> float:
     return 1 - (1 - NUMBER_WEIGHT) ** strong * (1 - NAME_WEIGHT) ** weak
 
 
+def _abbreviated_year(number: str, source_numbers: frozenset[str]) -> bool:
+    """'2011' written '2007 -- 11' in the source: a year of the same century there, and its last two digits."""
+    if len(number) != 4 or not number.isdigit():
+        return False
+    tail = number[2:]
+    return bool({tail, tail.lstrip("0") or "0"} & source_numbers) and any(
+        len(n) == 4 and n[:2] == number[:2] for n in source_numbers
+    )
+
+
 def unsupported_facts(answer: str, source: str) -> tuple[list[str], list[str], list[str]]:
     """Numbers (also swapped ones: '10 users' when the source says '5 users'), identifiers and
     names stated in `answer` that `source` does not state."""
     source_numbers, source_quantities = numbers(source), quantities(source)
     counted = {unit for _, unit in source_quantities}
-    missing_numbers = set(numbers(answer, spelled=False) - source_numbers)
+    missing_numbers = {
+        n for n in numbers(answer, spelled=False) - source_numbers if not _abbreviated_year(n, source_numbers)
+    }
     for value, unit in quantities(answer):
         if unit in counted and value in source_numbers and (value, unit) not in source_quantities:
             missing_numbers.add(f"{value} {unit}")
@@ -80,6 +98,32 @@ def unsupported_facts(answer: str, source: str) -> tuple[list[str], list[str], l
     terms = content_terms(source)
     missing_names = [n for n in names(answer) if not name_supported(n, terms) and n not in missing_ids]
     return sorted(missing_numbers), sorted(missing_ids), sorted(missing_names)
+
+
+def contradictions(answer: str, source: str, missing: set[str]) -> list[str]:
+    """Unsupported facts of `answer` that replace a different fact in the source sentence
+    saying the same thing ("within 90 days" where the context says "within 30 days"): the
+    strongest lexical evidence of a hallucination, as 'answer fact (context: source facts)'."""
+    found: list[str] = []
+    for terms, stated_numbers, stated_names in sentence_facts(answer):
+        # Only facts strong on their own: a small count or a single word swaps too easily.
+        swapped_numbers = {n for n in stated_numbers & missing if not _SMALL_COUNT.fullmatch(n)}
+        swapped_names = {n for n in stated_names & missing if " " in n}
+        if not (swapped_numbers or swapped_names) or len(terms) < MATCH_MIN_TERMS:
+            continue
+        best, best_share = None, 0.0
+        for source_sentence in sentence_facts(source):  # cached: split once per call
+            share = len(terms & source_sentence[0]) / len(terms)
+            if share > best_share:
+                best, best_share = source_sentence, share
+        if best is None or best_share < MATCH_SHARE:
+            continue
+        # What the matching context sentence states in their place, and the answer does not.
+        other_numbers = sorted(n for n in best[1] - stated_numbers if not _SMALL_COUNT.fullmatch(n))
+        other_names = sorted(n for n in best[2] if " " in n and not name_supported(n, terms))
+        found += [f"{n} (context: {', '.join(other_numbers[:3])})" for n in sorted(swapped_numbers) if other_numbers]
+        found += [f"{n} (context: {', '.join(other_names[:3])})" for n in sorted(swapped_names) if other_names]
+    return found
 
 
 def _list(items: list[str], limit: int = 5) -> str:
@@ -150,10 +194,11 @@ class UnsupportedFacts(_Base):
         strong = sum(not _SMALL_COUNT.fullmatch(n) for n in missing_numbers) + len(missing_ids)
         strong += sum(" " in n and not content_terms(n) & source_terms for n in missing_names)
         weak = len(missing_numbers) + len(missing_ids) + len(missing_names) - strong
-        score = 1 - (1 - STRONG_FACT_WEIGHT) ** strong * (1 - WEAK_FACT_WEIGHT) ** weak
         if not missing_numbers and not missing_ids and not missing_names:
             return self._flag(0.0, "every number, identifier and name in the answer occurs in the context")
-        parts = []
+        swapped = contradictions(answer, source_text, {*missing_numbers, *missing_names})
+        score = 1 - (1 - STRONG_FACT_WEIGHT) ** (strong + SWAP_WEIGHT * len(swapped)) * (1 - WEAK_FACT_WEIGHT) ** weak
+        parts = [f"contradicts the context: {_list(swapped)}"] if swapped else []
         if missing_numbers:
             parts.append(f"numbers not in context: {_list(missing_numbers)}")
         if missing_ids:
