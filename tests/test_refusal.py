@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from processors.data import labelled
+from processors.data import labelled, public
 from processors.refusal import is_refusal_text, refusal, refusal_kind, refusal_source
 
 # Floors, not the current figures (1.0/1.0 on this set, see bench/quality.py): the set is
@@ -68,7 +65,6 @@ def test_refusal_source_prefers_the_api_signal_then_the_finish_reason():
 
 
 # XSTest v2 (public, human-labelled completions of GPT-4, Llama 2 and Mistral models; dev half).
-XSTEST = Path(__file__).resolve().parents[1].parent / "shared" / "quality-data" / "xstest_v2_completions.dev.jsonl"
 FULL = "2_full_refusal"
 # Floors at the figures measured on the dev split (bench/quality.py prints them), so a
 # regression fails; the targets are asserted separately and are not met yet.
@@ -80,7 +76,7 @@ TARGET_F1, TARGET_PRECISION, TARGET_MODEL_F1 = 0.92, 0.95, 0.80
 
 def _xstest() -> list[dict]:
     # Fails (never skips) when the shared data is missing: CI has it next to the repository.
-    return [json.loads(line) for line in XSTEST.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return public("xstest_v2_completions.dev.jsonl")
 
 
 def _precision_f1(rows: list[dict]) -> tuple[float, float]:
