@@ -118,6 +118,13 @@ _DELIVERS = re.compile(
     r"|in\s+the\s+context\s+of)"
     r"|```"
 )
+# "I can't recommend a stock, but index funds are a common choice": the same sentence turns
+# from the decline to an answer (unless the turn is another objection or a redirect).
+_TURNS_TO_ANSWER = re.compile(
+    r"[^.!?\n]{0,150}?,?\s+but\s+(?![^.!?]{0,60}\b(?:not|cannot|can't|never|no|harm\w*|illegal|unethical|"
+    r"important|i\s+(?:must|would|want|will|can\s+(?:suggest|offer|help\s+you\s+(?:find|with\s+(?:something|other))))"
+    r"|please|if)\b)"
+)
 _IRREGULAR_SPACE = re.compile(r"\s\s|[^\S ]")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 
@@ -139,7 +146,8 @@ def classify(text: str) -> tuple[RefusalKind, str]:
     decline = _DECLINE.search(head, 0, LEAD_CHARS)
     if decline is None:
         return "", ""
-    kind: RefusalKind = "partial" if _DELIVERS.search(head, decline.end()) else "full"
+    delivers = _TURNS_TO_ANSWER.match(head, decline.end()) or _DELIVERS.search(head, decline.end())
+    kind: RefusalKind = "partial" if delivers else "full"
     return kind, decline.lastgroup or ""
 
 

@@ -14,6 +14,7 @@ from processors.hallucination.checks import (
     ShadowDisagreement,
     UnsupportedFacts,
 )
+from processors.hallucination.text import content_terms, name_supported, names, numbers
 
 CONTEXT = (
     "The outage on March 3 lasted 47 minutes. It was caused by an expired TLS certificate on the internal "
@@ -217,3 +218,60 @@ def test_unknown_check_and_missing_extra_fail_clearly():
     except ImportError:
         with pytest.raises(ImportError, match=r"llm-cutover\[embeddings\]"):
             build_checks(["embedding_similarity"])
+
+
+# Text handling found on public data (issue 9): each made false flags on faithful answers.
+def test_dotted_abbreviations_are_one_name_supported_by_the_same_string():
+    assert {"d.c.", "f.e.a.r."} <= names("He moved to Washington, D.C. and played F.E.A.R. there.")
+    check = UnsupportedFacts()
+    flag = check.run(
+        {
+            "input_text": "Where?",
+            "context_text": "The studio in Washington, D.C. released F.E.A.R. in 2005.",
+            "output_text": "F.E.A.R. was made by a studio in Washington, D.C. and released in 2005.",
+        }
+    )
+    assert flag is not None and flag.score == 0.0, flag
+
+
+def test_a_possessive_in_the_context_supports_the_name():
+    terms = content_terms("Matt Groening named the character after President Richard Nixon's middle name.")
+    assert name_supported("richard nixon", terms)
+    flag = UnsupportedFacts().run(
+        {
+            "input_text": "Named after whom?",
+            "context_text": "Matt Groening named the character after President Richard Nixon's middle name.",
+            "output_text": "President Richard Nixon.",
+        }
+    )
+    assert flag is not None and flag.score == 0.0, flag
+
+
+def test_a_number_in_parentheses_is_a_fact_and_list_numbers_are_layout():
+    assert "10" in numbers("WCAU (known as NBC 10) is a television station.")
+    assert numbers("Steps: 1) take a snapshot, 2) test the restore, 3) migrate.") == frozenset()
+    assert numbers("1. Back up.\n2. Restore.\n(3) Migrate.") == frozenset()
+
+
+def test_a_sentence_opening_word_is_not_a_name_and_an_abbreviated_year_is_supported():
+    found = names("Despite Arbroath's loss, the club stayed up. Here's why: Aberdeen won.")
+    assert "despite" not in " ".join(found) and "here's" not in found and "arbroath's" in found
+    flag = UnsupportedFacts().run(
+        {
+            "input_text": "Summarize the following passage.",
+            "context_text": "He drummed for the band ( 1991 -- 2000 ; 2007 -- 11 ).",
+            "output_text": "He drummed for the band in 1991-2000 and 2007-2011.",
+        }
+    )
+    assert flag is not None and flag.score == 0.0, flag
+
+
+def test_a_fact_swapped_for_the_contexts_flags_alone():
+    flag = UnsupportedFacts().run(
+        {
+            "input_text": "How long is the refund window?",
+            "context_text": "Refunds are available within 30 days of purchase. Shipping is free.",
+            "output_text": "Refunds are available within 90 days of purchase.",
+        }
+    )
+    assert flag.flagged and "90 (context: 30)" in flag.reason, flag
