@@ -23,9 +23,10 @@ CONTEXT = (
 TWO_WRONG = "It lasted 95 minutes and recovered at 16:10 UTC."
 # Floors below the measured figures (bench/quality.py): the set doubles as the tuning set.
 PRECISION_FLOOR = 0.90
-# Recall fell from ~0.95 to 0.74 when unsupported_facts was calibrated to flag rarely on faithful
-# public answers (one unsupported fact no longer flags alone): the honest trade, see README.
-RECALL_FLOOR = 0.70
+# Recall fell from ~0.95 to 0.83 when unsupported_facts was calibrated to flag rarely on faithful
+# public answers (one unsupported fact no longer flags alone unless it swaps a context fact or
+# answers the question): the honest trade, see README.
+RECALL_FLOOR = 0.80
 
 
 def labelled() -> list[dict]:
@@ -198,10 +199,7 @@ def test_default_checks_on_the_simulator_corpus_written_independently_of_them():
     wrong = [
         call["output_text"] for call, truth in examples if any(f.flagged for c in checks if (f := c.run(call))) != truth
     ]
-    # No correct answer is flagged; a planted single wrong fact often is not (one unsupported
-    # fact does not flag alone since the calibration on public data): 16 of 60 measured.
-    assert not [call for call, truth in examples if not truth and call["output_text"] in wrong]
-    assert len(wrong) <= len(examples) * 0.30, wrong
+    assert len(wrong) <= len(examples) * 0.05, wrong
 
 
 def test_flag_score_is_the_decision_point():
@@ -275,3 +273,25 @@ def test_a_fact_swapped_for_the_contexts_flags_alone():
         }
     )
     assert flag.flagged and "90 (context: 30)" in flag.reason, flag
+
+
+def test_an_unsupported_fact_given_as_the_answer_to_the_question_flags_alone():
+    context = "Fast Cars, Danger, Fire and Knives is an EP by the rapper Lupe Fiasco, released in 2005."
+    question = "Fast Cars, Danger, Fire and Knives includes guest appearances from which hip hop record executive?"
+    invented = UnsupportedFacts().run(
+        {
+            "input_text": question,
+            "context_text": context,
+            "output_text": "Fast Cars, Danger, Fire and Knives includes guest appearances from Russell Simmons.",
+        }
+    )
+    assert invented.flagged and "answers the question" in invented.reason and "russell simmons" in invented.reason
+    # the same extra name in a summary (no question to answer) is one unsupported fact: no flag
+    summary = UnsupportedFacts().run(
+        {
+            "input_text": "Summarize the following passage.",
+            "context_text": context,
+            "output_text": "Lupe Fiasco, signed by Russell Simmons, released the EP in 2005.",
+        }
+    )
+    assert not summary.flagged and "russell simmons" in summary.reason

@@ -46,6 +46,8 @@ _SMALL_COUNT = re.compile(r"\d|10")
 SWAP_WEIGHT = 2
 MATCH_SHARE = 0.6
 MATCH_MIN_TERMS = 3
+# An answer sentence restates the question when this share of its other words is the question's.
+QUESTION_SHARE = 0.5
 _QUOTE_CHARS = 90
 
 
@@ -126,6 +128,26 @@ def contradictions(answer: str, source: str, missing: set[str]) -> list[str]:
     return found
 
 
+def unsupported_answers(answer: str, question: str, missing: set[str]) -> list[str]:
+    """Unsupported facts an answer gives as the answer to the question: its sentence restates
+    the question around them ("X includes guest appearances from Russell Simmons" to "X
+    includes guest appearances from which executive?"), so the fact is the answer, and the
+    context does not have it. A summary's prompt shares no words with its sentences."""
+    asked = content_terms(question)
+    if len(asked) < MATCH_MIN_TERMS:
+        return []
+    found: list[str] = []
+    for terms, stated_numbers, stated_names in sentence_facts(answer):
+        facts = {n for n in stated_numbers & missing if not _SMALL_COUNT.fullmatch(n)} | (stated_names & missing)
+        if not facts:
+            continue
+        rest = terms.difference(*(content_terms(f) for f in facts))
+        shared = len(rest & asked)
+        if shared >= MATCH_MIN_TERMS - 1 and shared >= QUESTION_SHARE * len(rest):
+            found += sorted(facts)
+    return found
+
+
 def _list(items: list[str], limit: int = 5) -> str:
     shown = ", ".join(sorted(items)[:limit])
     return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
@@ -197,8 +219,12 @@ class UnsupportedFacts(_Base):
         if not missing_numbers and not missing_ids and not missing_names:
             return self._flag(0.0, "every number, identifier and name in the answer occurs in the context")
         swapped = contradictions(answer, source_text, {*missing_numbers, *missing_names})
-        score = 1 - (1 - STRONG_FACT_WEIGHT) ** (strong + SWAP_WEIGHT * len(swapped)) * (1 - WEAK_FACT_WEIGHT) ** weak
+        answered = unsupported_answers(answer, call.get("input_text") or "", {*missing_numbers, *missing_names})
+        decisive = len(swapped) + len(set(answered) - {s.split(" (")[0] for s in swapped})
+        score = 1 - (1 - STRONG_FACT_WEIGHT) ** (strong + SWAP_WEIGHT * decisive) * (1 - WEAK_FACT_WEIGHT) ** weak
         parts = [f"contradicts the context: {_list(swapped)}"] if swapped else []
+        if answered:
+            parts.append(f"answers the question with what the context does not state: {_list(answered)}")
         if missing_numbers:
             parts.append(f"numbers not in context: {_list(missing_numbers)}")
         if missing_ids:

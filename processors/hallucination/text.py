@@ -354,7 +354,7 @@ def names(text: str, positional: bool = True) -> frozenset[str]:
             # "Here's"): it is a name only with the evidence of a capitalised word after it. A short
             # reference answer ("Canberra.") is read with positional=False.
             words = words[1:] if len(words) > 1 and not words[0].endswith("'s") else []
-        if words:
+        if words and (len(words) > 1 or len(words[0]) > 1):  # a lone letter is a unit or a label ("°C", "Plan B")
             found.add(" ".join(words).lower())
     return frozenset(found)
 
