@@ -20,7 +20,6 @@ CONTEXT = (
     "The outage on March 3 lasted 47 minutes. It was caused by an expired TLS certificate on the internal "
     "load balancer. The on-call engineer renewed the certificate and traffic recovered at 14:52 UTC."
 )
-TWO_WRONG = "It lasted 95 minutes and recovered at 16:10 UTC."
 # Floors below the measured figures (bench/quality.py): the set doubles as the tuning set.
 PRECISION_FLOOR = 0.90
 # Recall fell from ~0.95 to 0.83 when unsupported_facts was calibrated to flag rarely on faithful
@@ -65,12 +64,20 @@ def test_unsupported_numbers_names_identifiers_and_swapped_quantities():
         }
     )
     assert ok is not None and not ok.flagged, ok
-    # one unsupported fact is reported but does not flag on its own (faithful answers often add
-    # one well-known fact: calibrated on FaithBench/HaluEval dev, bench/quality.py); two do
-    one_number = check.run({"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 95 minutes."})
-    assert not one_number.flagged and one_number.score > 0 and "95" in one_number.reason
-    wrong_number = check.run({"input_text": "How long?", "context_text": CONTEXT, "output_text": TWO_WRONG})
-    assert wrong_number.flagged and "95" in wrong_number.reason and "16:10" in wrong_number.reason
+    wrong_number = check.run(
+        {"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 95 minutes."}
+    )
+    assert wrong_number.flagged and "95" in wrong_number.reason
+    # weak evidence is reported but does not flag alone (calibrated on FaithBench/HaluEval dev):
+    # a single capitalised word, a small count
+    weak = check.run(
+        {
+            "input_text": "How long?",
+            "context_text": CONTEXT,
+            "output_text": "It lasted 47 minutes, 2 incidents in Frankfurt.",
+        }
+    )
+    assert not weak.flagged and weak.score > 0 and "frankfurt" in weak.reason and "2" in weak.reason
     swapped = check.run(
         {
             "input_text": "Limits?",
@@ -83,7 +90,7 @@ def test_unsupported_numbers_names_identifiers_and_swapped_quantities():
         {
             "input_text": "Who fixed it?",
             "context_text": CONTEXT,
-            "output_text": "The certificate was renewed by Dana Whitfield and Omar Reyes.",
+            "output_text": "The certificate was renewed by Dana Whitfield.",
         }
     )
     assert person.flagged and "dana whitfield" in person.reason
@@ -203,7 +210,7 @@ def test_default_checks_on_the_simulator_corpus_written_independently_of_them():
 
 
 def test_flag_score_is_the_decision_point():
-    call = {"input_text": "How long?", "context_text": CONTEXT, "output_text": TWO_WRONG}
+    call = {"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 95 minutes."}
     strict, lenient = UnsupportedFacts(flag_score=0.5).run(call), UnsupportedFacts(flag_score=0.9).run(call)
     assert strict.score == lenient.score and strict.flagged and not lenient.flagged
 
@@ -277,21 +284,20 @@ def test_a_fact_swapped_for_the_contexts_flags_alone():
 
 def test_an_unsupported_fact_given_as_the_answer_to_the_question_flags_alone():
     context = "Fast Cars, Danger, Fire and Knives is an EP by the rapper Lupe Fiasco, released in 2005."
-    question = "Fast Cars, Danger, Fire and Knives includes guest appearances from which hip hop record executive?"
     invented = UnsupportedFacts().run(
         {
-            "input_text": question,
+            "input_text": "Which city is the rapper of Fast Cars, Danger, Fire and Knives from?",
             "context_text": context,
-            "output_text": "Fast Cars, Danger, Fire and Knives includes guest appearances from Russell Simmons.",
+            "output_text": "The rapper of Fast Cars, Danger, Fire and Knives is from Chicago.",
         }
     )
-    assert invented.flagged and "answers the question" in invented.reason and "russell simmons" in invented.reason
-    # the same extra name in a summary (no question to answer) is one unsupported fact: no flag
+    assert invented.flagged and "answers the question" in invented.reason and "chicago" in invented.reason
+    # the same extra word in a summary (no question to answer) is weak evidence: no flag
     summary = UnsupportedFacts().run(
         {
             "input_text": "Summarize the following passage.",
             "context_text": context,
-            "output_text": "Lupe Fiasco, signed by Russell Simmons, released the EP in 2005.",
+            "output_text": "Lupe Fiasco, a rapper from Chicago, released the EP in 2005.",
         }
     )
-    assert not summary.flagged and "russell simmons" in summary.reason
+    assert not summary.flagged and "chicago" in summary.reason

@@ -15,7 +15,7 @@ from functools import lru_cache
 _CACHED_TEXTS = 256
 # Words (any script), dotted abbreviations ("d.c", "f.e.a.r") and contractions as one token.
 _TOKEN = re.compile(r"[^\W_]+(?:[.'][^\W_]+)*")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n+")
+_SENTENCE_END = re.compile(r"(?<=[.!?:])\s+(?=[A-Z0-9\"'(`])|\n+")
 # An enumerator ("1)", "2." at the start of a line, "(3)", or "1) … , 2) …" in a run-on list)
 # is layout, not a fact; "(known as NBC 10)" is a fact, so an inline "10) " needs list punctuation before it.
 _ENUMERATOR = re.compile(r"(?m)^\s*\d{1,2}[.)]\s|\(\d{1,2}\)|(?<=[:;,]\s)\d{1,2}\)\s")
