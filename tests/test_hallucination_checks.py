@@ -301,3 +301,30 @@ def test_an_unsupported_fact_given_as_the_answer_to_the_question_flags_alone():
         }
     )
     assert not summary.flagged and "chicago" in summary.reason
+
+
+# Public human-labelled dev splits (../shared/quality-data; fails, never skips, when missing).
+FALSE_POSITIVE_CEILING = 0.10  # the target: a flag is rare on a faithful answer
+# Floors a little under the measured recall (bench/quality.py: FaithBench 0.216, HaluEval 0.391).
+FAITHBENCH_RECALL_FLOOR = 0.19
+HALUEVAL_RECALL_FLOOR = 0.35
+
+
+def _rates(examples: list[tuple[dict, bool]]) -> tuple[float, float]:
+    checks = build_checks(DEFAULT_CHECKS)
+    flagged = [any(f.flagged for c in checks if (f := c.run(call))) for call, _ in examples]
+    truth = [t for _, t in examples]
+    fp = sum(f and not t for f, t in zip(flagged, truth, strict=True))
+    tp = sum(f and t for f, t in zip(flagged, truth, strict=True))
+    return fp / (len(truth) - sum(truth)), tp / sum(truth)
+
+
+@pytest.mark.parametrize(
+    ("examples", "recall_floor"),
+    [(data.faithbench_calls, FAITHBENCH_RECALL_FLOOR), (data.halueval_calls, HALUEVAL_RECALL_FLOOR)],
+    ids=["faithbench", "halueval"],
+)
+def test_default_checks_rarely_flag_faithful_public_answers(examples, recall_floor):
+    false_positive_rate, recall = _rates(examples())
+    assert false_positive_rate <= FALSE_POSITIVE_CEILING
+    assert recall >= recall_floor
