@@ -19,6 +19,7 @@ from processors.hallucination.text import (
     content_terms,
     identifiers,
     name_supported,
+    name_terms,
     names,
     normalise,
     numbers,
@@ -115,7 +116,7 @@ def contradictions(answer: str, source: str, missing: set[str]) -> list[str]:
     for terms, stated_numbers, stated_names in sentence_facts(answer):
         # Only facts strong on their own: a small count or a single word swaps too easily.
         swapped_numbers = {n for n in stated_numbers & missing if not _SMALL_COUNT.fullmatch(n)}
-        swapped_names = {n for n in stated_names & missing if " " in n and not content_terms(n) & source_terms}
+        swapped_names = {n for n in stated_names & missing if " " in n and not name_terms(n) & source_terms}
         if not (swapped_numbers or swapped_names) or len(terms) < MATCH_MIN_TERMS:
             continue
         best, best_share = None, 0.0
@@ -146,7 +147,7 @@ def unsupported_answers(answer: str, question: str, missing: set[str]) -> list[s
         facts = {n for n in stated_numbers & missing if not _SMALL_COUNT.fullmatch(n)} | (stated_names & missing)
         if not facts:
             continue
-        rest = terms.difference(*(content_terms(f) for f in facts))
+        rest = terms.difference(*(name_terms(f) for f in facts))
         shared = len(rest & asked)
         if shared >= MATCH_MIN_TERMS - 1 and shared >= QUESTION_SHARE * len(rest):
             found += sorted(facts)
@@ -220,7 +221,7 @@ class UnsupportedFacts(_Base):
         # the source has. Weak: a small count (summaries count for themselves: "scored two
         # goals"), a single capitalised word, a name the source has in part ("Aberdeen FC").
         strong = sum(not _SMALL_COUNT.fullmatch(n) for n in missing_numbers) + len(missing_ids)
-        strong += sum(" " in n and not content_terms(n) & source_terms for n in missing_names)
+        strong += sum(" " in n and not name_terms(n) & source_terms for n in missing_names)
         weak = len(missing_numbers) + len(missing_ids) + len(missing_names) - strong
         if not missing_numbers and not missing_ids and not missing_names:
             return self._flag(0.0, "every number, identifier and name in the answer occurs in the context")

@@ -280,10 +280,22 @@ def stem(token: str) -> str:
     return token
 
 
+# The cached functions take raw texts (a call's context, answer, question); the `_x_of`
+# helpers take normalised pieces of them (sentences, names) and are not cached, so the
+# pieces of one long context never evict the texts the other checks of the call reuse.
+def _terms_of(norm: str) -> frozenset[str]:
+    return frozenset(stem(t) for t in _TOKEN.findall(norm.lower()) if t not in STOPWORDS)
+
+
 @lru_cache(maxsize=_CACHED_TEXTS)
 def content_terms(text: str) -> frozenset[str]:
     """Stemmed lower-case terms that carry meaning (stop words dropped)."""
-    return frozenset(stem(t) for t in _TOKEN.findall(normalise(text).lower()) if t not in STOPWORDS)
+    return _terms_of(normalise(text))
+
+
+def name_terms(name: str) -> frozenset[str]:
+    """The content terms of a name as `names` returns it (already normalised)."""
+    return _terms_of(name)
 
 
 def content_list(text: str) -> list[str]:
@@ -310,14 +322,17 @@ def numbers(text: str, spelled: bool = True) -> frozenset[str]:
     With `spelled`, small spelled-out numbers count too ('two' -> '2'): a source's 'two teams'
     supports an answer's '2 teams'. An answer's own spelled numbers are usually counts the
     writer inferred ('the two men'), so checks read answers with `spelled=False`."""
-    body = normalise(text)
+    return _numbers_of(normalise(text), content_terms(text) if spelled else frozenset())
+
+
+def _numbers_of(norm: str, terms: frozenset[str]) -> frozenset[str]:
+    """Numbers of a normalised text; spelled ones are read from its `terms` (empty: not read)."""
     found = (
-        {_number_value(m.group()) for m in _NUMBER.finditer(_ENUMERATOR.sub(" ", body))}
-        if _DIGIT.search(body)
+        {_number_value(m.group()) for m in _NUMBER.finditer(_ENUMERATOR.sub(" ", norm))}
+        if _DIGIT.search(norm)
         else set()
     )
-    if spelled:  # from the cached terms: no second pass over a long context
-        found.update(_NUMBER_WORDS[term] for term in content_terms(text) if term in _NUMBER_WORDS)
+    found.update(_NUMBER_WORDS[term] for term in terms if term in _NUMBER_WORDS)
     return frozenset(found)
 
 
@@ -342,8 +357,11 @@ def identifiers(text: str) -> frozenset[str]:
 @lru_cache(maxsize=_CACHED_TEXTS)
 def names(text: str, positional: bool = True) -> frozenset[str]:
     """Capitalised names (people, places, products, acronyms) as lower-case phrases."""
+    return _names_of(normalise(text), positional)
+
+
+def _names_of(body: str, positional: bool) -> frozenset[str]:
     found = set()
-    body = normalise(text)
     for match in _NAME.finditer(body):
         words = match.group().split()
         # drop a leading word capitalised only by its position (sentence start, "The ...")
@@ -369,7 +387,7 @@ def _starts_sentence(text: str, start: int) -> bool:
 
 def name_supported(name: str, source_terms: frozenset[str]) -> bool:
     """A name is supported when every content word of it occurs in the source."""
-    terms = content_terms(name)
+    terms = _terms_of(name)
     return bool(terms) and terms <= source_terms
 
 
@@ -389,9 +407,12 @@ def overlap_f1(answer: str, other: str) -> float:
 def sentence_facts(text: str) -> tuple[tuple[frozenset[str], frozenset[str], frozenset[str]], ...]:
     """Per sentence of `text`: its content terms other than numbers, its numbers, its names.
     Computed once per text, so matching an answer's sentences against a long context stays linear."""
-    return tuple(
-        (frozenset(t for t in content_terms(s) if not t[0].isdigit()), numbers(s), names(s)) for s in sentences(text)
-    )
+    facts = []
+    for sentence in sentences(text):  # normalised already
+        terms = _terms_of(sentence)
+        words = frozenset(t for t in terms if not t[0].isdigit())
+        facts.append((words, _numbers_of(sentence, terms), _names_of(sentence, True)))
+    return tuple(facts)
 
 
 # The cached feature functions (bench/enrichment.py clears them to measure cold calls).
