@@ -305,8 +305,8 @@ def test_an_unsupported_fact_given_as_the_answer_to_the_question_flags_alone():
 
 # Public human-labelled dev splits (../shared/quality-data; fails, never skips, when missing).
 FALSE_POSITIVE_CEILING = 0.10  # the target: a flag is rare on a faithful answer
-# Floors a little under the measured recall (bench/quality.py: FaithBench 0.216, HaluEval 0.391).
-FAITHBENCH_RECALL_FLOOR = 0.19
+# Floors a little under the measured recall (bench/quality.py: FaithBench 0.235, HaluEval 0.391).
+FAITHBENCH_RECALL_FLOOR = 0.21
 HALUEVAL_RECALL_FLOOR = 0.35
 
 
@@ -328,3 +328,21 @@ def test_default_checks_rarely_flag_faithful_public_answers(examples, recall_flo
     false_positive_rate, recall = _rates(examples())
     assert false_positive_rate <= FALSE_POSITIVE_CEILING
     assert recall >= recall_floor
+
+
+def test_a_hedge_the_context_does_not_make_is_speculation():
+    context = "The A9 was closed after a crash at 14:00. Several people had minor injuries."
+    guess = ContextGrounding().run(
+        {
+            "input_text": "Summarize the following passage.",
+            "context_text": context,
+            "output_text": "The A9 was closed after a crash, likely caused by ice. Several people were hurt.",
+        }
+    )
+    assert guess.flagged and "likely" in guess.reason
+    # repeating the context's own hedge is reading, not guessing
+    hedged = "The cause is likely ice on the road."
+    repeat = ContextGrounding().run(
+        {"input_text": "Why?", "context_text": context + " " + hedged, "output_text": hedged}
+    )
+    assert not repeat.flagged, repeat

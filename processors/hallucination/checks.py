@@ -44,6 +44,13 @@ NAME_WEIGHT = 0.3
 STRONG_FACT_WEIGHT = 0.5
 WEAK_FACT_WEIGHT = 0.2
 _SMALL_COUNT = re.compile(r"\d|10")
+# Hedges that mark an inference; the context's own hedges are fine to repeat.
+_SPECULATION = re.compile(
+    r"(?=[lpaimcs])\b(?:likely|presumably|probably|possibly|perhaps|apparently|implied|implies|implying"
+    r"|suggests?\s+that|suggesting\s+that|(?:may|might|could)\s+have|seems?\s+to|appears?\s+to)\b",
+    re.IGNORECASE,
+)
+SPECULATION_SCORE = 0.6
 # A fact that replaces a different one in the context sentence saying the same thing flags
 # alone: the answer sentence shares MATCH_SHARE of its (at least MATCH_MIN_TERMS) words with it.
 SWAP_WEIGHT = 2
@@ -193,6 +200,16 @@ class ContextGrounding(_Base):
                 unsupported += len(terms)
             if support < worst_support:
                 worst, worst_support = sentence, support
+        lowered = context.lower()
+        guesses = sorted({m.group().lower() for m in _SPECULATION.finditer(answer)} - {""})
+        guesses = [g for g in guesses if g not in lowered]
+        if guesses:
+            # A hedge the context does not make ("…, likely because…", "(implied)") marks a claim
+            # the answer inferred rather than read: FaithBench dev, 6 of 6 such summaries hallucinated.
+            return self._flag(
+                max(SPECULATION_SCORE, unsupported / weighed if weighed else 0.0),
+                f"speculates beyond the context ({', '.join(repr(g) for g in guesses[:3])})",
+            )
         if weighed == 0:
             return self._flag(0.0, "answer too short to judge grounding")
         score = unsupported / weighed
