@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from processors.data import labelled, public
+from processors.decode import DECODED_FIELDS
+from processors.enrich import Enricher
+from processors.pricing import PriceBook
 from processors.refusal import is_refusal_text, refusal, refusal_kind, refusal_source
+from processors.schema import migrate
+from processors.writer import CallWriter
 
 # Floors, not the current figures (1.0/1.0 on this set, see bench/quality.py): the set is
 # also the tuning set, so they leave room for harder examples to be added while still
@@ -143,3 +150,50 @@ def test_refusal_reports_source_and_kind():
     partial = "I can't share the password, but here's how to reset your own from the sign-in page."
     assert refusal(False, "stop", partial) == ("", "partial")
     assert refusal(False, "stop", "Paris.") == ("", "")
+
+
+def _decoded(span: str, output: str, api_refusal: bool = False, finish: str = "stop") -> tuple:
+    values = {
+        "trace_id": "t" + span,
+        "span_id": span,
+        "start_time": int(datetime.now(UTC).timestamp() * 1_000_000),  # microseconds, as decoded
+        "model": "gpt-5.5",
+        "response_model": "gpt-5.5",
+        "latency_ms": 900.0,
+        "finish_reason": finish,
+        "api_refusal": api_refusal,
+        "content_captured": 1,
+        "output_text": output,
+    }
+    defaults = {"ttft_ms": None, "output_tokens_per_s": None, "client_timeout_s": None}
+    return tuple(values.get(f, defaults.get(f, 0 if f.endswith(_NUMERIC) else "")) for f in DECODED_FIELDS)
+
+
+_NUMERIC = ("tokens", "_ms", "is_error", "is_timeout", "captured", "partition", "offset")
+
+
+def test_refusal_kind_is_stored_beside_is_refusal_and_source(ch_client, ch_database):
+    migrate(ch_client, ch_database)
+    # a table from before the column gains it at the next start
+    ch_client.command(f"ALTER TABLE {ch_database}.llm_calls DROP COLUMN refusal_kind")
+    migrate(ch_client, ch_database)
+    rows = [
+        _decoded("full", "I'm sorry, but I can't help with that."),
+        _decoded("partial", "I can't share the password, but here's how to reset your own from the sign-in page."),
+        _decoded("answer", "The capital of France is Paris."),
+        _decoded("api", "", api_refusal=True),
+    ]
+    columns = Enricher(PriceBook.load(), refusal).columns(rows)
+    CallWriter(ch_client, ch_database).insert(columns)
+    stored = {
+        span: (is_refusal, source, kind)
+        for span, is_refusal, source, kind in ch_client.query(
+            f"SELECT span_id, is_refusal, refusal_source, refusal_kind FROM {ch_database}.llm_calls FINAL"
+        ).result_rows
+    }
+    assert stored == {
+        "full": (1, "classifier", "full"),
+        "partial": (0, "", "partial"),
+        "answer": (0, "", ""),
+        "api": (1, "api", "full"),
+    }
