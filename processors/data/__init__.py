@@ -1,4 +1,5 @@
-"""The labelled sets the refusal classifier and the hallucination checks are measured on."""
+"""The labelled sets the refusal classifier and the hallucination checks are measured on: our
+own (in this package) and the public dev splits in `../shared/quality-data/`."""
 
 from __future__ import annotations
 
