@@ -47,9 +47,10 @@ _REQUEST_VERB = (
     r"tell\w*|teach\w*|instruct\w*|guid\w*|respond\w*|agree\w*|justif\w*|argu\w*|"
     r"convinc\w*|pretend\w*|role-?play\w*|draft\w*|compos\w*|list\w*|find\w*|locat\w*)"
 )
-# Words that say a request is out of bounds ("It is not ethical or appropriate to…").
+# Words that say a request is out of bounds ("It is not ethical or appropriate to…"); not
+# "accurate": "It is not accurate to say…" corrects a premise and goes on to answer.
 _IMPROPER = (
-    r"(?:appropriate|ethical|acceptable|okay|ok|safe|legal|right|fair|accurate|productive|responsible|"
+    r"(?:appropriate|ethical|acceptable|okay|ok|safe|legal|right|fair|productive|responsible|"
     r"respectful|advisable|a\s+good\s+idea|morally\s+\w+|healthy|justifiable|justified|correct|wise|"
     r"something\s+(?:i|we)\s+(?:can|could|should|will))"
 )
