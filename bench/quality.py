@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from processors.data import faithbench_calls, hallucination_call, halueval_calls, labelled, public  # noqa: E402
-from processors.hallucination import CHECK_NAMES, DEFAULT_CHECKS, build_checks  # noqa: E402
+from processors.hallucination import CHECK_NAMES, DEFAULT_CHECKS, Check, build_checks  # noqa: E402
 from processors.hallucination.text import CACHED  # noqa: E402
 from processors.refusal import classify, is_refusal_text  # noqa: E402
 
@@ -104,7 +104,7 @@ def public_refusals() -> None:
         print(f"    {style:<22} {labels.count('2'):3d} / {labels.count('3'):3d} / {labels.count('1'):3d}")
 
 
-def _cold_rate(check, calls: list[dict]) -> float:
+def _cold_rate(check: Check, calls: list[dict]) -> float:
     started = time.perf_counter()
     for call in calls:
         check.run(call)
