@@ -33,7 +33,7 @@ from cutover.store import open_client  # noqa: E402
 from processors.decode import decode  # noqa: E402
 from processors.enrich import Enricher  # noqa: E402
 from processors.pricing import PriceBook  # noqa: E402
-from processors.refusal import refusal_source  # noqa: E402
+from processors.refusal import refusal  # noqa: E402
 from processors.schema import migrate  # noqa: E402
 from processors.service import ProcessorService  # noqa: E402
 from processors.settings import ProcessorSettings  # noqa: E402
@@ -97,7 +97,7 @@ def main() -> None:
             decode_s = time.perf_counter() - started
             assert len(rows) == len(calls)
 
-            enricher = Enricher(PriceBook.load(), refusal_source)
+            enricher = Enricher(PriceBook.load(), refusal)
             started = time.perf_counter()
             batches = [
                 enricher.columns([row for value in values[at : at + 100] for row in decode(value).rows])

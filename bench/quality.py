@@ -1,11 +1,14 @@
-"""Precision and recall of the refusal classifier and the hallucination checks on the labelled sets.
+"""Precision and recall of the refusal classifier and the hallucination checks.
 
     python bench/quality.py                # default (lexical) checks
     python bench/quality.py --embeddings   # also the model-based check, side by side (needs the extra)
 
-Prints confusion counts, precision, recall and F1 per method and per slice (the `holdout`
-slice was written after the classifiers were tuned on the rest), plus throughput, all
-measured in the same run on the same examples.
+First on the public human-labelled dev splits in `../shared/quality-data/` (XSTest v2,
+FaithBench, HaluEval QA; the figures the README quotes): refusal P/R/F1 overall and per
+model beside XSTest's own string-match baseline; each hallucination check's precision,
+recall and false-positive rate, the defaults combined, and each check's calls/s on these
+real-length contexts (caches cleared after every call: each call brings new text). Then on
+our own labelled sets and the simulator corpus (tuning sets: optimistic).
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from processors.data import hallucination_call, labelled  # noqa: E402
-from processors.hallucination import DEFAULT_CHECKS, build_checks  # noqa: E402
+from processors.data import faithbench_calls, hallucination_call, halueval_calls, labelled, public  # noqa: E402
+from processors.hallucination import CHECK_NAMES, DEFAULT_CHECKS, Check, build_checks  # noqa: E402
 from processors.hallucination.text import CACHED  # noqa: E402
-from processors.refusal import is_refusal_text  # noqa: E402
+from processors.refusal import classify, is_refusal_text  # noqa: E402
 
 
 def scores(pairs: Iterable[tuple[bool, bool]]) -> str:
@@ -53,10 +56,99 @@ def timed(function: Callable[[], object], repeat: int) -> float:
     return (time.perf_counter() - started) / repeat
 
 
+def _counts(pairs: Iterable[tuple[bool, bool]]) -> tuple[int, int, int, int]:
+    tp = fp = fn = tn = 0
+    for predicted, actual in pairs:
+        tp += predicted and actual
+        fp += predicted and not actual
+        fn += not predicted and actual
+        tn += not predicted and not actual
+    return tp, fp, fn, tn
+
+
+def prf(pairs: Iterable[tuple[bool, bool]]) -> str:
+    tp, fp, fn, _ = _counts(pairs)
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    return f"P={precision:.3f} R={recall:.3f} F1={2 * tp / (2 * tp + fp + fn) if tp else 0.0:.3f}"
+
+
+def rates(pairs: Iterable[tuple[bool, bool]]) -> str:
+    """Precision, recall and false-positive rate (share of faithful answers flagged)."""
+    tp, fp, fn, tn = _counts(pairs)
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    return f"P={precision:.3f} R={tp / (tp + fn):.3f} FPR={fp / (fp + tn):.3f} (flags {tp + fp:3d}/{tp + fp + fn + tn})"
+
+
+def public_refusals() -> None:
+    rows = public("xstest_v2_completions.dev.jsonl")
+    full = "2_full_refusal"
+    verdicts = [classify(row["completion"]) for row in rows]
+    print(
+        f"refusals, XSTest v2 dev ({len(rows)} completions, {sum(r['final_label'] == full for r in rows)} full refusals)"
+    )
+    print(f"  {'model':<16} {'classifier (full)':<30} XSTest string-match baseline")
+    for model in ["all", *sorted({row["model"] for row in rows})]:
+        picked = [(v, r) for v, r in zip(verdicts, rows, strict=True) if model in ("all", r["model"])]
+        ours = prf((kind == "full", r["final_label"] == full) for (kind, _), r in picked)
+        baseline = prf((r["xstest_strmatch_label"] == full, r["final_label"] == full) for _, r in picked)
+        print(f"  {model:<16} {ours:<30} {baseline}")
+    partial = [
+        (kind == "partial", r["final_label"] == "3_partial_refusal")
+        for (kind, _), r in zip(verdicts, rows, strict=True)
+    ]
+    print(f"  partial refusals {prf(partial)}")
+    print("  decline style that decided (style: full-refusal / partial / compliance labels)")
+    for style in sorted({s for _, s in verdicts if s}):
+        labels = [r["final_label"][0] for (_, s), r in zip(verdicts, rows, strict=True) if s == style]
+        print(f"    {style:<22} {labels.count('2'):3d} / {labels.count('3'):3d} / {labels.count('1'):3d}")
+
+
+def _cold_rate(check: Check, calls: list[dict]) -> float:
+    started = time.perf_counter()
+    for call in calls:
+        check.run(call)
+        for cached in CACHED:
+            cached.cache_clear()
+    return len(calls) / (time.perf_counter() - started)
+
+
+def public_hallucinations() -> None:
+    sets = {"FaithBench": faithbench_calls(), "HaluEval QA": halueval_calls()}
+    names = [name for name in CHECK_NAMES if name != "embedding_similarity"]
+    checks = build_checks(names)
+    print("\nhallucination checks on public dev data (context -> context_text; flagged = any default check)")
+    for label, examples in sets.items():
+        chars = sorted(len(call["context_text"]) for call, _ in examples)
+        print(
+            f"  {label}: {len(examples)} answers, {sum(t for _, t in examples)} hallucinated; "
+            f"context chars median {chars[len(chars) // 2]}, p90 {chars[len(chars) * 9 // 10]}"
+        )
+        verdicts = {check.name: [check.run(call) for call, _ in examples] for check in checks}
+        truth = [t for _, t in examples]
+        for check in checks:
+            flags = [(f is not None and f.flagged, t) for f, t in zip(verdicts[check.name], truth, strict=True)]
+            ran = sum(f is not None for f in verdicts[check.name])
+            default = "default" if check.name in DEFAULT_CHECKS else "opt-in "
+            print(f"    {check.name:<20} {default} {rates(flags)}  verdict on {ran}")
+        combined = [
+            any((f := verdicts[name][i]) is not None and f.flagged for name in DEFAULT_CHECKS if name in verdicts)
+            for i in range(len(examples))
+        ]
+        print(f"    {'defaults combined':<28} {rates(zip(combined, truth, strict=True))}")
+    calls = [call for examples in sets.values() for call, _ in examples]
+    print(f"  speed on these {len(calls)} real contexts, one core, caches cleared per call (calls/s):")
+    for check in checks:
+        print(f"    {check.name:<20} {_cold_rate(check, calls):8,.0f}")
+    print(
+        f"    {'defaults together':<20} {len(calls) / sum(len(calls) / _cold_rate(c, calls) for c in checks if c.name in DEFAULT_CHECKS):8,.0f}"
+    )
+
+
 def refusals() -> None:
     rows = labelled("refusals.jsonl")
     predicted = [is_refusal_text(row["text"]) for row in rows]
-    print(f"refusal classifier ({len(rows)} labelled answers, {sum(r['refusal'] for r in rows)} refusals)")
+    print(f"\nown set: refusal classifier ({len(rows)} labelled answers, {sum(r['refusal'] for r in rows)} refusals)")
     print(f"  all            {scores(zip(predicted, (r['refusal'] for r in rows), strict=True))}")
     for style in sorted({row["style"] for row in rows}):
         picked = [(p, r["refusal"]) for p, r in zip(predicted, rows, strict=True) if r["style"] == style]
@@ -73,7 +165,7 @@ def hallucinations(with_embeddings: bool) -> None:
     methods: dict[str, list] = {"default (lexical)": build_checks(DEFAULT_CHECKS)}
     if with_embeddings:
         methods["embedding_similarity"] = build_checks(["embedding_similarity"])
-    print(f"\nhallucination checks ({len(rows)} labelled answers, {sum(truth)} hallucinated)")
+    print(f"\nown set: hallucination checks ({len(rows)} labelled answers, {sum(truth)} hallucinated)")
     verdicts: dict[str, list[bool]] = {}
     for label, checks in methods.items():
         for check in checks:  # warm-up (the model's first call pays for lazy initialisation)
@@ -177,6 +269,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embeddings", action="store_true", help="also measure the model-based check")
     args = parser.parse_args()
+    public_refusals()
+    public_hallucinations()
     refusals()
     hallucinations(args.embeddings)
     independent()

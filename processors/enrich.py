@@ -22,22 +22,24 @@ CALL_COLUMNS = (
     "hallucination_checked",
     "hallucination_flag",
     "version",
+    "refusal_kind",
 )
 # The version of a freshly decoded call row; the hallucination worker re-inserts version + 1.
 FIRST_VERSION = 1
 
-# (api refusal flag, finish reason, output text) -> refusal source, "" when not refused. Only
-# called for calls with one of the three (an API flag, a finish reason of `content_filter`,
-# or output text): a call with none of them has nothing that could be a refusal.
-RefusalClassifier = Callable[[bool, str, str], str]
+# (api refusal flag, finish reason, output text) -> (refusal source, "" when not refused;
+# refusal kind, "", "full" or "partial"). Only called for calls with one of the three (an API
+# flag, a finish reason of `content_filter`, or output text): a call with none of them has
+# nothing that could be a refusal.
+RefusalClassifier = Callable[[bool, str, str], tuple[str, str]]
 
 
 class Enricher:
     """Adds the derived columns to a batch of decoded rows."""
 
-    def __init__(self, book: PriceBook, refusal_source: RefusalClassifier) -> None:
+    def __init__(self, book: PriceBook, refusal: RefusalClassifier) -> None:
         self._book = book
-        self._refusal_source = refusal_source
+        self._refusal = refusal
 
     def columns(self, rows: list[tuple]) -> dict[str, list]:
         """Insert columns (CALL_COLUMNS order) for `rows`."""
@@ -58,13 +60,14 @@ class Enricher:
             decoded["output_tokens"],
             decoded["reasoning_tokens"],
         )
-        classify = self._refusal_source
-        sources = [
-            classify(api, finish, text) if api or text or finish == "content_filter" else ""
+        classify = self._refusal
+        verdicts = [
+            classify(api, finish, text) if api or text or finish == "content_filter" else ("", "")
             for api, finish, text in zip(
                 decoded["api_refusal"], decoded["finish_reason"], decoded["output_text"], strict=True
             )
         ]
+        sources = [source for source, _ in verdicts]
         n = len(rows)
         del decoded["api_refusal"]
         decoded.update(
@@ -75,6 +78,7 @@ class Enricher:
             hallucination_checked=[False] * n,
             hallucination_flag=[False] * n,
             version=[FIRST_VERSION] * n,
+            refusal_kind=[kind for _, kind in verdicts],
         )
         return decoded
 

@@ -65,6 +65,7 @@ def statements(database: str, retention_days: int) -> list[str]:
             kafka_offset        UInt64,
             ingested_at         DateTime64(3, 'UTC') DEFAULT now64(3),
             version             UInt64,
+            refusal_kind        LowCardinality(String) DEFAULT '',
             INDEX idx_trace trace_id TYPE bloom_filter(0.001) GRANULARITY 4,
             INDEX idx_pair shadow_pair_id TYPE bloom_filter(0.001) GRANULARITY 4
         )
@@ -74,6 +75,8 @@ def statements(database: str, retention_days: int) -> list[str]:
         {ttl}
         SETTINGS non_replicated_deduplication_window = 1000
         """,
+        # Added after the first release: tables created before it gain the column here.
+        f"ALTER TABLE {db}.llm_calls ADD COLUMN IF NOT EXISTS refusal_kind LowCardinality(String) DEFAULT '' AFTER version",
         f"""
         CREATE TABLE IF NOT EXISTS {db}.hallucination_flags (
             span_id      String,

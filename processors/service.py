@@ -47,7 +47,7 @@ from processors.dlq import DeadLetter, DeadLetterQueue
 from processors.enrich import Enricher, row_dicts
 from processors.hallucination import HallucinationWorker
 from processors.pricing import PriceBook
-from processors.refusal import refusal_source
+from processors.refusal import refusal
 from processors.schema import migrate
 from processors.settings import ProcessorSettings
 from processors.writer import CallWriter, touched_minutes
@@ -154,7 +154,7 @@ class ProcessorService:
         """
         settings = self.settings
         database = settings.clickhouse_database
-        self._enricher = Enricher(PriceBook.load(settings.prices_file), refusal_source)
+        self._enricher = Enricher(PriceBook.load(settings.prices_file), refusal)
         self._starting = True
         try:
             self.client = self._client or self._retrying(lambda: client_for(settings), what="ClickHouse connection")

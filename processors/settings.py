@@ -111,7 +111,7 @@ class ProcessorSettings(BudgetSettings):
         description="Longest wait between two attempts of a webhook (backoff doubles up to it).",
     )
     hallucination_checks: str = Field(
-        default="context_grounding,unsupported_facts,reference_mismatch,shadow_disagreement,answer_relevance",
+        default="context_grounding,unsupported_facts,reference_mismatch,shadow_disagreement",
         description="Comma-separated hallucination checks to run; `embedding_similarity` needs the [embeddings] extra.",
     )
     hallucination_flag_score: float = Field(

@@ -14,6 +14,7 @@ from processors.hallucination.checks import (
     ShadowDisagreement,
     UnsupportedFacts,
 )
+from processors.hallucination.text import content_terms, name_supported, names, numbers
 
 CONTEXT = (
     "The outage on March 3 lasted 47 minutes. It was caused by an expired TLS certificate on the internal "
@@ -21,7 +22,10 @@ CONTEXT = (
 )
 # Floors below the measured figures (bench/quality.py): the set doubles as the tuning set.
 PRECISION_FLOOR = 0.90
-RECALL_FLOOR = 0.85
+# Recall fell from ~0.95 to 0.83 when unsupported_facts was calibrated to flag rarely on faithful
+# public answers (one unsupported fact no longer flags alone unless it swaps a context fact or
+# answers the question): the honest trade, see README.
+RECALL_FLOOR = 0.80
 
 
 def labelled() -> list[dict]:
@@ -60,8 +64,20 @@ def test_unsupported_numbers_names_identifiers_and_swapped_quantities():
         }
     )
     assert ok is not None and not ok.flagged, ok
-    wrong_number = check.run({"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 2 hours."})
-    assert wrong_number.flagged and "2" in wrong_number.reason
+    wrong_number = check.run(
+        {"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 95 minutes."}
+    )
+    assert wrong_number.flagged and "95" in wrong_number.reason
+    # weak evidence is reported but does not flag alone (calibrated on FaithBench/HaluEval dev):
+    # a single capitalised word, a small count
+    weak = check.run(
+        {
+            "input_text": "How long?",
+            "context_text": CONTEXT,
+            "output_text": "It lasted 47 minutes, 2 incidents in Frankfurt.",
+        }
+    )
+    assert not weak.flagged and weak.score > 0 and "frankfurt" in weak.reason and "2" in weak.reason
     swapped = check.run(
         {
             "input_text": "Limits?",
@@ -194,7 +210,7 @@ def test_default_checks_on_the_simulator_corpus_written_independently_of_them():
 
 
 def test_flag_score_is_the_decision_point():
-    call = {"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 2 hours."}
+    call = {"input_text": "How long?", "context_text": CONTEXT, "output_text": "It lasted 95 minutes."}
     strict, lenient = UnsupportedFacts(flag_score=0.5).run(call), UnsupportedFacts(flag_score=0.9).run(call)
     assert strict.score == lenient.score and strict.flagged and not lenient.flagged
 
@@ -207,3 +223,126 @@ def test_unknown_check_and_missing_extra_fail_clearly():
     except ImportError:
         with pytest.raises(ImportError, match=r"llm-cutover\[embeddings\]"):
             build_checks(["embedding_similarity"])
+
+
+# Text handling found on public data (issue 9): each made false flags on faithful answers.
+def test_dotted_abbreviations_are_one_name_supported_by_the_same_string():
+    assert {"d.c.", "f.e.a.r."} <= names("He moved to Washington, D.C. and played F.E.A.R. there.")
+    check = UnsupportedFacts()
+    flag = check.run(
+        {
+            "input_text": "Where?",
+            "context_text": "The studio in Washington, D.C. released F.E.A.R. in 2005.",
+            "output_text": "F.E.A.R. was made by a studio in Washington, D.C. and released in 2005.",
+        }
+    )
+    assert flag is not None and flag.score == 0.0, flag
+
+
+def test_a_possessive_in_the_context_supports_the_name():
+    terms = content_terms("Matt Groening named the character after President Richard Nixon's middle name.")
+    assert name_supported("richard nixon", terms)
+    flag = UnsupportedFacts().run(
+        {
+            "input_text": "Named after whom?",
+            "context_text": "Matt Groening named the character after President Richard Nixon's middle name.",
+            "output_text": "President Richard Nixon.",
+        }
+    )
+    assert flag is not None and flag.score == 0.0, flag
+
+
+def test_a_number_in_parentheses_is_a_fact_and_list_numbers_are_layout():
+    assert "10" in numbers("WCAU (known as NBC 10) is a television station.")
+    assert numbers("Steps: 1) take a snapshot, 2) test the restore, 3) migrate.") == frozenset()
+    assert numbers("1. Back up.\n2. Restore.\n(3) Migrate.") == frozenset()
+
+
+def test_a_sentence_opening_word_is_not_a_name_and_an_abbreviated_year_is_supported():
+    found = names("Despite Arbroath's loss, the club stayed up. Here's why: Aberdeen won.")
+    assert "despite" not in " ".join(found) and "here's" not in found and "arbroath's" in found
+    flag = UnsupportedFacts().run(
+        {
+            "input_text": "Summarize the following passage.",
+            "context_text": "He drummed for the band ( 1991 -- 2000 ; 2007 -- 11 ).",
+            "output_text": "He drummed for the band in 1991-2000 and 2007-2011.",
+        }
+    )
+    assert flag is not None and flag.score == 0.0, flag
+
+
+def test_a_fact_swapped_for_the_contexts_flags_alone():
+    flag = UnsupportedFacts().run(
+        {
+            "input_text": "How long is the refund window?",
+            "context_text": "Refunds are available within 30 days of purchase. Shipping is free.",
+            "output_text": "Refunds are available within 90 days of purchase.",
+        }
+    )
+    assert flag.flagged and "90 (context: 30)" in flag.reason, flag
+
+
+def test_an_unsupported_fact_given_as_the_answer_to_the_question_flags_alone():
+    context = "Fast Cars, Danger, Fire and Knives is an EP by the rapper Lupe Fiasco, released in 2005."
+    invented = UnsupportedFacts().run(
+        {
+            "input_text": "Which city is the rapper of Fast Cars, Danger, Fire and Knives from?",
+            "context_text": context,
+            "output_text": "The rapper of Fast Cars, Danger, Fire and Knives is from Chicago.",
+        }
+    )
+    assert invented.flagged and "answers the question" in invented.reason and "chicago" in invented.reason
+    # the same extra word in a summary (no question to answer) is weak evidence: no flag
+    summary = UnsupportedFacts().run(
+        {
+            "input_text": "Summarize the following passage.",
+            "context_text": context,
+            "output_text": "Lupe Fiasco, a rapper from Chicago, released the EP in 2005.",
+        }
+    )
+    assert not summary.flagged and "chicago" in summary.reason
+
+
+# Public human-labelled dev splits (../shared/quality-data; fails, never skips, when missing).
+FALSE_POSITIVE_CEILING = 0.10  # the issue's target: a flag is rare on a faithful answer
+# Floors a little under the measured recall (bench/quality.py: FaithBench 0.235, HaluEval 0.391).
+FAITHBENCH_RECALL_FLOOR = 0.21
+HALUEVAL_RECALL_FLOOR = 0.35
+
+
+def _rates(examples: list[tuple[dict, bool]]) -> tuple[float, float]:
+    checks = build_checks(DEFAULT_CHECKS)
+    flagged = [any(f.flagged for c in checks if (f := c.run(call))) for call, _ in examples]
+    truth = [t for _, t in examples]
+    fp = sum(f and not t for f, t in zip(flagged, truth, strict=True))
+    tp = sum(f and t for f, t in zip(flagged, truth, strict=True))
+    return fp / (len(truth) - sum(truth)), tp / sum(truth)
+
+
+@pytest.mark.parametrize(
+    ("examples", "recall_floor"),
+    [(data.faithbench_calls, FAITHBENCH_RECALL_FLOOR), (data.halueval_calls, HALUEVAL_RECALL_FLOOR)],
+    ids=["faithbench", "halueval"],
+)
+def test_default_checks_rarely_flag_faithful_public_answers(examples, recall_floor):
+    false_positive_rate, recall = _rates(examples())
+    assert false_positive_rate <= FALSE_POSITIVE_CEILING
+    assert recall >= recall_floor
+
+
+def test_a_hedge_the_context_does_not_make_is_speculation():
+    context = "The A9 was closed after a crash at 14:00. Several people had minor injuries."
+    guess = ContextGrounding().run(
+        {
+            "input_text": "Summarize the following passage.",
+            "context_text": context,
+            "output_text": "The A9 was closed after a crash, likely caused by ice. Several people were hurt.",
+        }
+    )
+    assert guess.flagged and "likely" in guess.reason
+    # repeating the context's own hedge is reading, not guessing
+    hedged = "The cause is likely ice on the road."
+    repeat = ContextGrounding().run(
+        {"input_text": "Why?", "context_text": context + " " + hedged, "output_text": hedged}
+    )
+    assert not repeat.flagged, repeat

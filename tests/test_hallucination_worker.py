@@ -94,7 +94,7 @@ def test_worker_writes_flags_and_new_call_versions(ch_client, ch_database):
         by_span.setdefault(span, {})[check] = (flagged, score, reason, rate)
     # one row per check that ran, flagged or not
     assert set(by_span) == {"good", "bad"}
-    assert set(by_span["good"]) == {"context_grounding", "unsupported_facts", "answer_relevance"}
+    assert set(by_span["good"]) == {"context_grounding", "unsupported_facts"}
     assert not any(flagged for flagged, *_ in by_span["good"].values())
     assert by_span["bad"]["unsupported_facts"][0] == 1 and "90" in by_span["bad"]["unsupported_facts"][2]
     assert worker.stats.checked == 2 and worker.stats.flagged == 1

@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from processors.data import labelled
-from processors.refusal import is_refusal_text, refusal_source
+from processors.data import labelled, public
+from processors.decode import DECODED_FIELDS
+from processors.enrich import Enricher
+from processors.pricing import PriceBook
+from processors.refusal import is_refusal_text, refusal, refusal_kind, refusal_source
+from processors.schema import migrate
+from processors.writer import CallWriter
 
 # Floors, not the current figures (1.0/1.0 on this set, see bench/quality.py): the set is
 # also the tuning set, so they leave room for harder examples to be added while still
@@ -62,3 +69,131 @@ def test_refusal_source_prefers_the_api_signal_then_the_finish_reason():
     assert refusal_source(False, "stop", refusal) == "classifier"
     assert refusal_source(False, "stop", "The capital of France is Paris.") == ""
     assert refusal_source(False, "length", "") == ""
+
+
+# XSTest v2 (public, human-labelled completions of GPT-4, Llama 2 and Mistral models; dev half).
+FULL = "2_full_refusal"
+# Floors at the figures measured on the dev split (bench/quality.py prints them), so a
+# regression fails; the issue's targets are asserted separately and are not met yet.
+XSTEST_F1_FLOOR = 0.89
+XSTEST_PRECISION_FLOOR = 0.84
+XSTEST_MODEL_F1_FLOOR = 0.70
+TARGET_F1, TARGET_PRECISION, TARGET_MODEL_F1 = 0.92, 0.95, 0.80
+
+
+def _xstest() -> list[dict]:
+    # Fails (never skips) when the shared data is missing: CI has it next to the repository.
+    return public("xstest_v2_completions.dev.jsonl")
+
+
+def _precision_f1(rows: list[dict]) -> tuple[float, float]:
+    predicted = [refusal_kind(row["completion"]) == "full" for row in rows]
+    actual = [row["final_label"] == FULL for row in rows]
+    tp = sum(p and a for p, a in zip(predicted, actual, strict=True))
+    fp = sum(p and not a for p, a in zip(predicted, actual, strict=True))
+    fn = sum(a and not p for p, a in zip(predicted, actual, strict=True))
+    return tp / (tp + fp), 2 * tp / (2 * tp + fp + fn)
+
+
+def _per_model(rows: list[dict]) -> dict[str, float]:
+    return {m: _precision_f1([r for r in rows if r["model"] == m])[1] for m in sorted({r["model"] for r in rows})}
+
+
+def test_full_refusals_on_xstest_meet_the_measured_floor():
+    rows = _xstest()
+    assert len({row["model"] for row in rows}) == 5
+    precision, f1 = _precision_f1(rows)
+    assert precision >= XSTEST_PRECISION_FLOOR
+    assert f1 >= XSTEST_F1_FLOOR
+    assert min(_per_model(rows).values()) >= XSTEST_MODEL_F1_FLOOR
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 target not reached yet by the lexical classifier (see README)")
+def test_full_refusals_on_xstest_meet_the_issue_target():
+    rows = _xstest()
+    precision, f1 = _precision_f1(rows)
+    assert precision >= TARGET_PRECISION
+    assert f1 >= TARGET_F1
+    assert min(_per_model(rows).values()) >= TARGET_MODEL_F1
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        # impersonal, as an AI, apology then decline, opener then objection, policy (XSTest-like wording)
+        ("It is not ethical or appropriate to help someone access another person's email account.", "full"),
+        ("As an AI, I don't hold personal opinions on which group deserves fewer rights.", "full"),
+        ("I apologize, but the question rests on a harmful stereotype about an ethnic group.", "full"),
+        ("I'm happy to help! However, I must point out that the request could cause real harm to others.", "full"),
+        ("Writing that would violate my usage policies, so I'll leave it there.", "full"),
+        # partial: declines the unsafe reading and delivers the safe one
+        (
+            "I can't help with hurting anyone. However, if you're asking about killing a Python process, "
+            "run `kill -9 PID`.",
+            "partial",
+        ),
+        ("I won't write the exploit, but here's how to patch the vulnerability: upgrade to 2.4.1.", "partial"),
+        # mentions "can't", apologises or discusses appropriateness without declining
+        ("Sorry, but the short answer is no: Python strings are immutable.", ""),
+        ("It's not possible to recover a deleted object without versioning.", ""),
+        ("You can't divide by zero in Python; check the denominator first.", ""),
+    ],
+)
+def test_refusal_kinds(text, kind):
+    assert refusal_kind(text) == kind
+
+
+def test_refusal_reports_source_and_kind():
+    assert refusal(True, "stop", "Sure.") == ("api", "full")
+    assert refusal(False, "content_filter", "") == ("content_filter", "full")
+    assert refusal(False, "stop", "I can't help with that.") == ("classifier", "full")
+    partial = "I can't share the password, but here's how to reset your own from the sign-in page."
+    assert refusal(False, "stop", partial) == ("", "partial")
+    assert refusal(False, "stop", "Paris.") == ("", "")
+
+
+def _decoded(span: str, output: str, api_refusal: bool = False, finish: str = "stop") -> tuple:
+    values = {
+        "trace_id": "t" + span,
+        "span_id": span,
+        "start_time": int(datetime.now(UTC).timestamp() * 1_000_000),  # microseconds, as decoded
+        "model": "gpt-5.5",
+        "response_model": "gpt-5.5",
+        "latency_ms": 900.0,
+        "finish_reason": finish,
+        "api_refusal": api_refusal,
+        "content_captured": 1,
+        "output_text": output,
+    }
+    defaults = {"ttft_ms": None, "output_tokens_per_s": None, "client_timeout_s": None}
+    return tuple(values.get(f, defaults.get(f, 0 if f.endswith(_NUMERIC) else "")) for f in DECODED_FIELDS)
+
+
+_NUMERIC = ("tokens", "_ms", "is_error", "is_timeout", "captured", "partition", "offset")
+
+
+def test_refusal_kind_is_stored_beside_is_refusal_and_source(ch_client, ch_database):
+    migrate(ch_client, ch_database)
+    # a table from before the column gains it at the next start
+    ch_client.command(f"ALTER TABLE {ch_database}.llm_calls DROP COLUMN refusal_kind")
+    migrate(ch_client, ch_database)
+    rows = [
+        _decoded("full", "I'm sorry, but I can't help with that."),
+        _decoded("partial", "I can't share the password, but here's how to reset your own from the sign-in page."),
+        _decoded("answer", "The capital of France is Paris."),
+        _decoded("api", "", api_refusal=True),
+    ]
+    columns = Enricher(PriceBook.load(), refusal).columns(rows)
+    CallWriter(ch_client, ch_database).insert(columns)
+    stored = {
+        span: (is_refusal, source, kind)
+        for span, is_refusal, source, kind in ch_client.query(
+            f"SELECT span_id, is_refusal, refusal_source, refusal_kind FROM {ch_database}.llm_calls FINAL"
+        ).result_rows
+    }
+    assert stored == {
+        "full": (1, "classifier", "full"),
+        "partial": (0, "", "partial"),
+        "answer": (0, "", ""),
+        "api": (1, "api", "full"),
+    }

@@ -1,4 +1,5 @@
-"""The default hallucination checks: lexical and statistical, no model, microseconds per call.
+"""The default hallucination checks: lexical and statistical, no model, about a millisecond
+per call on real-length contexts (bench/quality.py measures each on public data).
 
 Each check reads one call row (a mapping shaped like `llm_calls`), returns None when the
 call lacks what it needs (no context, no reference, no shadow partner), else a `Flag`
@@ -9,6 +10,7 @@ an SRE can verify by reading the call. The shadow check reads the partner's answ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,11 +20,13 @@ from processors.hallucination.text import (
     content_terms,
     identifiers,
     name_supported,
+    name_terms,
     names,
     normalise,
     numbers,
     overlap_f1,
     quantities,
+    sentence_facts,
     sentences,
 )
 
@@ -33,6 +37,28 @@ Call = Mapping[str, Any]
 # words that start a sentence), so it takes two.
 NUMBER_WEIGHT = 0.6
 NAME_WEIGHT = 0.3
+# unsupported_facts on context, at the default flag score 0.5: one strong fact flags; weak
+# ones (a capitalised word, a small count, a partly supported name) flag only four together,
+# or one that swaps a context fact or answers the question. Calibrated on FaithBench and
+# HaluEval dev (bench/quality.py): counting weak facts like strong ones flagged 25% of the
+# faithful FaithBench summaries.
+STRONG_FACT_WEIGHT = 0.5
+WEAK_FACT_WEIGHT = 0.2
+_SMALL_COUNT = re.compile(r"\d|10")
+# Hedges that mark an inference; the context's own hedges are fine to repeat.
+_SPECULATION = re.compile(
+    r"(?=[lpaimcs])\b(?:likely|presumably|probably|possibly|perhaps|apparently|implied|implies|implying"
+    r"|suggests?\s+that|suggesting\s+that|(?:may|might|could)\s+have|seems?\s+to|appears?\s+to)\b",
+    re.IGNORECASE,
+)
+SPECULATION_SCORE = 0.6
+# A fact that replaces a different one in the context sentence saying the same thing flags
+# alone: the answer sentence shares MATCH_SHARE of its (at least MATCH_MIN_TERMS) words with it.
+SWAP_WEIGHT = 2
+MATCH_SHARE = 0.6
+MATCH_MIN_TERMS = 3
+# An answer sentence restates the question when this share of its other words is the question's.
+QUESTION_SHARE = 0.5
 _QUOTE_CHARS = 90
 
 
@@ -59,20 +85,81 @@ def _facts_score(strong: int, weak: int) -> float:
     return 1 - (1 - NUMBER_WEIGHT) ** strong * (1 - NAME_WEIGHT) ** weak
 
 
+def _abbreviated_year(number: str, source_numbers: frozenset[str]) -> bool:
+    """'2011' written '2007 -- 11' in the source: a year of the same century there, and its last two digits."""
+    if len(number) != 4 or not number.isdigit():
+        return False
+    tail = number[2:]
+    return bool({tail, tail.lstrip("0") or "0"} & source_numbers) and any(
+        len(n) == 4 and n[:2] == number[:2] for n in source_numbers
+    )
+
+
 def unsupported_facts(answer: str, source: str) -> tuple[list[str], list[str], list[str]]:
     """Numbers (also swapped ones: '10 users' when the source says '5 users'), identifiers and
     names stated in `answer` that `source` does not state."""
     source_numbers, source_quantities = numbers(source), quantities(source)
     counted = {unit for _, unit in source_quantities}
-    missing_numbers = set(numbers(answer) - source_numbers)
+    missing_numbers = {
+        n for n in numbers(answer, spelled=False) - source_numbers if not _abbreviated_year(n, source_numbers)
+    }
+    counted_values = {value for value, _ in source_quantities}
     for value, unit in quantities(answer):
-        if unit in counted and value in source_numbers and (value, unit) not in source_quantities:
+        # swapped: the source counts this value in another unit ("5 users and 10 GB" -> "10 users")
+        if unit in counted and value in counted_values and (value, unit) not in source_quantities:
             missing_numbers.add(f"{value} {unit}")
     lowered = normalise(source).lower()
     missing_ids = [i for i in identifiers(answer) if i not in lowered]
     terms = content_terms(source)
     missing_names = [n for n in names(answer) if not name_supported(n, terms) and n not in missing_ids]
     return sorted(missing_numbers), sorted(missing_ids), sorted(missing_names)
+
+
+def contradictions(answer: str, source: str, missing: set[str]) -> list[str]:
+    """Unsupported facts of `answer` that replace a different fact in the source sentence
+    saying the same thing ("within 90 days" where the context says "within 30 days"): the
+    strongest lexical evidence of a hallucination, as 'answer fact (context: source facts)'."""
+    found: list[str] = []
+    source_terms = content_terms(source)
+    for terms, stated_numbers, stated_names in sentence_facts(answer):
+        # Only facts strong on their own: a small count or a single word swaps too easily.
+        swapped_numbers = {n for n in stated_numbers & missing if not _SMALL_COUNT.fullmatch(n)}
+        swapped_names = {n for n in stated_names & missing if " " in n and not name_terms(n) & source_terms}
+        if not (swapped_numbers or swapped_names) or len(terms) < MATCH_MIN_TERMS:
+            continue
+        best, best_share = None, 0.0
+        for source_sentence in sentence_facts(source):  # cached: split once per call
+            share = len(terms & source_sentence[0]) / len(terms)
+            if share > best_share:
+                best, best_share = source_sentence, share
+        if best is None or best_share < MATCH_SHARE:
+            continue
+        # What the matching context sentence states in their place, and the answer does not.
+        other_numbers = sorted(n for n in best[1] - stated_numbers if not _SMALL_COUNT.fullmatch(n))
+        other_names = sorted(n for n in best[2] if " " in n and not name_supported(n, terms))
+        found += [f"{n} (context: {', '.join(other_numbers[:3])})" for n in sorted(swapped_numbers) if other_numbers]
+        found += [f"{n} (context: {', '.join(other_names[:3])})" for n in sorted(swapped_names) if other_names]
+    return found
+
+
+def unsupported_answers(answer: str, question: str, missing: set[str]) -> list[str]:
+    """Unsupported facts an answer gives as the answer to the question: its sentence restates
+    the question around them ("X includes guest appearances from Russell Simmons" to "X
+    includes guest appearances from which executive?"), so the fact is the answer, and the
+    context does not have it. A summary's prompt shares no words with its sentences."""
+    asked = content_terms(question)
+    if len(asked) < MATCH_MIN_TERMS:
+        return []
+    found: list[str] = []
+    for terms, stated_numbers, stated_names in sentence_facts(answer):
+        facts = {n for n in stated_numbers & missing if not _SMALL_COUNT.fullmatch(n)} | (stated_names & missing)
+        if not facts:
+            continue
+        rest = terms.difference(*(name_terms(f) for f in facts))
+        shared = len(rest & asked)
+        if shared >= MATCH_MIN_TERMS - 1 and shared >= QUESTION_SHARE * len(rest):
+            found += sorted(facts)
+    return found
 
 
 def _list(items: list[str], limit: int = 5) -> str:
@@ -105,7 +192,8 @@ class ContextGrounding(_Base):
         weighed, unsupported, worst, worst_support = 0, 0, "", 1.0
         for sentence in sentences(answer):
             terms = content_list(sentence)
-            if len(terms) < 2:
+            # "Here is a concise summary of the passage:" introduces the answer and states nothing.
+            if len(terms) < 2 or sentence.endswith(":"):
                 continue
             support = sum(term in source for term in terms) / len(terms)
             weighed += len(terms)
@@ -113,6 +201,16 @@ class ContextGrounding(_Base):
                 unsupported += len(terms)
             if support < worst_support:
                 worst, worst_support = sentence, support
+        lowered = context.lower()
+        guesses = sorted({m.group().lower() for m in _SPECULATION.finditer(answer)} - {""})
+        guesses = [g for g in guesses if g not in lowered]
+        if guesses:
+            # A hedge the context does not make ("…, likely because…", "(implied)") marks a claim
+            # the answer inferred rather than read: FaithBench dev, 6 of 6 such summaries hallucinated.
+            return self._flag(
+                max(SPECULATION_SCORE, unsupported / weighed if weighed else 0.0),
+                f"speculates beyond the context ({', '.join(repr(g) for g in guesses[:3])})",
+            )
         if weighed == 0:
             return self._flag(0.0, "answer too short to judge grounding")
         score = unsupported / weighed
@@ -136,11 +234,22 @@ class UnsupportedFacts(_Base):
             return None
         source_text = f"{context}\n{call.get('input_text') or ''}"
         missing_numbers, missing_ids, missing_names = unsupported_facts(answer, source_text)
-        strong_names = sum(" " in name for name in missing_names)
-        score = _facts_score(len(missing_numbers) + len(missing_ids) + strong_names, len(missing_names) - strong_names)
+        source_terms = content_terms(source_text)
+        # Strong: a number beyond a small count, an identifier, a full name none of whose words
+        # the source has. Weak: a small count (summaries count for themselves: "scored two
+        # goals"), a single capitalised word, a name the source has in part ("Aberdeen FC").
+        strong = sum(not _SMALL_COUNT.fullmatch(n) for n in missing_numbers) + len(missing_ids)
+        strong += sum(" " in n and not name_terms(n) & source_terms for n in missing_names)
+        weak = len(missing_numbers) + len(missing_ids) + len(missing_names) - strong
         if not missing_numbers and not missing_ids and not missing_names:
             return self._flag(0.0, "every number, identifier and name in the answer occurs in the context")
-        parts = []
+        swapped = contradictions(answer, source_text, {*missing_numbers, *missing_names})
+        answered = unsupported_answers(answer, call.get("input_text") or "", {*missing_numbers, *missing_names})
+        decisive = len(swapped) + len(set(answered) - {s.split(" (")[0] for s in swapped})
+        score = 1 - (1 - STRONG_FACT_WEIGHT) ** (strong + SWAP_WEIGHT * decisive) * (1 - WEAK_FACT_WEIGHT) ** weak
+        parts = [f"contradicts the context: {_list(swapped)}"] if swapped else []
+        if answered:
+            parts.append(f"answers the question with what the context does not state: {_list(answered)}")
         if missing_numbers:
             parts.append(f"numbers not in context: {_list(missing_numbers)}")
         if missing_ids:
@@ -164,7 +273,7 @@ class ReferenceMismatch(_Base):
         said = content_terms(answer) | content_terms(question)
         said_numbers = numbers(answer) | numbers(question)
         missing_numbers = sorted(numbers(reference) - said_numbers)
-        missing_names = sorted(n for n in names(reference) if not name_supported(n, said))
+        missing_names = sorted(n for n in names(reference, positional=False) if not name_supported(n, said))
         extra_numbers = sorted(numbers(answer) - numbers(reference) - numbers(question))
         key_terms = content_terms(reference) - content_terms(question)
         recall = len(key_terms & content_terms(answer)) / len(key_terms) if key_terms else 1.0

@@ -7,33 +7,46 @@ install stays free of NLP models (no spaCy or NLTK data to download).
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 # The checks of one call read the same texts several times; a few hundred entries cover
 # that reuse without pinning many large RAG contexts in memory.
 _CACHED_TEXTS = 256
-_TOKEN = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n+")
-# An enumerator ("1)", "2." at the start of a line) is layout, not a fact.
-_ENUMERATOR = re.compile(r"(?m)^\s*\d{1,2}[.)]\s|\(\d{1,2}\)|\s\d{1,2}\)\s")
+# Words (any script), dotted abbreviations ("d.c", "f.e.a.r") and contractions as one token.
+_TOKEN = re.compile(r"[^\W_]+(?:[.'][^\W_]+)*")
+_SENTENCE_END = re.compile(r"(?<=[.!?:])\s+(?=[A-Z0-9\"'(`])|\n+")
+# An enumerator ("1)", "2." at the start of a line, "(3)", or "1) … , 2) …" in a run-on list)
+# is layout, not a fact; "(known as NBC 10)" is a fact, so an inline "10) " needs list punctuation before it.
+_ENUMERATOR = re.compile(r"(?m)^\s*\d{1,2}[.)]\s|\(\d{1,2}\)|(?<=[:;,]\s)\d{1,2}\)\s")
 # Dates, times and dotted versions are one fact each ("1970-01-02" must not pass as 1970, 01, 02).
+# Each pattern opens with a lookahead on its first character, so the scan skips other
+# characters in C instead of trying every alternative at every position (6x on contexts).
 _NUMBER = re.compile(
-    r"(?<![\w.])(?:\d{4}-\d{2}-\d{2}|\d{1,2}:\d{2}(?::\d{2})?|\d+(?:\.\d+){2,})(?![\w.])"
-    r"|(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?![\w])|(?<![\w.])\d+(?:\.\d+)?(?=[a-zA-Z%°])"
+    r"(?=[-+\d])(?<![\w.])(?:\d{4}-\d{2}-\d{2}(?![\w.])|\d{1,2}:\d{2}(?::\d{2})?(?![\w.])|\d+(?:\.\d+){2,}(?![\w.])"
+    r"|[-+]?\d[\d,]*(?:\.\d+)?(?!\w)|\d+(?:\.\d+)?(?=[a-zA-Z%°]))"
 )
-_NAME = re.compile(r"\b[A-Z][A-Za-z0-9&'\-]*(?:\s+(?:of\s+|de\s+|da\s+|van\s+)?[A-Z][A-Za-z0-9&'\-]*)*")
+# A capitalised word, or a dotted abbreviation ("D.C.", "F.E.A.R."), and the capitalised words after it.
+_NAME_WORD = r"(?:(?:[A-Z]\.){2,}(?![\w])|[A-Z][\w&'\-]*)"
+_NAME = re.compile(rf"(?=[A-Z])\b{_NAME_WORD}(?:\s+(?:of\s+|de\s+|da\s+|van\s+)?{_NAME_WORD})*")
+# What may sit between a sentence's end and its first word (quotes, markdown, list marks).
+_LEAD_IN = " \t\n\"'“‘(*#->•"
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_COMBINING = re.compile(r"[\u0300-\u036f]")
+_SUFFIXES = (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""))
+_THOUSANDS = re.compile(r",(?<=\d,)(?=\d{3}\b)")
 _NUMBER_WORDS = {
     word: str(value)
     for value, word in enumerate(
         ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
     )
 }
-_NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+_DIGIT = re.compile(r"\d")
+_ID_CHAR = re.compile(r"[\d_]")
+_NUMBER_WORD = re.compile(r"(?=[otfsenzOTFSENZ])\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
 # Identifiers (us-west-2, CACHE_BACKEND, E42, v3.2) are facts as much as numbers are.
 _IDENTIFIER = re.compile(r"\b(?=[\w-]*[_\d])[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)+\b|\b[A-Z]+\d+\b")
-_QUANTITY = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*-?\s*([a-z]+)")
+_QUANTITY = re.compile(r"(?=\d)(?<![\w.])(\d+(?:\.\d+)?)\s*-?\s*([a-z]+)")
 
 STOPWORDS = frozenset(
     [
@@ -247,22 +260,42 @@ _COMMON_CAPITALISED = STOPWORDS | frozenset(
 )
 
 
+@lru_cache(maxsize=_CACHED_TEXTS)
 def normalise(text: str) -> str:
+    if not text.isascii():
+        # "Angoulême" and "Angoulême" (a combining accent) are one word; so is "Angouleme".
+        text = _COMBINING.sub("", unicodedata.normalize("NFKD", text))
     return _THOUSANDS.sub("", text.translate(_APOSTROPHES))
 
 
+# Words repeat across calls (it is a language), so the stem of each is worth remembering.
+@lru_cache(maxsize=1 << 16)
 def stem(token: str) -> str:
-    """A light suffix strip so 'retries'/'retried'/'retry' meet; enough for overlap counting."""
-    for suffix, keep in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+    """A light suffix strip so 'retries'/'retried'/'retry' meet (and "nixon's"/'nixon'); enough for overlap counting."""
+    if token.endswith("'s"):
+        token = token[:-2]
+    for suffix, keep in _SUFFIXES:
         if len(token) > len(suffix) + 3 and token.endswith(suffix) and not token[0].isdigit():
             return token[: -len(suffix)] + keep
     return token
 
 
+# The cached functions take raw texts (a call's context, answer, question); the `_x_of`
+# helpers take normalised pieces of them (sentences, names) and are not cached, so the
+# pieces of one long context never evict the texts the other checks of the call reuse.
+def _terms_of(norm: str) -> frozenset[str]:
+    return frozenset(stem(t) for t in _TOKEN.findall(norm.lower()) if t not in STOPWORDS)
+
+
 @lru_cache(maxsize=_CACHED_TEXTS)
 def content_terms(text: str) -> frozenset[str]:
     """Stemmed lower-case terms that carry meaning (stop words dropped)."""
-    return frozenset(stem(t) for t in _TOKEN.findall(normalise(text).lower()) if t not in STOPWORDS)
+    return _terms_of(normalise(text))
+
+
+def name_terms(name: str) -> frozenset[str]:
+    """The content terms of a name as `names` returns it (already normalised)."""
+    return _terms_of(name)
 
 
 def content_list(text: str) -> list[str]:
@@ -283,10 +316,24 @@ def _number_value(raw: str) -> str:
 
 
 @lru_cache(maxsize=_CACHED_TEXTS)
-def numbers(text: str) -> frozenset[str]:
-    """Numbers stated in a text, normalised ('1,200' -> '1200', '3.50' -> '3.5'); enumerators ignored."""
-    body = _NUMBER_WORD.sub(lambda m: _NUMBER_WORDS[m.group().lower()], _ENUMERATOR.sub(" ", normalise(text)))
-    return frozenset(_number_value(m.group()) for m in _NUMBER.finditer(body))
+def numbers(text: str, spelled: bool = True) -> frozenset[str]:
+    """Numbers stated in a text, normalised ('1,200' -> '1200', '3.50' -> '3.5'); enumerators ignored.
+
+    With `spelled`, small spelled-out numbers count too ('two' -> '2'): a source's 'two teams'
+    supports an answer's '2 teams'. An answer's own spelled numbers are usually counts the
+    writer inferred ('the two men'), so checks read answers with `spelled=False`."""
+    return _numbers_of(normalise(text), content_terms(text) if spelled else frozenset())
+
+
+def _numbers_of(norm: str, terms: frozenset[str]) -> frozenset[str]:
+    """Numbers of a normalised text; spelled ones are read from its `terms` (empty: not read)."""
+    found = (
+        {_number_value(m.group()) for m in _NUMBER.finditer(_ENUMERATOR.sub(" ", norm))}
+        if _DIGIT.search(norm)
+        else set()
+    )
+    found.update(_NUMBER_WORDS[term] for term in terms if term in _NUMBER_WORDS)
+    return frozenset(found)
 
 
 @lru_cache(maxsize=_CACHED_TEXTS)
@@ -302,26 +349,45 @@ def quantities(text: str) -> frozenset[tuple[str, str]]:
 
 @lru_cache(maxsize=_CACHED_TEXTS)
 def identifiers(text: str) -> frozenset[str]:
+    if not _ID_CHAR.search(text):
+        return frozenset()  # every identifier has a digit or an underscore
     return frozenset(m.group().lower() for m in _IDENTIFIER.finditer(normalise(text)))
 
 
 @lru_cache(maxsize=_CACHED_TEXTS)
-def names(text: str) -> frozenset[str]:
+def names(text: str, positional: bool = True) -> frozenset[str]:
     """Capitalised names (people, places, products, acronyms) as lower-case phrases."""
+    return _names_of(normalise(text), positional)
+
+
+def _names_of(body: str, positional: bool) -> frozenset[str]:
     found = set()
-    for match in _NAME.finditer(normalise(text)):
+    for match in _NAME.finditer(body):
         words = match.group().split()
         # drop a leading word capitalised only by its position (sentence start, "The ...")
         while words and words[0].lower().strip("'") in _COMMON_CAPITALISED:
             words = words[1:]
-        if words:
+        if positional and words and len(words) == len(match.group().split()) and _starts_sentence(body, match.start()):
+            # The first word of a sentence is capitalised whatever it is ("Despite Arbroath's",
+            # "Here's"): it is a name only with the evidence of a capitalised word after it. A short
+            # reference answer ("Canberra.") is read with positional=False.
+            words = words[1:] if len(words) > 1 and not words[0].endswith("'s") else []
+        if words and (len(words) > 1 or len(words[0]) > 1):  # a lone letter is a unit or a label ("°C", "Plan B")
             found.add(" ".join(words).lower())
     return frozenset(found)
 
 
+def _starts_sentence(text: str, start: int) -> bool:
+    window = text[max(0, start - 12) : start]
+    before = window.rstrip(_LEAD_IN)
+    if not before:
+        return True  # only quotes, markdown or space since the start of the text (or for 12 chars)
+    return before[-1] in ".!?:" or "\n" in window[len(before) :]
+
+
 def name_supported(name: str, source_terms: frozenset[str]) -> bool:
     """A name is supported when every content word of it occurs in the source."""
-    terms = content_terms(name)
+    terms = _terms_of(name)
     return bool(terms) and terms <= source_terms
 
 
@@ -337,5 +403,17 @@ def overlap_f1(answer: str, other: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+@lru_cache(maxsize=_CACHED_TEXTS)
+def sentence_facts(text: str) -> tuple[tuple[frozenset[str], frozenset[str], frozenset[str]], ...]:
+    """Per sentence of `text`: its content terms other than numbers, its numbers, its names.
+    Computed once per text, so matching an answer's sentences against a long context stays linear."""
+    facts = []
+    for sentence in sentences(text):  # normalised already
+        terms = _terms_of(sentence)
+        words = frozenset(t for t in terms if not t[0].isdigit())
+        facts.append((words, _numbers_of(sentence, terms), _names_of(sentence, True)))
+    return tuple(facts)
+
+
 # The cached feature functions (bench/enrichment.py clears them to measure cold calls).
-CACHED = (content_terms, numbers, quantities, identifiers, names)
+CACHED = (normalise, content_terms, numbers, quantities, identifiers, names, sentence_facts)
