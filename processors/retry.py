@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_any, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
 
 def backoff(
@@ -19,14 +19,17 @@ def backoff(
 ) -> Retrying:
     """Retry while `retryable(error)`, waiting 0.2, 0.4, ... up to `max_backoff_s` s, until `halted()`; reraises."""
 
+    def pause(seconds: float) -> None:
+        sleep(seconds)
+
     def before_sleep(state: RetryCallState) -> None:
         on_failure(state.outcome.exception() if state.outcome is not None else None)
 
     return Retrying(
         wait=wait_exponential(multiplier=0.2, max=max_backoff_s),
         retry=retry_if_exception(retryable),
-        stop=stop_any(lambda _: halted()),
-        sleep=sleep,
+        stop=lambda _: halted(),
+        sleep=pause,
         before_sleep=before_sleep,
         reraise=True,
     )

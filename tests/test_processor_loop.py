@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -60,7 +60,7 @@ class FakeConsumer:
     def all_partitions(self) -> set[TopicPartition]:
         return {TopicPartition(TOPIC, p) for p in self.log}
 
-    def subscribe(self, topics: list[str], listener: ConsumerRebalanceListener) -> None:
+    def subscribe(self, topics: Sequence[str], listener: ConsumerRebalanceListener) -> None:
         self.listener = listener
         self.subscriptions += 1
         if self.assign_on_subscribe:
