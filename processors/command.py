@@ -16,4 +16,8 @@ def process() -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kafka-python logs every reconnect attempt as an error; our own lines report each outage once.
     logging.getLogger("kafka").setLevel(logging.DEBUG if settings.log_level == "DEBUG" else logging.CRITICAL)
+    # clickhouse-connect logs a traceback for each failed insert it re-raises; our line names the cause once.
+    logging.getLogger("clickhouse_connect").setLevel(
+        logging.DEBUG if settings.log_level == "DEBUG" else logging.CRITICAL
+    )
     ProcessorService(settings).run_forever()

@@ -90,7 +90,7 @@ class GroupWatch:
         self._view: GroupView | None = None
         self._admin: Admin | None = None
         self._closing = threading.Event()
-        self._failing = False
+        self._failures = 0  # looks failed in a row
         self._thread = threading.Thread(target=self._run, name="cutover-group-watch", daemon=True)
         self._thread.start()
 
@@ -107,10 +107,11 @@ class GroupWatch:
                 if self._admin is None:
                     self._admin = self._make_admin()
                 self._view = look(self._admin, self._topic, self._group)
-                self._failing = False
+                self._failures = 0
             except Exception as error:
-                if not self._failing:  # one line per outage
-                    self._failing = True
+                self._failures += 1
+                # One line per outage; the first looks may fail while the group's coordinator is being set up.
+                if self._failures == 3:
                     log.warning(
                         "cannot read the group's lag and members (%s: %s); retrying", type(error).__name__, error
                     )

@@ -557,6 +557,8 @@ class ProcessorService:
         self._written = _Written()
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        if self.state in _ENDS:  # closing after a stop or a failure: what is in hand stays uncommitted
+            return
         if self.state in (State.WRITING, State.SETTLING):
             self._enter(State.REVOKED)  # the retry in progress gives up; positions reset to the committed offsets
             return
