@@ -11,8 +11,6 @@ import re
 
 from clickhouse_connect.driver.exceptions import DataError, Error, ProgrammingError
 
-from cutover.store import StoreBusy
-
 # ClickHouse error codes (src/Common/ErrorCodes.cpp) whose cause is the statement or its data, not the server's state.
 PERMANENT: dict[int, str] = {
     6: "CANNOT_PARSE_TEXT",
@@ -55,8 +53,6 @@ def error_code(error: BaseException) -> int | None:
 
 def permanent_cause(error: BaseException) -> str | None:
     """Why retrying `error` cannot help, or None when it may (a transient error)."""
-    if isinstance(error, StoreBusy):
-        return str(error)
     code = error_code(error)
     first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
     if code in PERMANENT:

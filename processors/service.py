@@ -41,7 +41,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from cutover.store import client_for
+from cutover.store import StoreBusy, client_for
 from processors import metrics
 from processors.alerts import AlertEvaluator
 from processors.decode import decode
@@ -630,7 +630,8 @@ class ProcessorService:
             halted=self._halted,
             sleep=self._wait_alive,
             on_failure=lambda error: self._failing(what, error),
-            retryable=lambda error: not store or permanent_cause(error) is None,
+            # StoreBusy: another process holds the chDB path, waiting will not help (cutover.cli prints it).
+            retryable=lambda error: not isinstance(error, StoreBusy) and (not store or permanent_cause(error) is None),
         )
         try:
             result = retrying(action)

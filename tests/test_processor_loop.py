@@ -21,6 +21,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from cutover.store import StoreBusy
 from processors import service as service_module
 from processors.dlq import DeadLetter
 from processors.failures import PermanentWriteError, permanent_cause
@@ -390,3 +391,11 @@ def test_the_reported_lag_covers_every_partition_of_the_topic_not_only_owned_one
     r.group.current = GroupView(lag={0: 0, 1: 7, 2: 5}, owners={0: "me", 1: "other"})
     r.steps(1)
     assert r.service.stats.lag == 12
+
+
+def test_a_busy_chdb_path_is_not_retried_but_raised_for_the_cli_to_print() -> None:
+    r = rig()
+    r.store.insert_errors = [StoreBusy("the chDB store /x is open in another process")]
+    with pytest.raises(StoreBusy):
+        r.steps(1)
+    assert r.store.inserts == 1 and r.consumer.committed == {}
