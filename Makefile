@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint install system-deps bench clean
+.PHONY: demo test test-unit lint install system-deps bench clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Both tiers: the unit tier (fakes, seconds) first, then the integration tier (real broker and chDB).
 test: lint system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+test-unit: lint
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 bench: install
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

@@ -23,6 +23,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from collectors import metrics
 from collectors.otlp_kafka import LazyProducer, new_producer, split_by_trace
 from collectors.settings import CollectorSettings
 from cutover.settings import load
@@ -66,6 +67,7 @@ class KafkaSpanExporter(SpanExporter):
         with self._lock:
             first = self._dropped == 0
             self._dropped += spans
+            metrics.EXPORTER_DROPPED.inc(spans)
             total = self._dropped
         # One warning per thousand drops keeps a long outage visible without flooding the app's log.
         if first or total // 1000 != (total - spans) // 1000:

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from collectors import metrics
 from collectors.otlp_kafka import LazyProducer, TraceMessage, new_producer, split_by_trace
 from collectors.settings import CollectorSettings
 from cutover.logs import setup_logging
@@ -126,10 +127,15 @@ class Receiver:
             await self._produce(messages)
         except Rejection as rejection:
             self.counts[str(rejection.status)] += 1
+            metrics.REQUESTS.labels(status=str(rejection.status)).inc()
             if rejection.status >= 500:
                 log.warning("answering %d: %s", rejection.status, rejection.reason)
             return _status(rejection, as_json)
-        self.counts.update({"200": 1, "spans": sum(message.spans for message in messages), "messages": len(messages)})
+        spans = sum(message.spans for message in messages)
+        self.counts.update({"200": 1, "spans": spans, "messages": len(messages)})
+        metrics.REQUESTS.labels(status="200").inc()
+        metrics.SPANS.inc(spans)
+        metrics.MESSAGES.inc(len(messages))
         response = ExportTraceServiceResponse()
         if as_json:
             return Response(json_format.MessageToJson(response), media_type=JSON)
@@ -263,6 +269,7 @@ def serve(settings: CollectorSettings) -> None:
     import uvicorn
 
     setup_logging()
+    metrics.serve(settings.collector_metrics_port)
 
     print(
         f"cutover collect: OTLP/HTTP on http://{settings.collect_host}:{settings.collect_port}/v1/traces "

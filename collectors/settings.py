@@ -43,6 +43,9 @@ class CollectorSettings(CutoverSettings):
         default="127.0.0.1", min_length=1, description="Address `cutover collect` listens on (0.0.0.0 for all)."
     )
     collect_port: int = Field(default=4318, ge=1, le=65535, description="Port of `cutover collect` (OTLP/HTTP).")
+    collector_metrics_port: int = Field(
+        default=9465, ge=0, le=65535, description="Port of `cutover collect`'s Prometheus `/metrics` (0 = off)."
+    )
     collect_max_body_bytes: int = Field(
         default=20 * 1024 * 1024,
         ge=1024,

@@ -27,27 +27,34 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import TypeVar
+from enum import Enum
+from typing import Any, Protocol, TypeVar
 
 from clickhouse_connect.driver.client import Client
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
-from tenacity import Retrying, retry_if_not_exception_type, stop_any, wait_exponential
 
 from cutover import kafka_clients
 from cutover.kafka_clients import KafkaConnection
 from cutover.store import StoreBusy, client_for
+from processors import metrics
 from processors.alerts import AlertEvaluator
 from processors.decode import decode
 from processors.dlq import DeadLetter, DeadLetterQueue
 from processors.enrich import Enricher, row_dicts
+from processors.failures import PermanentWriteError, permanent_cause
+from processors.group_watch import GroupSource, GroupView, GroupWatch
 from processors.hallucination import HallucinationWorker
 from processors.pricing import PriceBook
 from processors.refusal import refusal
+from processors.retry import backoff, stop_within
 from processors.schema import migrate
 from processors.settings import ProcessorSettings
 from processors.writer import CallWriter, touched_minutes
@@ -56,6 +63,133 @@ log = logging.getLogger("cutover.processor")
 T = TypeVar("T")
 # A failed bootstrap returns to our retry loop (one log line per outage, stop honoured) within 5 s.
 BOOTSTRAP_TIMEOUT_MS = 5_000
+POLL_TIMEOUT_MS = 200
+LAG_INTERVAL_S = 5.0
+
+
+# The consumer's states and the only transitions between them ---------------------------------------------------
+
+
+class State(Enum):
+    NEW = "new"
+    CONNECTING = "connecting"  # ClickHouse, migrations, Kafka: retried while they are down
+    CONSUMING = "consuming"  # polling and decoding into the batch in hand
+    WRITING = "writing"  # the batch's rows and dead letters going out (retried with backoff)
+    SETTLING = "settling"  # histograms recomputed, then offsets committed (retried with backoff)
+    REVOKED = "revoked"  # a rebalance took our partitions mid-write: the batches in hand are dropped uncommitted
+    REJOINING = "rejoining"  # we own nothing while partitions lag unconsumed: leave and join the group again
+    DRAINING = "draining"  # stop requested: write and settle what is in hand, then close
+    STOPPED = "stopped"
+    FAILED = "failed"  # a permanent error: one line names it, the process exits non-zero
+
+
+_ENDS = (State.STOPPED, State.FAILED)  # any running state may end: a stop or a permanent error
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.NEW: frozenset({State.CONNECTING}),
+    State.CONNECTING: frozenset({State.CONSUMING, *_ENDS}),
+    State.CONSUMING: frozenset({State.WRITING, State.SETTLING, State.REJOINING, State.DRAINING, *_ENDS}),
+    State.WRITING: frozenset({State.CONSUMING, State.DRAINING, State.REVOKED, *_ENDS}),
+    State.SETTLING: frozenset({State.CONSUMING, State.DRAINING, State.REVOKED, *_ENDS}),
+    State.REVOKED: frozenset({State.CONSUMING, State.DRAINING, *_ENDS}),
+    State.REJOINING: frozenset({State.CONSUMING, *_ENDS}),
+    State.DRAINING: frozenset({State.WRITING, State.SETTLING, *_ENDS}),
+    State.STOPPED: frozenset(),
+    State.FAILED: frozenset(),
+}
+
+
+class Outcome(Enum):
+    """What a write or settle step came to (raised instead: `Interrupted` on a stop's give-up, permanent errors)."""
+
+    DONE = "done"  # written (and settled, if due)
+    DEFERRED = "deferred"  # settling not due yet: the histogram interval has not passed
+    REVOKED = "revoked"  # a rebalance took the partitions: batches dropped uncommitted, to be re-read
+
+
+class Interrupted(Exception):
+    """A stop (or a rebalance) ended a retry: the batch in hand is given up uncommitted."""
+
+
+# What the loop talks to (real clients in production, fakes in the unit tests) ------------------------------------
+
+
+class Consumer(Protocol):
+    def poll(self, timeout_ms: int = ..., max_records: int | None = ...) -> dict[TopicPartition, list[Any]]: ...
+    def assignment(self) -> set[TopicPartition]: ...
+    def pause(self, *partitions: TopicPartition) -> None: ...
+    def resume(self, *partitions: TopicPartition) -> None: ...
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None: ...
+    def subscribe(self, topics: Sequence[str], listener: ConsumerRebalanceListener) -> None: ...
+    def unsubscribe(self) -> None: ...
+    def close(self, autocommit: bool = ...) -> None: ...
+
+
+class DeadLetterSink(Protocol):
+    def send(self, letter: DeadLetter) -> None: ...
+    def confirm(self, letters: list[DeadLetter]) -> None: ...
+    def close(self) -> None: ...
+
+
+class Writer(Protocol):
+    def insert(self, columns: dict[str, list[Any]]) -> int: ...
+    def recompute(self, minutes: set[datetime]) -> int: ...
+
+
+class ContentSink(Protocol):
+    def submit(self, rows: list[dict[str, Any]]) -> None: ...
+    def stop(self, timeout: float = ...) -> None: ...
+
+
+@dataclass
+class Parts:
+    """The clients one processor runs on; `start()` builds the real ones, tests pass fakes."""
+
+    consumer: Consumer
+    dlq: DeadLetterSink
+    writer: Writer
+    content: ContentSink
+    group: GroupSource | None = None
+    member_id: Callable[[], str | None] = lambda: None
+
+
+def kafka_consumer(settings: ProcessorSettings) -> KafkaConsumer:
+    """The processor's consumer (the one place its options live)."""
+    return kafka_clients.consumer(
+        KafkaConnection.from_settings(settings),
+        "processor",
+        group_id=settings.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.poll_max_records,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+        # A topic created (or grown) after start is seen within 30 s, not the default 5 min.
+        metadata_max_age_ms=30_000,
+    )
+
+
+def kafka_admin(settings: ProcessorSettings) -> KafkaAdminClient:
+    """The admin client that watches the group's lag and members."""
+    return kafka_clients.admin(KafkaConnection.from_settings(settings), "processor-watch")
+
+
+def dead_letter_queue(settings: ProcessorSettings) -> DeadLetterQueue:
+    return DeadLetterQueue(KafkaConnection.from_settings(settings), settings.dlq_topic, BOOTSTRAP_TIMEOUT_MS)
+
+
+def member_id_of(consumer: KafkaConsumer) -> Callable[[], str | None]:
+    """Our member id in the group: kafka-python keeps it on its coordinator only (no public accessor)."""
+
+    def current() -> str | None:
+        generation = getattr(getattr(consumer, "_coordinator", None), "_generation", None)
+        return getattr(generation, "member_id", None) or None
+
+    return current
+
+
+# Counters ----------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -69,23 +203,28 @@ class ProcessorStats:
     dlq: int = 0
     unpriced: int = 0
     batches: int = 0
-    lag: int = 0
+    lag: int = 0  # a gauge: the group's lag over every partition of the topic
     retries: int = 0
     rebalance_replays: int = 0
     commit_failures: int = 0
+    rejoins: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def add(self, other: ProcessorStats) -> None:
+        """Add `other`'s counters (not the `lag` gauge) to these."""
+        for item in fields(self):
+            if item.name != "lag":
+                setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
 
 @dataclass
 class _Batch:
-    rows: list[tuple] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    messages: int = 0
-    spans: int = 0
-    skipped_non_genai: int = 0
+    counts: ProcessorStats = field(default_factory=ProcessorStats)
     started: float = 0.0
 
     def empty(self) -> bool:
@@ -104,46 +243,61 @@ class _Written:
     def empty(self) -> bool:
         return not self.offsets
 
-    def add(self, batch: _Batch, columns: dict[str, list]) -> None:
+    def add(self, batch: _Batch, columns: dict[str, list[Any]]) -> None:
         if self.empty():
             self.since = time.monotonic()
         self.offsets.update(batch.offsets)
         self.minutes.update(touched_minutes(columns["start_time"]))
-        counts = self.counts
-        counts.messages += batch.messages
-        counts.spans += batch.spans
-        counts.skipped_non_genai += batch.skipped_non_genai
-        counts.calls_written += len(batch.rows)
-        counts.dlq += len(batch.letters)
-        counts.unpriced += sum(cost is None for cost in columns["cost_usd"])
-        counts.batches += 1
+        counts = batch.counts
+        counts.calls_written = len(batch.rows)
+        counts.dlq = len(batch.letters)
+        counts.unpriced = sum(cost is None for cost in columns["cost_usd"])
+        counts.batches = 1
+        self.counts.add(counts)
 
 
-class Interrupted(Exception):
-    """A stop (or a rebalance) ended a retry: the batch in hand is given up uncommitted."""
+# The service --------------------------------------------------------------------------------------------------------
 
 
 class ProcessorService:
-    def __init__(self, settings: ProcessorSettings, client: Client | None = None) -> None:
+    def __init__(self, settings: ProcessorSettings, client: Client | None = None, parts: Parts | None = None) -> None:
         self.settings = settings
         self.stats = ProcessorStats()
-        self._client = client
-        self._stopping = threading.Event()
-        self._give_up = threading.Event()  # set when a stop's deadline passes during a retry
-        self._threads: list[threading.Thread] = []
-        self._batch = _Batch()
-        self._written = _Written()
-        self._flushing = False
-        self._revoked = False
-        self._degraded = False
-        self._last_lag = 0.0
-        self._last_log = time.monotonic()
-        self._consume_thread: threading.Thread | None = None
-        self._starting = False
-        self._dlq: DeadLetterQueue | None = None
-        self._hallucination: HallucinationWorker | None = None
+        self.state = State.NEW
         self.partitions: list[int] = []  # partitions of the spans topic this instance owns now
         self.failure: BaseException | None = None
+        self.client: Client | None = client
+        self._given_parts = parts
+        self._parts: Parts | None = None
+        self._enricher = Enricher(PriceBook.load(settings.prices_file), refusal)
+        self._alerts: AlertEvaluator | None = None
+        self._stopping = threading.Event()  # asked to stop (signal, stop(), a failure)
+        self._give_up = threading.Event()  # a stop's deadline passed during a retry
+        self._threads: list[threading.Thread] = []
+        self._consume_thread: threading.Thread | None = None
+        self._batch = _Batch()
+        self._written = _Written()
+        self._degraded = False  # a retry is failing: logged once when it starts and once when it ends
+        self._last_lag = 0.0
+        self._last_log = time.monotonic()
+        self._orphaned_since: float | None = None
+
+    # states ------------------------------------------------------------------------------
+
+    def _enter(self, state: State) -> None:
+        if state not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"processor state {self.state.value} -> {state.value} is not a transition")
+        self.state = state
+
+    @contextmanager
+    def _step(self, state: State) -> Iterator[None]:
+        """Run a write or settle step in `state`, then return to the state it started from (unless revoked)."""
+        previous = self.state
+        self._enter(state)
+        try:
+            yield
+        finally:
+            self._enter(previous)
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -152,73 +306,68 @@ class ProcessorService:
 
         Raises `Interrupted` if a stop is requested while it is still retrying.
         """
-        settings = self.settings
-        database = settings.clickhouse_database
-        self._enricher = Enricher(PriceBook.load(settings.prices_file), refusal)
-        self._starting = True
+        self._enter(State.CONNECTING)
         try:
-            self.client = self._client or self._retrying(lambda: client_for(settings), what="ClickHouse connection")
-            self._retrying(lambda: migrate(self.client, database, settings.retention_days), what="schema migration")
-            self._dlq = self._retrying(
-                lambda: DeadLetterQueue(
-                    KafkaConnection.from_settings(settings), settings.dlq_topic, BOOTSTRAP_TIMEOUT_MS
-                ),
-                what="Kafka connection",
-            )
-            self._consumer = self._retrying(
-                lambda: kafka_clients.consumer(
-                    KafkaConnection.from_settings(settings),
-                    "processor",
-                    group_id=settings.consumer_group,
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                    max_poll_records=settings.poll_max_records,
-                    fetch_max_bytes=64 * 1024 * 1024,
-                    max_partition_fetch_bytes=16 * 1024 * 1024,
-                    bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-                    # A topic created (or grown) after start is seen within 30 s, not the default 5 min.
-                    metadata_max_age_ms=30_000,
-                ),
-                what="Kafka connection",
-            )
-        finally:
-            self._starting = False
-        self._writer = CallWriter(self.client, database)
-        self._consumer.subscribe([settings.spans_topic], listener=_Rebalance(self))
-        self._hallucination = HallucinationWorker(self.client, database, settings)
-        self._hallucination.start()
-        self._alerts = AlertEvaluator(self.client, database, settings)
+            parts = self._given_parts or self._connect()
+        except Interrupted:
+            self._enter(State.STOPPED)
+            raise
+        self.attach(parts)
         # Start-up objects (modules, clients, schemas) live as long as the process: moved out of
         # the collector's reach, each full collection walks only the batches in flight
         # (bench/processor.py: full collections took ~5% of the full path's time without this).
         gc.freeze()
         self._consume_thread = threading.Thread(target=self._consume_loop, name="cutover-consume", daemon=True)
-        alert_thread = threading.Thread(target=self._alert_loop, name="cutover-alerts", daemon=True)
-        self._threads = [self._consume_thread, alert_thread]
+        self._threads = [self._consume_thread]
+        if self._alerts is not None:
+            self._threads.append(threading.Thread(target=self._alert_loop, name="cutover-alerts", daemon=True))
         for thread in self._threads:
             thread.start()
-        store = "the shared client" if self._client is not None else settings.clickhouse_dsn
+        settings = self.settings
+        store = "the shared client" if self._given_parts or self.client is not None else settings.clickhouse_dsn
         log.info(
             "processing %s -> %s (database %s) as group %s",
             settings.spans_topic,
             store,
-            database,
+            settings.clickhouse_database,
             settings.consumer_group,
         )
+
+    def _connect(self) -> Parts:
+        settings = self.settings
+        database = settings.clickhouse_database
+        client = self.client or self._retrying(lambda: client_for(settings), what="ClickHouse connection")
+        self.client = client
+        self._retrying(lambda: migrate(client, database, settings.retention_days), what="schema migration", store=True)
+        dlq = self._retrying(lambda: dead_letter_queue(settings), what="Kafka connection")
+        consumer = self._retrying(lambda: kafka_consumer(settings), what="Kafka connection")
+        content = HallucinationWorker(client, database, settings)
+        content.start()
+        metrics.HALLUCINATION_QUEUE.set_function(lambda: content.backlog)
+        metrics.HALLUCINATION_SAMPLE_RATE.set_function(lambda: content.sample_rate)
+        self._alerts = AlertEvaluator(client, database, settings)
+        watch = GroupWatch(lambda: kafka_admin(settings), settings.spans_topic, settings.consumer_group, LAG_INTERVAL_S)
+        return Parts(consumer, dlq, CallWriter(client, database), content, watch, member_id_of(consumer))
+
+    def attach(self, parts: Parts) -> None:
+        """Subscribe with these parts and enter CONSUMING (without threads: tests then drive `step`)."""
+        if self.state is State.NEW:
+            self._enter(State.CONNECTING)
+        self._parts = parts
+        parts.consumer.subscribe([self.settings.spans_topic], listener=_Rebalance(self))
+        metrics.serve(self.settings.processor_metrics_port)
+        self._enter(State.CONSUMING)
 
     def stop(self, timeout: float = 30) -> None:
         """Finish and commit the batch in hand (giving up after `timeout` s, uncommitted), then close."""
         self._stopping.set()
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                self._give_up.set()
-                thread.join(5)
-        if self._hallucination is not None:
-            self._hallucination.stop()
-        if self._dlq is not None:
-            self._dlq.close()
+        stop_within(self._threads, timeout, self._give_up)
+        parts = self._parts
+        if parts is not None:
+            parts.content.stop()
+            parts.dlq.close()
+            if parts.group is not None:
+                parts.group.close()
         log.info("stopped: %s", self.stats.as_dict())
 
     def run_forever(self) -> None:
@@ -231,6 +380,10 @@ class ProcessorService:
             log.warning("stopped while waiting for ClickHouse/Kafka at start; nothing was consumed")
             self.stop()
             return
+        except PermanentWriteError as error:
+            log.error("processor stopped: %s", error)
+            self.stop()
+            raise SystemExit(1) from None
         while not self._stopping.wait(1.0):
             pass
         self.stop()
@@ -240,185 +393,254 @@ class ProcessorService:
     # consuming ---------------------------------------------------------------------------
 
     def _consume_loop(self) -> None:
-        consumer, settings = self._consumer, self.settings
         try:
             while not self._stopping.is_set():
-                self._take_all(consumer.poll(timeout_ms=200, max_records=settings.poll_max_records))
-                batch = self._batch
-                if not batch.empty() and time.monotonic() - batch.started >= settings.batch_max_wait_s:
-                    self._flush(patient=True)
-                else:
-                    self._settle(patient=True)
-                self._update_lag()
-            if self._flush(patient=True):
-                self._settle(patient=True, due=True)
+                self.step()
+            self.finish()
         except Interrupted:
             log.warning(
                 "stopped with unwritten or unrecomputed batches; not committed, they will be re-read on restart"
             )
+            self._enter(State.STOPPED)
+        except PermanentWriteError as error:
+            log.error("processor stopped: %s; nothing after the last written batch was committed", error)
+            self._fail(error)
         except BaseException as error:
             log.exception("processor failed")
-            self.failure = error
-            self._stopping.set()
+            self._fail(error)
         finally:
-            consumer.close(autocommit=False)
+            if self._parts is not None:
+                self._parts.consumer.close(autocommit=False)
 
-    def _take_all(self, polled: dict) -> None:
+    def _fail(self, error: BaseException) -> None:
+        self.failure = error
+        self._enter(State.FAILED)
+        self._stopping.set()
+
+    def step(self) -> None:
+        """One turn of the loop: poll and decode, write the batch when full or due, settle when due, watch the group."""
+        parts = self._require()
+        self._take_all(parts.consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=self.settings.poll_max_records))
+        batch = self._batch
+        if not batch.empty() and time.monotonic() - batch.started >= self.settings.batch_max_wait_s:
+            self._flush(patient=True)
+        else:
+            self._settle(patient=True)
+        self._watch_group()
+
+    def finish(self) -> None:
+        """Stop: write and settle what is in hand (patiently, until the stop's deadline), then STOPPED."""
+        self._enter(State.DRAINING)
+        if self._flush(patient=True) is not Outcome.REVOKED:
+            self._settle(patient=True, due=True)
+        self._enter(State.STOPPED)
+
+    def _require(self) -> Parts:
+        if self._parts is None:
+            raise RuntimeError("the processor is not started")
+        return self._parts
+
+    def _take_all(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         for records in polled.values():
             for record in records:
-                self._take(record)
-                if len(self._batch.rows) >= self.settings.batch_max_calls and not self._flush(patient=True):
+                self.decode(record)
+                if (
+                    len(self._batch.rows) >= self.settings.batch_max_calls
+                    and self._flush(patient=True) is Outcome.REVOKED
+                ):
                     # A rebalance reset our positions to the committed offsets: the rest of this
                     # poll will be read again (by us or the new owner), so taking it now could
                     # commit past records that were never written.
                     return
 
-    def _take(self, record) -> None:
+    def decode(self, record: ConsumerRecord) -> None:
+        """The decode step: one Kafka record into the batch in hand (rows, or a dead letter with its reason)."""
         batch = self._batch
         if batch.empty():
             batch.started = time.monotonic()
+        counts = batch.counts
         try:
             decoded = decode(record.value, record.partition, record.offset)
         except Exception as error:
-            decoded = None
-            reason = f"processor error while decoding: {type(error).__name__}: {error}"
+            reason: str | None = f"processor error while decoding: {type(error).__name__}: {error}"
         else:
             batch.rows.extend(decoded.rows)
             reason = decoded.error
-            batch.spans += decoded.spans
-            batch.skipped_non_genai += decoded.skipped_non_genai
+            counts.spans += decoded.spans
+            counts.skipped_non_genai += decoded.skipped_non_genai
         if reason:
             letter = DeadLetter(record.key, record.value, record.topic, record.partition, record.offset, reason)
-            self._dlq.send(letter)
+            self._require().dlq.send(letter)
             batch.letters.append(letter)
-        batch.messages += 1
+        counts.messages += 1
         batch.offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
 
-    def _flush(self, patient: bool) -> bool:
-        """Write the batch in hand and confirm its dead letters, then settle if due (see `_settle`).
+    def _flush(self, patient: bool) -> Outcome:
+        """The write step: the batch in hand into ClickHouse and its dead letters confirmed, then settle if due.
 
-        `patient` retries with backoff, otherwise one try. Returns False when a rebalance took
-        the batches away (dropped uncommitted, to be re-read).
+        `patient` retries with backoff, otherwise one try.
         """
         batch = self._batch
         if batch.empty():
             return self._settle(patient)
+        parts = self._require()
         columns = self._enricher.columns(batch.rows)
         content = [i for i, captured in enumerate(columns["content_captured"]) if captured]
-        written = self._attempt(
-            patient,
-            (lambda: self._writer.insert(columns), "ClickHouse write"),
-            (lambda: self._dlq.confirm(batch.letters), "DLQ produce"),
-        )
-        if not written:
-            return False
+        started = time.perf_counter()
+        with self._step(State.WRITING):
+            outcome = self._attempt(
+                patient,
+                (lambda: parts.writer.insert(columns), "ClickHouse write", True),
+                (lambda: parts.dlq.confirm(batch.letters), "DLQ produce", False),
+            )
+        if outcome is Outcome.REVOKED:
+            return outcome
+        metrics.BATCH_WRITE_SECONDS.observe(time.perf_counter() - started)
         if content:
-            self._hallucination.submit(row_dicts(columns, content))
+            parts.content.submit(row_dicts(columns, content))
         self._written.add(batch, columns)
         self._batch = _Batch()
         return self._settle(patient)
 
-    def _settle(self, patient: bool, due: bool = False) -> bool:
-        """Recompute the histograms of the written batches, then commit their offsets and count them.
+    def _settle(self, patient: bool, due: bool = False) -> Outcome:
+        """The commit step: recompute the written batches' histograms, then commit their offsets and count them.
 
         Runs once `histogram_interval_s` has passed since the first of them was written (at
-        once when it is 0), or when `due` (stop, rebalance). Returns False like `_flush`.
+        once when it is 0), or when `due` (stop, rebalance).
         """
         written = self._written
         if written.empty():
-            return True
+            return Outcome.DONE
         if not due and time.monotonic() - written.since < self.settings.histogram_interval_s:
-            return True
-        if not self._attempt(patient, (lambda: self._writer.recompute(written.minutes), "histogram recompute")):
-            return False
-        try:
-            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in written.offsets.items()})
-        except (CommitFailedError, KafkaError) as error:
-            # Rows are written; the next owner of these partitions replays them onto the same keys.
-            self.stats.commit_failures += 1
-            log.warning("offset commit failed (%s); the batch will be replayed idempotently", error)
-        stats, counts = self.stats, written.counts
-        stats.messages += counts.messages
-        stats.spans += counts.spans
-        stats.skipped_non_genai += counts.skipped_non_genai
-        stats.calls_written += counts.calls_written
-        stats.dlq += counts.dlq
-        stats.unpriced += counts.unpriced
-        stats.batches += counts.batches
+            return Outcome.DEFERRED
+        parts = self._require()
+        with self._step(State.SETTLING):
+            outcome = self._attempt(
+                patient, (lambda: parts.writer.recompute(written.minutes), "histogram recompute", True)
+            )
+            if outcome is Outcome.REVOKED:
+                return outcome
+            try:
+                parts.consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in written.offsets.items()})
+            except (CommitFailedError, KafkaError) as error:
+                # Rows are written; the next owner of these partitions replays them onto the same keys.
+                self._count(ProcessorStats(commit_failures=1))
+                log.warning("offset commit failed (%s); the batch will be replayed idempotently", error)
+        self._count(written.counts)
         self._written = _Written()
-        return True
+        return Outcome.DONE
 
-    def _attempt(self, patient: bool, *steps: tuple[Callable[[], object], str]) -> bool:
-        """Run the steps in order (`patient`: each retried with backoff); False if a rebalance took the batches."""
-        self._flushing = True
-        self._revoked = False
+    def _count(self, counts: ProcessorStats) -> None:
+        self.stats.add(counts)
+        metrics.count(counts.as_dict())
+
+    def _attempt(self, patient: bool, *steps: tuple[Callable[[], object], str, bool]) -> Outcome:
+        """Run the steps in order (`patient`: each retried with backoff); REVOKED if a rebalance took the batches.
+
+        Each step says whether it writes to the store, whose permanent errors stop the processor.
+        """
         try:
-            for action, what in steps:
+            for action, what, store in steps:
                 if patient:
-                    self._retrying(action, what=what)
+                    self._retrying(action, what=what, store=store)
                 else:
                     action()
         except Interrupted:
-            if not self._revoked:
+            if self.state is not State.REVOKED:
                 raise
             # Our partitions were taken away mid-retry: their new owner re-reads these batches.
             self._drop()
-            return False
-        finally:
-            self._flushing = False
-        return True
+            return Outcome.REVOKED
+        return Outcome.DONE
 
     def _drop(self) -> None:
-        self.stats.rebalance_replays += 1
+        self._count(ProcessorStats(rebalance_replays=1))
         self._batch = _Batch()
         self._written = _Written()
 
-    def _update_lag(self) -> None:
-        now = time.monotonic()
-        if now - self._last_lag < 5:
-            return
-        self._last_lag = now
-        lag = 0
-        for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)  # known from fetch responses: no extra request
-            if high is not None:
-                lag += max(0, high - self._consumer.position(tp))
-        self.stats.lag = lag
-        if now - self._last_log >= self.settings.stats_log_interval_s:
-            self._last_log = now
-            log.info("progress: %s, partitions %s", self.stats.as_dict(), self.partitions)
-
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        if self._flushing:
-            self._revoked = True  # the retry in progress gives up; positions reset to the committed offsets
+        if self.state in _ENDS:  # closing after a stop or a failure: what is in hand stays uncommitted
+            return
+        if self.state in (State.WRITING, State.SETTLING):
+            self._enter(State.REVOKED)  # the retry in progress gives up; positions reset to the committed offsets
             return
         try:
-            if self._flush(patient=False):
+            if self._flush(patient=False) is Outcome.DONE:
                 self._settle(patient=False, due=True)
         except Exception as error:
             log.warning("rebalance: could not write or recompute the batches in hand (%s); they will be re-read", error)
             self._drop()
 
+    # the group: lag of every partition, and no silent stall -------------------------------------------------------
+
+    def _watch_group(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < LAG_INTERVAL_S:
+            return
+        self._last_lag = now
+        parts = self._require()
+        view = parts.group.view() if parts.group is not None else None
+        if view is not None:
+            self.stats.lag = view.total_lag
+            metrics.observe_group(view, self.partitions)
+            self._rejoin_if_stalled(view, now)
+        if now - self._last_log >= self.settings.stats_log_interval_s:
+            self._last_log = now
+            log.info("progress: %s, partitions %s", self.stats.as_dict(), self.partitions)
+
+    def _rejoin_if_stalled(self, view: GroupView, now: float) -> None:
+        """Rejoin the group when we own nothing while lagging partitions have no live consumer, for `stall_timeout_s`."""
+        parts = self._require()
+        orphaned = view.orphaned(parts.member_id()) if not parts.consumer.assignment() else []
+        if not orphaned:
+            self._orphaned_since = None
+            return
+        if self._orphaned_since is None:
+            self._orphaned_since = now
+            return
+        if now - self._orphaned_since < self.settings.stall_timeout_s:
+            return
+        lag = sum(view.lag[p] for p in orphaned)
+        log.warning(
+            "own no partitions for %.0f s while partitions %s of %s lag by %d with no live consumer; rejoining the group",
+            now - self._orphaned_since,
+            orphaned,
+            self.settings.spans_topic,
+            lag,
+        )
+        self._enter(State.REJOINING)
+        parts.consumer.unsubscribe()
+        parts.consumer.subscribe([self.settings.spans_topic], listener=_Rebalance(self))
+        self._count(ProcessorStats(rejoins=1))
+        self._orphaned_since = None
+        self._enter(State.CONSUMING)
+
     # retries ---------------------------------------------------------------------------------
 
     def _halted(self) -> bool:
-        if self._starting:
+        if self.state is State.CONNECTING:
             return self._stopping.is_set()
-        return self._give_up.is_set() or self._revoked
+        return self._give_up.is_set() or self.state is State.REVOKED
 
-    def _retrying(self, action: Callable[[], T], what: str) -> T:
-        """Run `action` until it succeeds, backing off exponentially; raise Interrupted on give-up."""
-        retrying = Retrying(
-            wait=wait_exponential(multiplier=0.2, max=self.settings.retry_max_backoff_s),
-            retry=retry_if_not_exception_type(StoreBusy),  # another process holds the chDB path: waiting will not help
-            stop=stop_any(lambda _: self._halted()),
+    def _retrying(self, action: Callable[[], T], what: str, store: bool = False) -> T:
+        """Run `action` until it succeeds, backing off exponentially; raise Interrupted on give-up.
+
+        A store error that retrying cannot fix raises `PermanentWriteError` at once.
+        """
+        retrying = backoff(
+            self.settings.retry_max_backoff_s,
+            halted=self._halted,
             sleep=self._wait_alive,
-            before_sleep=lambda state: self._failing(what, state.outcome.exception()),
-            reraise=True,
+            on_failure=lambda error: self._failing(what, error),
+            # StoreBusy: another process holds the chDB path, waiting will not help (cutover.cli prints it).
+            retryable=lambda error: not isinstance(error, StoreBusy) and (not store or permanent_cause(error) is None),
         )
         try:
             result = retrying(action)
         except Exception as error:
+            cause = permanent_cause(error) if store else None
+            if cause is not None:
+                raise PermanentWriteError(f"{what} failed permanently: {cause}") from error
             if self._halted():
                 raise Interrupted() from error
             raise
@@ -428,7 +650,7 @@ class ProcessorService:
         return result
 
     def _failing(self, what: str, error: BaseException | None) -> None:
-        self.stats.retries += 1
+        self._count(ProcessorStats(retries=1))
         if not self._degraded:  # log once per state change, not once per attempt
             self._degraded = True
             log.warning(
@@ -437,15 +659,15 @@ class ProcessorService:
 
     def _wait_alive(self, seconds: float) -> None:
         """Back off while polling with partitions paused, so the group keeps our membership."""
-        if threading.current_thread() is not self._consume_thread:
-            (self._stopping if self._starting else self._give_up).wait(seconds)  # at start: no group to stay in yet
+        if self.state is State.CONNECTING or self._parts is None:
+            self._stopping.wait(seconds)  # at start: no group to stay in yet
             return
-        consumer = self._consumer
+        consumer = self._parts.consumer
         deadline = time.monotonic() + seconds
         paused = consumer.assignment()
         consumer.pause(*paused)
         try:
-            while time.monotonic() < deadline and not self._give_up.is_set() and not self._revoked:
+            while time.monotonic() < deadline and not self._halted():
                 polled = consumer.poll(timeout_ms=int(min(0.5, max(0.0, deadline - time.monotonic())) * 1000))
                 for tp, records in polled.items():  # partitions newly assigned are not paused: unread them
                     consumer.seek(tp, records[0].offset)
@@ -455,9 +677,10 @@ class ProcessorService:
     # alerts ------------------------------------------------------------------------------------
 
     def _alert_loop(self) -> None:
-        while not self._stopping.wait(self.settings.alert_interval_s):
+        alerts = self._alerts
+        while alerts is not None and not self._stopping.wait(self.settings.alert_interval_s):
             try:
-                self._alerts.run_once(datetime.now(UTC))
+                alerts.run_once(datetime.now(UTC))
             except Exception as error:
                 log.warning("alert evaluation failed: %s", error)
 
@@ -466,9 +689,10 @@ class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, service: ProcessorService) -> None:
         self.service = service
 
-    def on_partitions_revoked(self, revoked) -> None:
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         self.service._on_revoked(set(revoked))
 
-    def on_partitions_assigned(self, assigned) -> None:
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self.service.partitions = sorted(tp.partition for tp in assigned)
-        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+        metrics.OWNED_PARTITIONS.set(len(self.service.partitions))
+        log.info("assigned partitions %s", self.service.partitions)

@@ -57,6 +57,18 @@ class ProcessorSettings(BudgetSettings):
         le=86400,
         description="Seconds between two progress lines (counters, lag) in the processor log.",
     )
+    stall_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Rejoin the consumer group when this instance has owned no partitions for this long while partitions of the topic lag with no live consumer.",
+    )
+    processor_metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="Port of the processor's Prometheus `/metrics` (0 = off).",
+    )
     # Enrichment: pricing, hallucination checks, alerts (processors/pricing.py, hallucination/, alerts.py).
     prices_file: Path | None = Field(
         default=None,

@@ -102,3 +102,15 @@ def cutover_env(tmp_path: Path, kafka_bootstrap: str, monkeypatch: pytest.Monkey
         CUTOVER_CLICKHOUSE_URL=f"chdb://{tmp_path / 'chdb'}",
     )
     return env
+
+
+# Tests that need a real broker or chDB (directly or through these fixtures) form the integration tier;
+# `pytest -m "not integration"` runs the unit tier alone in seconds.
+_INTEGRATION_FIXTURES = {"kafka_broker", "chdb_path"}
+_INTEGRATION_MODULES = {"test_demo.py", "test_dashboard_served.py"}  # start the broker or chDB in subprocesses
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in _INTEGRATION_MODULES or _INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

@@ -124,3 +124,19 @@ def test_the_dockerfile_ships_every_package():
     for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile
     assert 'ENTRYPOINT ["cutover"]' in dockerfile
+
+
+def test_prometheus_scrapes_the_metrics_ports_the_services_serve():
+    prometheus = SERVICES["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    mount = next(v for v in prometheus["volumes"] if v.startswith("./deploy/prometheus/prometheus.yml:"))
+    config = yaml.safe_load((REPO / mount.split(":")[0]).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    processor = jobs["cutover-processor"]["dns_sd_configs"][0]
+    assert processor["names"] == ["processor"]
+    assert str(processor["port"]) == env("processor")["CUTOVER_PROCESSOR_METRICS_PORT"]
+    assert processor["port"] == ProcessorSettings().processor_metrics_port
+    assert jobs["cutover-collect"]["static_configs"][0]["targets"] == [
+        f"collect:{env('collect')['CUTOVER_COLLECTOR_METRICS_PORT']}"
+    ]
+    assert int(env("collect")["CUTOVER_COLLECTOR_METRICS_PORT"]) == CollectorSettings().collector_metrics_port

@@ -33,6 +33,7 @@ def settings_for(bootstrap: str, topic: str, database: str, group: str, **extra)
         batch_max_calls=1000,
         batch_max_wait_s=0.3,
         alert_interval_s=3600,
+        processor_metrics_port=0,
     )
     return ProcessorSettings(**{**values, **extra})
 

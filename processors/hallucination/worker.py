@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from clickhouse_connect.driver.client import Client
-from tenacity import Retrying, retry_if_exception_type, stop_any, wait_exponential
 
 from processors.hallucination.checks import Check, Flag, ShadowDisagreement
 from processors.hallucination.registry import BACKGROUND_CHECKS, build_checks
+from processors.retry import backoff, stop_within
 
 if TYPE_CHECKING:
     from processors.hallucination.judge import LLMJudge
@@ -121,6 +121,7 @@ class HallucinationWorker:
         self._thread: threading.Thread | None = None
         self._sampling = False
         self._random = random.Random()
+        self.sample_rate = 1.0  # of the last submitted rows: 1 while the checks keep up
         self.stats = WorkerStats()
 
     # lifecycle ------------------------------------------------------------------------
@@ -135,10 +136,7 @@ class HallucinationWorker:
         """Check what is queued (for up to `timeout` s), then stop; unchecked rows stay unchecked."""
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                self._give_up.set()
-                self._thread.join(10)
+            stop_within([self._thread], timeout, self._give_up, grace=10)
         if self.judge is not None:
             self.judge.stop(timeout)
         log.info("hallucination worker stopped: %s", self.stats.as_dict())
@@ -172,6 +170,7 @@ class HallucinationWorker:
         else:
             chosen = self._random.sample(eligible, max(0, room))
             rate = len(chosen) / len(eligible)
+        self.sample_rate = rate
         queued = 0
         for row in chosen:
             try:
@@ -227,13 +226,11 @@ class HallucinationWorker:
         return batch
 
     def _write_with_retry(self, batch: list[tuple[Mapping[str, Any], float]]) -> None:
-        retrying = Retrying(
-            wait=wait_exponential(multiplier=0.2, max=getattr(self.settings, "retry_max_backoff_s", 30.0)),
-            retry=retry_if_exception_type(Exception),
-            stop=stop_any(lambda _: self._give_up.is_set()),
+        retrying = backoff(
+            getattr(self.settings, "retry_max_backoff_s", 30.0),
+            halted=self._give_up.is_set,
             sleep=self._give_up.wait,
-            before_sleep=lambda state: self._failed(state.outcome.exception()),
-            reraise=True,
+            on_failure=self._failed,
         )
         retrying(lambda: self.process(batch))
 
