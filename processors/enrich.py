@@ -9,22 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from processors.decode import DECODED_FIELDS
+from processors.columns import CALL_COLUMNS, DECODED_FIELDS
 from processors.pricing import PriceBook
 
-# Written columns of llm_calls; the rest (ingested_at, hallucination_sample_rate) take defaults.
-CALL_COLUMNS = (
-    *tuple(name for name in DECODED_FIELDS if name != "api_refusal"),
-    "cost_usd",
-    "price_version",
-    "is_refusal",
-    "refusal_source",
-    "hallucination_checked",
-    "hallucination_flag",
-    "version",
-)
 # The version of a freshly decoded call row; the hallucination worker re-inserts version + 1.
 FIRST_VERSION = 1
+# The price label of a call whose span reported no token count: unpriced (NULL), never $0.
+NO_TOKENS = "unpriced: no token counts"
 
 # (api refusal flag, finish reason, output text) -> refusal source, "" when not refused. Only
 # called for calls with one of the three (an API flag, a finish reason of `content_filter`,
@@ -58,6 +49,11 @@ class Enricher:
             decoded["output_tokens"],
             decoded["reasoning_tokens"],
         )
+        if not all(decoded["tokens_reported"]):
+            for i, reported in enumerate(decoded["tokens_reported"]):
+                if not reported:
+                    costs[i] = None
+                    versions[i] = NO_TOKENS
         classify = self._refusal_source
         sources = [
             classify(api, finish, text) if api or text or finish == "content_filter" else ""
@@ -76,7 +72,7 @@ class Enricher:
             hallucination_flag=[False] * n,
             version=[FIRST_VERSION] * n,
         )
-        return decoded
+        return {name: decoded[name] for name in CALL_COLUMNS}
 
 
 def row_dicts(columns: dict[str, list], indexes: list[int]) -> list[dict]:
