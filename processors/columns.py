@@ -37,7 +37,7 @@ _LC = "LowCardinality(String)"
 COLUMNS: tuple[Column, ...] = (
     Column("trace_id", "String", "decoded", "ZSTD(1)"),
     Column("span_id", "String", "decoded", "ZSTD(1)"),
-    Column("start_time", "DateTime64(6, 'UTC')", "decoded", "Delta, ZSTD(1)"),
+    Column("start_time", "DateTime64(6, 'UTC')", "decoded", "Delta(8), ZSTD(1)"),
     Column("service", _LC, "decoded"),
     Column("environment", _LC, "decoded"),
     Column("operation", _LC, "decoded"),
