@@ -15,7 +15,7 @@ idempotent and a DLQ replay collapses onto them):
 - a parse with unknown top-level fields or without a single span (protobuf of another
   type, an empty or foreign payload);
 - a GenAI span without a 16-byte trace id / 8-byte span id, with no model, with a start
-  time outside 2000..2200 or an end before its start, a negative or >= 2^32 token count,
+  time outside 2000..2200 or an end before its start, a negative or > 10^8 token count,
   cached input tokens above input tokens or reasoning tokens above output tokens (our
   token conventions: input includes cached, output includes reasoning), a negative or
   non-finite time to first chunk or stream duration, or an attribute that cannot be read
@@ -50,7 +50,9 @@ __all__ = ["DECODED_FIELDS", "FIELD", "Decoded", "decode", "error_class", "is_ti
 _STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 _MIN_START_NS = 946_684_800 * 10**9  # 2000-01-01
 _MAX_START_NS = 7_258_118_400 * 10**9  # 2200-01-01
-_UINT32 = 2**32
+# No model's context comes near 10^8 tokens; above it a cost could overflow Decimal(18, 12)
+# ($10^6), which ClickHouse would refuse for the whole batch.
+_MAX_TOKENS = 10**8
 _MAX_TIMEOUT_S = 1e9  # beyond Float32's exact range and any real client timeout
 _LEGACY_ENVIRONMENT = "deployment.environment"
 _INDEXED_PREFIXES = tuple(cv.INDEXED_MESSAGES)
@@ -358,12 +360,12 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                     if end < start:
                         raise _Invalid("end time before start time")
                     if not (
-                        0 <= cached_input_tokens <= input_tokens < _UINT32
-                        and 0 <= reasoning_tokens <= output_tokens < _UINT32
+                        0 <= cached_input_tokens <= input_tokens <= _MAX_TOKENS
+                        and 0 <= reasoning_tokens <= output_tokens <= _MAX_TOKENS
                     ):
                         raise _Invalid(
                             f"token counts input={input_tokens} cached={cached_input_tokens} output={output_tokens} "
-                            f"reasoning={reasoning_tokens} (need 0 <= cached <= input, 0 <= reasoning <= output < 2^32)"
+                            f"reasoning={reasoning_tokens} (need 0 <= cached <= input, 0 <= reasoning <= output <= 10^8)"
                         )
                     if ttfc is not None and not (ttfc >= 0 and math.isfinite(ttfc)):
                         raise _Invalid(f"time to first chunk {ttfc} s")

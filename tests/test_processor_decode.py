@@ -350,6 +350,7 @@ def test_edge_values_are_made_safe_or_invalidate_only_their_own_span():
         b"\x04" * 8: {**base, "gen_ai.usage.input_tokens": 2**40},
         b"\x05" * 8: {**base, "gen_ai.usage.output_tokens": "1e400"},
         b"\x06" * 8: {**base, "gen_ai.usage.input_tokens": -3},
+        b"\x07" * 8: {**base, "gen_ai.usage.output_tokens": 2 * 10**8},  # its cost could overflow Decimal(18, 12)
     }
     for span_id, attributes in bad.items():
         decoded = decode(one_span_request(attributes, span_id=span_id))
