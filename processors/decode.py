@@ -132,7 +132,7 @@ def _first(value: AnyValue) -> str:
     return text
 
 
-def _json_object(raw: str) -> dict:
+def _json_object(raw: str) -> dict[str, object]:
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError):
@@ -313,6 +313,8 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                         elif (
                             input_v is None
                             and output_v is None
+                            and error_type_v is None
+                            and span.status.code != _STATUS_ERROR  # a failed stream has no result span
                             and params_v is not None
                             and _json_object(params_v.string_value).get("stream") is True
                         ):

@@ -311,6 +311,10 @@ def test_logfire_stream_result_span_carries_the_call_and_its_request_span_is_mer
     assert row["latency_ms"] == 2500.0 and row["start_time"] == (START_NS - 2_500_000_000) // 1000
     assert (row["input_tokens"], row["output_tokens"], row["finish_reason"]) == (50, 25, "stop")
 
+    # A stream refused at the request (429) has no result span: its request span is the call.
+    failed = decoded_row(one_span_request(request_span, latency_ns=40_000_000, error=True))
+    assert (failed["is_error"], failed["latency_ms"], failed["tokens_reported"]) == (True, 40.0, False)
+
     # A call that did not stream is one span with its usage, as for any other library.
     plain = {**request_span, "request_data": request_data.replace("true", "false"), "gen_ai.usage.input_tokens": 9}
     assert decoded_row(one_span_request({**plain, "gen_ai.usage.output_tokens": 3}))["latency_ms"] == 1500.0
