@@ -18,9 +18,9 @@ from cutover import semconv
     OPERATION, MODEL, RESPONSE_MODEL, PROVIDER, INPUT_TOKENS, OUTPUT_TOKENS, CACHED, REASONING,
     TTFT_S, FINISH, ERROR_TYPE, REFUSAL, TASK, CLIENT_TIMEOUT, PAIR, ROLE, INPUT_MESSAGES,
     OUTPUT_MESSAGES, CONTEXT, REFERENCE, STREAM_TTFT_S, IS_STREAM, SPAN_KIND, INVOCATION_PARAMETERS,
-    DURATION_S, MSG_TEMPLATE,
-) = range(26)  # fmt: skip
-SLOT_COUNT = 26
+    DURATION_S, MSG_TEMPLATE, INDEXED_MARK,
+) = range(27)  # fmt: skip
+SLOT_COUNT = 27
 
 CONVENTIONS: dict[str, dict[str, int]] = {
     # OpenTelemetry GenAI semantic conventions (current), as the official instrumentation sends them.
@@ -54,6 +54,12 @@ CONVENTIONS: dict[str, dict[str, int]] = {
         "gen_ai.system": PROVIDER,
         "gen_ai.usage.prompt_tokens": INPUT_TOKENS,
         "gen_ai.usage.completion_tokens": OUTPUT_TOKENS,
+        # The first indexed message attribute of captured content (see INDEXED_MESSAGES).
+        "gen_ai.prompt.0.role": INDEXED_MARK,
+        "gen_ai.prompt.0.content": INDEXED_MARK,
+        "gen_ai.completion.0.role": INDEXED_MARK,
+        "gen_ai.completion.0.content": INDEXED_MARK,
+        "gen_ai.completion.0.finish_reason": INDEXED_MARK,
     },
     # OpenLLMetry (traceloop `opentelemetry-instrumentation-openai`).
     "openllmetry": {
@@ -82,6 +88,10 @@ CONVENTIONS: dict[str, dict[str, int]] = {
         "llm.token_count.prompt_details.cache_read": CACHED,
         "llm.token_count.completion_details.reasoning": REASONING,
         "llm.finish_reason": FINISH,
+        "llm.input_messages.0.message.role": INDEXED_MARK,
+        "llm.input_messages.0.message.content": INDEXED_MARK,
+        "llm.output_messages.0.message.role": INDEXED_MARK,
+        "llm.output_messages.0.message.content": INDEXED_MARK,
     },
     # Logfire (Pydantic): a stream's usage arrives on a zero-length result span with `duration`.
     "logfire": {
@@ -99,6 +109,8 @@ if len(ATTRIBUTE_SLOTS) != sum(len(table) for table in CONVENTIONS.values()):
 CALL_SPAN_KINDS = frozenset({"LLM"})
 
 # Indexed message attributes (`<prefix><i>.<rest>`): prefix -> True for input, False for output.
+# Keys vary with the index, so the walk cannot map them; a span whose message 0 is there
+# (INDEXED_MARK) gets a second pass for them, and no other span pays for a prefix test.
 INDEXED_MESSAGES: dict[str, bool] = {
     "gen_ai.prompt.": True,  # older semconv / OpenLLMetry
     "gen_ai.completion.": False,

@@ -59,7 +59,7 @@ _INDEXED_PREFIXES = tuple(cv.INDEXED_MESSAGES)
 # Slots that make a span look like a model call even without a model or operation.
 _CALL_EVIDENCE = (
     cv.PROVIDER, cv.INPUT_TOKENS, cv.OUTPUT_TOKENS, cv.CACHED, cv.REASONING, cv.TTFT_S, cv.FINISH,
-    cv.INPUT_MESSAGES, cv.OUTPUT_MESSAGES, cv.STREAM_TTFT_S,
+    cv.INPUT_MESSAGES, cv.OUTPUT_MESSAGES, cv.STREAM_TTFT_S, cv.INDEXED_MARK,
 )  # fmt: skip
 _EVIDENCE_NAMES = {slot: key for key, slot in reversed(cv.ATTRIBUTE_SLOTS.items())}
 
@@ -183,7 +183,9 @@ def _indexed_messages(attributes: Iterable[KeyValue]) -> tuple[str, str, str]:
     finish = ""
     for kv in attributes:
         key = kv.key
-        prefix = next(p for p in _INDEXED_PREFIXES if key.startswith(p))
+        prefix = next((p for p in _INDEXED_PREFIXES if key.startswith(p)), "")
+        if not prefix:
+            continue
         index, _, rest = key[len(prefix) :].partition(".")
         if not index.isdigit():
             continue
@@ -230,12 +232,12 @@ def is_timeout_error(error_type: str) -> bool:
     return "timeout" in error_type.lower()
 
 
-def _unmapped(found: list[AnyValue | None], indexed: list[KeyValue] | None) -> str:
+def _unmapped(found: list[AnyValue | None]) -> str:
     """Why a span without model or operation still looks like a model call, or "" if it does not."""
     for slot in _CALL_EVIDENCE:
         if found[slot] is not None:
             return _EVIDENCE_NAMES[slot]
-    return indexed[0].key if indexed else ""
+    return ""
 
 
 def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
@@ -272,21 +274,15 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                 spans_seen += 1
                 # One store per attribute (the last of a repeated key wins); typed reads below.
                 found = unset.copy()
-                indexed: list[KeyValue] | None = None
                 for kv in span.attributes:
-                    key = kv.key
-                    slot = slots_get(key)
+                    slot = slots_get(kv.key)
                     if slot is not None:
                         found[slot] = kv.value
-                    elif key.startswith(_INDEXED_PREFIXES):
-                        if indexed is None:
-                            indexed = []
-                        indexed.append(kv)
                 (
                     operation_v, model_v, response_model_v, provider_v, input_v, output_v, cached_v,
                     reasoning_v, ttfc_v, finish_v, error_type_v, refusal_v, task_v, client_timeout_v,
                     pair_v, role_v, input_raw_v, output_raw_v, context_v, reference_v, stream_ttft_v,
-                    is_stream_v, kind_v, params_v, duration_v, template_v,
+                    is_stream_v, kind_v, params_v, duration_v, template_v, indexed_v,
                 ) = found  # fmt: skip
                 try:
                     if kind_v is not None and kind_v.string_value not in cv.CALL_SPAN_KINDS:
@@ -297,7 +293,7 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                         requested = _json_object(params_v.string_value).get("model")
                         model = requested if isinstance(requested, str) else ""
                     if operation_v is None and not model and response_model_v is None and kind_v is None:
-                        evidence = _unmapped(found, indexed)
+                        evidence = _unmapped(found)
                         if evidence:
                             raise _Invalid(f"{span.name!r} looks like an LLM call ({evidence}) but names no model")
                         skipped += 1
@@ -377,7 +373,8 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                     if is_error and not error_type and span.events:
                         error_type = _exception_type(span)
                     if error_type:
-                        error_type = error_class(error_type)
+                        if "." in error_type or error_type[0] == "<":  # qualified or repr'd class name
+                            error_type = error_class(error_type)
                     elif is_error:
                         error_type = "_OTHER"
                     is_timeout = is_error and is_timeout_error(error_type)
@@ -395,12 +392,13 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                     output_text = message_text(output_raw) if output_raw else ""
                     if not finish_reason and output_raw:
                         finish_reason = _output_finish_reason(output_raw)
-                    if indexed is not None:
-                        indexed_input, indexed_output, indexed_finish = _indexed_messages(indexed)
+                    content_captured = bool(input_raw or output_raw)
+                    if indexed_v is not None:
+                        indexed_input, indexed_output, indexed_finish = _indexed_messages(span.attributes)
                         input_text = input_text or indexed_input
                         output_text = output_text or indexed_output
                         finish_reason = finish_reason or indexed_finish
-                    content_captured = bool(input_raw or output_raw or input_text or output_text)
+                        content_captured = bool(input_text or output_text)
                     start_time = start // 1000
                     operation = operation or "unknown"
                     trace_id = trace_id.hex()

@@ -331,6 +331,8 @@ def test_error_type_is_the_exception_class_name():
     )
     assert (event["error_type"], event["is_timeout"]) == ("ReadTimeout", True)
     assert decoded_row(one_span_request({**base, "error.type": "500"}, error=True))["error_type"] == "500"
+    builtin = decoded_row(one_span_request({**base, "error.type": "<class 'TimeoutError'>"}, error=True))
+    assert (builtin["error_type"], builtin["is_timeout"]) == ("TimeoutError", True)
     assert decoded_row(one_span_request(base, error=True))["error_type"] == "_OTHER"
 
 
