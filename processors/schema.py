@@ -13,6 +13,8 @@ See docs/sql.md for the columns' meaning and example queries.
 
 from __future__ import annotations
 
+import logging
+
 from clickhouse_connect.driver.client import Client
 
 from processors.columns import STORED
@@ -157,5 +159,7 @@ def migrate(client: Client, database: str = "cutover", retention_days: int = 90)
     """Create or upgrade every table; safe to run at every start, from every instance."""
     for statement in statements(database, retention_days):
         client.command(statement)
-    add_missing_columns(client, database)
+    added = add_missing_columns(client, database)
+    if added:
+        logging.getLogger(__name__).info("upgraded %s.llm_calls: added column(s) %s", database, ", ".join(added))
     apply_retention(client, database, retention_days)
