@@ -1,11 +1,12 @@
-"""OTLP protobuf (`ExportTraceServiceRequest`) -> one decoded call row per GenAI span.
+"""OTLP protobuf (`ExportTraceServiceRequest`) -> one decoded call row per GenAI span, whatever convention sent it.
 
 This is the processor's hot path. The upb parser decodes ~1.3M spans/s; building a dict of
-attributes per span would cost 15x that, so each span's attributes are walked once with a
-key -> slot table and the values go straight into one tuple per call (`DECODED_FIELDS`
-order). Enrichment (`processors.enrich`) adds the derived columns afterwards, column-wise.
-The call record is that typed tuple, not a pydantic model: validating one model per call
-runs at ~90k calls/s, which would halve the decoder's ~110k spans/s (measured together).
+attributes per span would cost 15x that, so each span's attributes are walked once with the
+key -> slot table of `processors.conventions` (every convention's keys for one field share a
+slot) and the values go straight into one tuple per call (`DECODED_FIELDS` order, defined in
+`processors.columns`). Enrichment (`processors.enrich`) adds the derived columns afterwards,
+column-wise. The call record is that typed tuple, not a pydantic model: validating one model
+per call runs at ~90k calls/s, which would halve the decoder's ~110k spans/s (measured together).
 
 What counts as invalid (the whole message goes to the DLQ with the reason; the valid
 calls of a partly-invalid message are still written, which is safe because writes are
@@ -14,86 +15,71 @@ idempotent and a DLQ replay collapses onto them):
 - a parse with unknown top-level fields or without a single span (protobuf of another
   type, an empty or foreign payload);
 - a GenAI span without a 16-byte trace id / 8-byte span id, with no model, with a start
-  time outside 2000..2200 or an end before its start, a negative or >= 2^32 token count,
+  time outside 2000..2200 or an end before its start, a negative or > 10^8 token count,
   cached input tokens above input tokens or reasoning tokens above output tokens (our
-  token conventions: input includes cached, output includes reasoning), or a negative
-  time to first chunk.
-Spans that are not GenAI calls (no `gen_ai.operation.name` and no `gen_ai.request.model`)
-are skipped and counted, never validated.
+  token conventions: input includes cached, output includes reasoning), a negative or
+  non-finite time to first chunk or stream duration, or an attribute that cannot be read
+  (malformed message JSON): each invalidates its own span only;
+- a span that looks like an LLM call (token, provider, finish reason or message attributes
+  of a known convention) but names no model or operation: it cannot be mapped, so it is
+  reported by its name rather than silently skipped.
+Other spans (no GenAI attribute, or an OpenInference span of a kind other than LLM) are
+skipped and counted, never validated. A call with no token count at all has
+`tokens_reported` false, so it is never priced at $0.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from cutover import semconv
+from processors import conventions as cv
+from processors.columns import DECODED_FIELDS, FIELD
 
-# Field order of a decoded call row; `enrich` turns rows into the llm_calls insert columns.
-DECODED_FIELDS = (
-    "trace_id", "span_id", "start_time", "service", "environment", "operation", "model",
-    "response_model", "provider", "task", "latency_ms", "ttft_ms", "output_tokens_per_s",
-    "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "is_error",
-    "error_type", "finish_reason", "api_refusal", "client_timeout_s", "is_timeout",
-    "shadow_pair_id", "shadow_role", "content_captured", "input_text", "output_text",
-    "context_text", "reference_answer", "kafka_partition", "kafka_offset",
-)  # fmt: skip
-FIELD = {name: i for i, name in enumerate(DECODED_FIELDS)}
+__all__ = ["DECODED_FIELDS", "FIELD", "Decoded", "decode", "error_class", "is_timeout_error", "message_text"]
 
 _STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 _MIN_START_NS = 946_684_800 * 10**9  # 2000-01-01
 _MAX_START_NS = 7_258_118_400 * 10**9  # 2200-01-01
-_UINT32 = 2**32
-
-# Attribute key -> slot of a per-span list: the attribute walk is one dict lookup and one
-# store per attribute, and each field is read with its type once per span (measured 9%
-# faster than an if-chain per attribute). `decode` unpacks the list in this order.
-(
-    _OPERATION, _REQUEST_MODEL, _RESPONSE_MODEL, _PROVIDER, _INPUT_TOKENS, _OUTPUT_TOKENS,
-    _CACHED, _REASONING, _TTFC, _FINISH, _ERROR_TYPE, _REFUSAL, _TASK, _CLIENT_TIMEOUT,
-    _PAIR, _ROLE, _INPUT_MESSAGES, _OUTPUT_MESSAGES, _CONTEXT, _REFERENCE,
-) = range(20)  # fmt: skip
-_SLOTS = {
-    semconv.OPERATION: _OPERATION,
-    semconv.REQUEST_MODEL: _REQUEST_MODEL,
-    semconv.RESPONSE_MODEL: _RESPONSE_MODEL,
-    semconv.PROVIDER: _PROVIDER,
-    semconv.INPUT_TOKENS: _INPUT_TOKENS,
-    semconv.OUTPUT_TOKENS: _OUTPUT_TOKENS,
-    semconv.CACHE_READ_INPUT_TOKENS: _CACHED,
-    semconv.REASONING_OUTPUT_TOKENS: _REASONING,
-    semconv.TIME_TO_FIRST_CHUNK: _TTFC,
-    semconv.FINISH_REASONS: _FINISH,
-    semconv.ERROR_TYPE: _ERROR_TYPE,
-    semconv.REFUSAL: _REFUSAL,
-    semconv.TASK: _TASK,
-    semconv.CLIENT_TIMEOUT: _CLIENT_TIMEOUT,
-    semconv.SHADOW_PAIR_ID: _PAIR,
-    semconv.SHADOW_ROLE: _ROLE,
-    semconv.INPUT_MESSAGES: _INPUT_MESSAGES,
-    semconv.OUTPUT_MESSAGES: _OUTPUT_MESSAGES,
-    semconv.CONTEXT: _CONTEXT,
-    semconv.REFERENCE_ANSWER: _REFERENCE,
-}
+# No model's context comes near 10^8 tokens; above it a cost could overflow Decimal(18, 12)
+# ($10^6), which ClickHouse would refuse for the whole batch.
+_MAX_TOKENS = 10**8
+_MAX_TIMEOUT_S = 1e9  # beyond Float32's exact range and any real client timeout
 _LEGACY_ENVIRONMENT = "deployment.environment"
+_INDEXED_PREFIXES = tuple(cv.INDEXED_MESSAGES)
+# Slots that make a span look like a model call even without a model or operation.
+_CALL_EVIDENCE = (
+    cv.PROVIDER, cv.INPUT_TOKENS, cv.OUTPUT_TOKENS, cv.CACHED, cv.REASONING, cv.TTFT_S, cv.FINISH,
+    cv.INPUT_MESSAGES, cv.OUTPUT_MESSAGES, cv.STREAM_TTFT_S, cv.INDEXED_MARK,
+)  # fmt: skip
+_EVIDENCE_NAMES = {slot: key for key, slot in reversed(cv.ATTRIBUTE_SLOTS.items())}
 
 
 @dataclass
 class Decoded:
-    """What one Kafka message yields: call rows, the count of skipped spans, and why it is invalid."""
+    """What one Kafka message yields: call rows, counts of spans not written, and why it is invalid."""
 
     rows: list[tuple] = field(default_factory=list)
     spans: int = 0
     skipped_non_genai: int = 0
+    merged: int = 0  # request spans whose call is the row of their stream result span (Logfire)
     error: str = ""
 
 
-def _number(value) -> float | None:
+class _Invalid(Exception):
+    """A span that cannot become a call row; the message names it in its DLQ reason."""
+
+
+def _number(value: AnyValue) -> float | None:
     """An AnyValue read as a number, whichever of int/double/string the exporter chose."""
     kind = value.WhichOneof("value")
     if kind == "int_value":
@@ -108,7 +94,7 @@ def _number(value) -> float | None:
     return None
 
 
-def _int(value) -> int:
+def _int(value: AnyValue) -> int:
     number = value.int_value
     if number or value.WhichOneof("value") == "int_value":
         return number
@@ -116,7 +102,7 @@ def _int(value) -> int:
     return -1 if other is None or not math.isfinite(other) else int(other)
 
 
-def _text(value) -> str:
+def _text(value: AnyValue) -> str:
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return value.string_value
@@ -127,12 +113,31 @@ def _text(value) -> str:
     return str(getattr(value, kind))
 
 
-def _first(value) -> str:
-    """First element of a string array attribute (finish reasons), or the string itself."""
+def _truthy(value: AnyValue) -> bool:
+    return value.bool_value or value.string_value.lower() == "true"
+
+
+def _first(value: AnyValue) -> str:
+    """First finish reason: of a string array, a JSON array string (Logfire), or the string itself."""
     if value.WhichOneof("value") == "array_value":
         values = value.array_value.values
         return values[0].string_value if values else ""
-    return value.string_value
+    text = value.string_value
+    if text.startswith("["):
+        try:
+            reasons = json.loads(text)
+        except (ValueError, RecursionError):
+            return text
+        return reasons[0] if isinstance(reasons, list) and reasons and isinstance(reasons[0], str) else ""
+    return text
+
+
+def _json_object(raw: str) -> dict[str, object]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def message_text(raw: str) -> str:
@@ -143,7 +148,7 @@ def message_text(raw: str) -> str:
     """
     try:
         messages = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return raw
     if not isinstance(messages, list):
         return raw
@@ -154,7 +159,8 @@ def message_text(raw: str) -> str:
         content = message.get("content")
         if isinstance(content, str):
             texts.append(content)
-        for part in message.get("parts") or ():
+        parts = message.get("parts")
+        for part in parts if isinstance(parts, list) else ():
             if isinstance(part, dict) and isinstance(part.get("content"), str):
                 texts.append(part["content"])
     return "\n\n".join(texts)
@@ -163,7 +169,7 @@ def message_text(raw: str) -> str:
 def _output_finish_reason(raw: str) -> str:
     try:
         messages = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     for message in messages if isinstance(messages, list) else ():
         if isinstance(message, dict) and isinstance(message.get("finish_reason"), str):
@@ -171,9 +177,67 @@ def _output_finish_reason(raw: str) -> str:
     return ""
 
 
+def _indexed_messages(attributes: Iterable[KeyValue]) -> tuple[str, str, str]:
+    """(input text, output text, finish reason) of indexed message attributes (older semconv, OpenInference)."""
+    parts: dict[bool, list[tuple[int, int, str]]] = {True: [], False: []}
+    finish = ""
+    for kv in attributes:
+        key = kv.key
+        prefix = next((p for p in _INDEXED_PREFIXES if key.startswith(p)), "")
+        if not prefix:
+            continue
+        index, _, rest = key[len(prefix) :].partition(".")
+        if not index.isdigit():
+            continue
+        if rest in cv.INDEXED_TEXT:
+            parts[cv.INDEXED_MESSAGES[prefix]].append((int(index), -1, kv.value.string_value))
+        elif rest.startswith(cv.INDEXED_TEXT_PARTS[0]) and rest.endswith(cv.INDEXED_TEXT_PARTS[1]):
+            part = rest[len(cv.INDEXED_TEXT_PARTS[0]) : -len(cv.INDEXED_TEXT_PARTS[1])]
+            if part.isdigit():
+                parts[cv.INDEXED_MESSAGES[prefix]].append((int(index), int(part), kv.value.string_value))
+        elif rest == cv.INDEXED_FINISH and not finish and not cv.INDEXED_MESSAGES[prefix]:
+            finish = kv.value.string_value
+    joined = ["\n\n".join(text for _, _, text in sorted(parts[side]) if text) for side in (True, False)]
+    return joined[0], joined[1], finish
+
+
+def _first_chunk_s(span: Span) -> float | None:
+    """Seconds from the span's start to its first first-chunk event, where a library records TTFT so."""
+    times = [e.time_unix_nano for e in span.events if e.name in cv.FIRST_CHUNK_EVENTS]
+    return (min(times) - span.start_time_unix_nano) / 1e9 if times else None
+
+
+def _exception_type(span: Span) -> str:
+    for event in span.events:
+        if event.name == cv.EXCEPTION_EVENT:
+            for kv in event.attributes:
+                if kv.key == cv.EXCEPTION_TYPE:
+                    return kv.value.string_value
+    return ""
+
+
+def error_class(error_type: str) -> str:
+    """`RateLimitError` of "<class 'openai.RateLimitError'>" or `openai.RateLimitError`; others as they are."""
+    if error_type.startswith("<class '") and error_type.endswith("'>"):
+        error_type = error_type[8:-2]
+    if "." in error_type:
+        path = error_type.split(".")
+        if all(part.isidentifier() for part in path):
+            return path[-1]
+    return error_type
+
+
 def is_timeout_error(error_type: str) -> bool:
     """openai's `APITimeoutError`, httpx/asyncio timeouts, or a plain `timeout` error type."""
     return "timeout" in error_type.lower()
+
+
+def _unmapped(found: list[AnyValue | None]) -> str:
+    """Why a span without model or operation still looks like a model call, or "" if it does not."""
+    for slot in _CALL_EVIDENCE:
+        if found[slot] is not None:
+            return _EVIDENCE_NAMES[slot]
+    return ""
 
 
 def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
@@ -192,12 +256,11 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
         out.error = f"wrong schema: {unknown} unknown top-level protobuf field(s), not an ExportTraceServiceRequest"
         return out
     problems: list[str] = []
-    rows = out.rows
-    append = rows.append
-    slots_get = _SLOTS.get
-    unset = [None] * len(_SLOTS)
-    spans_seen = 0
-    skipped = 0
+    append = out.rows.append
+    slots_get = cv.ATTRIBUTE_SLOTS.get
+    unset: list[AnyValue | None] = [None] * cv.SLOT_COUNT
+    spans_seen = skipped = merged = 0
+    kafka_partition, kafka_offset = partition, offset
     for resource_spans in request.resource_spans:
         service = environment = ""
         for kv in resource_spans.resource.attributes:
@@ -218,89 +281,148 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                 (
                     operation_v, model_v, response_model_v, provider_v, input_v, output_v, cached_v,
                     reasoning_v, ttfc_v, finish_v, error_type_v, refusal_v, task_v, client_timeout_v,
-                    pair_v, role_v, input_raw_v, output_raw_v, context_v, reference_v,
+                    pair_v, role_v, input_raw_v, output_raw_v, context_v, reference_v, stream_ttft_v,
+                    is_stream_v, kind_v, params_v, duration_v, template_v, indexed_v,
                 ) = found  # fmt: skip
-                if operation_v is None and model_v is None:
-                    skipped += 1
+                try:
+                    if kind_v is not None and kind_v.string_value not in cv.CALL_SPAN_KINDS:
+                        skipped += 1  # an OpenInference chain, tool, retriever ... span
+                        continue
+                    model = "" if model_v is None else model_v.string_value
+                    if not model and params_v is not None:
+                        requested = _json_object(params_v.string_value).get("model")
+                        model = requested if isinstance(requested, str) else ""
+                    if operation_v is None and not model and response_model_v is None and kind_v is None:
+                        evidence = _unmapped(found)
+                        if evidence:
+                            raise _Invalid(f"{span.name!r} looks like an LLM call ({evidence}) but names no model")
+                        skipped += 1
+                        continue
+                    start = span.start_time_unix_nano
+                    end = span.end_time_unix_nano
+                    if template_v is not None:  # Logfire
+                        if template_v.string_value.startswith(cv.LOGFIRE_STREAM_RESULT):
+                            duration_s = None if duration_v is None else _number(duration_v)
+                            if duration_s is None or not (0 <= duration_s < 86_400):
+                                raise _Invalid(f"stream duration {duration_s} s")
+                            start = end - int(duration_s * 1e9)
+                        elif (
+                            input_v is None
+                            and output_v is None
+                            and error_type_v is None
+                            and span.status.code != _STATUS_ERROR  # a failed stream has no result span
+                            and params_v is not None
+                            and _json_object(params_v.string_value).get("stream") is True
+                        ):
+                            merged += 1  # its stream's result span carries the call
+                            continue
+                    operation = "" if operation_v is None else operation_v.string_value
+                    response_model = "" if response_model_v is None else response_model_v.string_value
+                    provider = "" if provider_v is None else provider_v.string_value
+                    tokens_reported = input_v is not None or output_v is not None
+                    # A non-zero int_value is the common case; `_int` reads zeros and other kinds.
+                    input_tokens = 0 if input_v is None else input_v.int_value or _int(input_v)
+                    output_tokens = 0 if output_v is None else output_v.int_value or _int(output_v)
+                    cached_input_tokens = 0 if cached_v is None else cached_v.int_value or _int(cached_v)
+                    reasoning_tokens = 0 if reasoning_v is None else reasoning_v.int_value or _int(reasoning_v)
+                    ttfc = None if ttfc_v is None else _number(ttfc_v)
+                    # Reading `span.events` costs ~3% of a span's decode: only for conventions that
+                    # record the first chunk as an event (OpenLLMetry marks streams, OpenInference its kind).
+                    if ttfc is None and (is_stream_v is not None or kind_v is not None):
+                        if stream_ttft_v is not None:
+                            ttfc = _number(stream_ttft_v) if is_stream_v is not None and _truthy(is_stream_v) else None
+                        else:
+                            ttfc = _first_chunk_s(span)
+                    finish_reason = "" if finish_v is None else _first(finish_v)
+                    error_type = "" if error_type_v is None else _text(error_type_v)
+                    api_refusal = refusal_v is not None and _truthy(refusal_v)
+                    task = "" if task_v is None else task_v.string_value
+                    client_timeout_s = None if client_timeout_v is None else _number(client_timeout_v)
+                    shadow_pair_id = "" if pair_v is None else _text(pair_v)
+                    shadow_role = "" if role_v is None else role_v.string_value
+                    input_raw = "" if input_raw_v is None else input_raw_v.string_value
+                    output_raw = "" if output_raw_v is None else output_raw_v.string_value
+                    context_text = "" if context_v is None else context_v.string_value
+                    reference_answer = "" if reference_v is None else reference_v.string_value
+                    trace_id = span.trace_id
+                    span_id = span.span_id
+                    model = model or response_model
+                    if len(trace_id) != 16 or len(span_id) != 8:
+                        raise _Invalid(
+                            f"trace id of {len(trace_id)} bytes / span id of {len(span_id)} bytes (need 16/8)"
+                        )
+                    if not model:
+                        raise _Invalid("no gen_ai.request.model or gen_ai.response.model")
+                    if not _MIN_START_NS <= start < _MAX_START_NS:
+                        raise _Invalid(f"start time {start} ns outside 2000..2200")
+                    if end < start:
+                        raise _Invalid("end time before start time")
+                    if not (
+                        0 <= cached_input_tokens <= input_tokens <= _MAX_TOKENS
+                        and 0 <= reasoning_tokens <= output_tokens <= _MAX_TOKENS
+                    ):
+                        raise _Invalid(
+                            f"token counts input={input_tokens} cached={cached_input_tokens} output={output_tokens} "
+                            f"reasoning={reasoning_tokens} (need 0 <= cached <= input, 0 <= reasoning <= output <= 10^8)"
+                        )
+                    if ttfc is not None and not (ttfc >= 0 and math.isfinite(ttfc)):
+                        raise _Invalid(f"time to first chunk {ttfc} s")
+                    latency_ms = (end - start) / 1e6
+                    ttft_ms = ttfc * 1000.0 if ttfc is not None else None
+                    is_error = span.status.code == _STATUS_ERROR or bool(error_type)
+                    if is_error and not error_type and span.events:
+                        error_type = _exception_type(span)
+                    if error_type:
+                        if "." in error_type or error_type[0] == "<":  # qualified or repr'd class name
+                            error_type = error_class(error_type)
+                    elif is_error:
+                        error_type = "_OTHER"
+                    is_timeout = is_error and is_timeout_error(error_type)
+                    if client_timeout_s is not None:
+                        if not 0 < client_timeout_s < _MAX_TIMEOUT_S:  # also NaN
+                            client_timeout_s = None
+                        elif latency_ms >= client_timeout_s * 1000.0:
+                            is_timeout = True
+                    output_tokens_per_s = None
+                    if output_tokens and not is_error:
+                        generation_ms = latency_ms - ttft_ms if ttft_ms is not None else latency_ms
+                        if generation_ms > 0:
+                            output_tokens_per_s = output_tokens * 1000.0 / generation_ms
+                    input_text = message_text(input_raw) if input_raw else ""
+                    output_text = message_text(output_raw) if output_raw else ""
+                    if not finish_reason and output_raw:
+                        finish_reason = _output_finish_reason(output_raw)
+                    content_captured = bool(input_raw or output_raw)
+                    if indexed_v is not None:
+                        indexed_input, indexed_output, indexed_finish = _indexed_messages(span.attributes)
+                        input_text = input_text or indexed_input
+                        output_text = output_text or indexed_output
+                        finish_reason = finish_reason or indexed_finish
+                        content_captured = bool(input_text or output_text)
+                    start_time = start // 1000
+                    operation = operation or "unknown"
+                    trace_id = trace_id.hex()
+                    span_id = span_id.hex()
+                except _Invalid as problem:
+                    problems.append(f"span {span.span_id.hex() or '?'}: {problem}")
                     continue
-                operation = "" if operation_v is None else operation_v.string_value
-                model = "" if model_v is None else model_v.string_value
-                response_model = "" if response_model_v is None else response_model_v.string_value
-                provider = "" if provider_v is None else provider_v.string_value
-                # A non-zero int_value is the common case; `_int` reads zeros and other kinds.
-                input_tokens = 0 if input_v is None else input_v.int_value or _int(input_v)
-                output_tokens = 0 if output_v is None else output_v.int_value or _int(output_v)
-                cached = 0 if cached_v is None else cached_v.int_value or _int(cached_v)
-                reasoning = 0 if reasoning_v is None else reasoning_v.int_value or _int(reasoning_v)
-                ttfc = None if ttfc_v is None else _number(ttfc_v)
-                finish = "" if finish_v is None else _first(finish_v)
-                error_type = "" if error_type_v is None else _text(error_type_v)
-                refusal = refusal_v is not None and (refusal_v.bool_value or refusal_v.string_value.lower() == "true")
-                task = "" if task_v is None else task_v.string_value
-                client_timeout = None if client_timeout_v is None else _number(client_timeout_v)
-                pair = "" if pair_v is None else _text(pair_v)
-                role = "" if role_v is None else role_v.string_value
-                input_raw = "" if input_raw_v is None else input_raw_v.string_value
-                output_raw = "" if output_raw_v is None else output_raw_v.string_value
-                context = "" if context_v is None else context_v.string_value
-                reference = "" if reference_v is None else reference_v.string_value
-                start = span.start_time_unix_nano
-                end = span.end_time_unix_nano
-                trace_id = span.trace_id
-                span_id = span.span_id
-                model = model or response_model
-                problem = ""
-                if len(trace_id) != 16 or len(span_id) != 8:
-                    problem = f"trace id of {len(trace_id)} bytes / span id of {len(span_id)} bytes (need 16/8)"
-                elif not model:
-                    problem = "no gen_ai.request.model or gen_ai.response.model"
-                elif not _MIN_START_NS <= start < _MAX_START_NS:
-                    problem = f"start time {start} ns outside 2000..2200"
-                elif end < start:
-                    problem = "end time before start time"
-                elif not (0 <= cached <= input_tokens < _UINT32 and 0 <= reasoning <= output_tokens < _UINT32):
-                    problem = (
-                        f"token counts input={input_tokens} cached={cached} output={output_tokens} "
-                        f"reasoning={reasoning} (need 0 <= cached <= input, 0 <= reasoning <= output < 2^32)"
-                    )
-                elif ttfc is not None and not (ttfc >= 0 and math.isfinite(ttfc)):
-                    problem = f"time to first chunk {ttfc} s"
-                if problem:
-                    problems.append(f"span {span_id.hex() or '?'}: {problem}")
+                except Exception as error:  # a malformed attribute must cost only its own span
+                    problems.append(f"span {span.span_id.hex() or '?'}: unreadable ({type(error).__name__}: {error})")
                     continue
-                latency_ms = (end - start) / 1e6
-                ttft_ms = ttfc * 1000.0 if ttfc is not None else None
-                code = span.status.code
-                is_error = code == _STATUS_ERROR or bool(error_type)
-                if is_error and not error_type:
-                    error_type = "_OTHER"
-                timed_out = is_error and is_timeout_error(error_type)
-                if client_timeout is not None:
-                    if client_timeout > 0 and latency_ms >= client_timeout * 1000.0:
-                        timed_out = True
-                    elif not client_timeout > 0:
-                        client_timeout = None
-                tps = None
-                if output_tokens and not is_error:
-                    generation_ms = latency_ms - ttft_ms if ttft_ms is not None else latency_ms
-                    if generation_ms > 0:
-                        tps = output_tokens * 1000.0 / generation_ms
-                captured = bool(input_raw or output_raw)
-                input_text = message_text(input_raw) if input_raw else ""
-                output_text = message_text(output_raw) if output_raw else ""
-                if not finish and output_raw:
-                    finish = _output_finish_reason(output_raw)
+                # DECODED_FIELDS order, by name (tests/test_processor_decode.py checks it).
                 append(
                     (
-                        trace_id.hex(), span_id.hex(), start // 1000, service, environment,
-                        operation or "unknown", model, response_model, provider, task, latency_ms,
-                        ttft_ms, tps, input_tokens, cached, output_tokens, reasoning, is_error,
-                        error_type, finish, refusal, client_timeout, timed_out, pair, role, captured,
-                        input_text, output_text, context, reference, partition, offset,
+                        trace_id, span_id, start_time, service, environment, operation, model, response_model,
+                        provider, task, latency_ms, ttft_ms, output_tokens_per_s, input_tokens,
+                        cached_input_tokens, output_tokens, reasoning_tokens, is_error, error_type,
+                        finish_reason, api_refusal, client_timeout_s, is_timeout, shadow_pair_id, shadow_role,
+                        content_captured, input_text, output_text, context_text, reference_answer,
+                        kafka_partition, kafka_offset, tokens_reported,
                     )
                 )  # fmt: skip
     out.spans = spans_seen
     out.skipped_non_genai = skipped
+    out.merged = merged
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         out.error = f"invalid GenAI span(s), {len(problems)} of {spans_seen} spans not written: {shown}"

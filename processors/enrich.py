@@ -1,7 +1,7 @@
 """Decoded call rows -> the `llm_calls` insert columns: cost, price version and refusal added.
 
 Works column-wise on a whole batch: one transpose (`zip(*rows)`, in C), then one pass per
-derived column. Pricing and refusal classification are the other engineer's modules
+derived column. Pricing and refusal classification live in their own modules
 (`processors.pricing`, `processors.refusal`); this module only wires them in.
 """
 
@@ -9,23 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from processors.decode import DECODED_FIELDS
+from processors.columns import CALL_COLUMNS, DECODED_FIELDS
 from processors.pricing import PriceBook
 
-# Written columns of llm_calls; the rest (ingested_at, hallucination_sample_rate) take defaults.
-CALL_COLUMNS = (
-    *tuple(name for name in DECODED_FIELDS if name != "api_refusal"),
-    "cost_usd",
-    "price_version",
-    "is_refusal",
-    "refusal_source",
-    "hallucination_checked",
-    "hallucination_flag",
-    "version",
-    "refusal_kind",
-)
 # The version of a freshly decoded call row; the hallucination worker re-inserts version + 1.
 FIRST_VERSION = 1
+# The price label of a call whose span reported no token count: unpriced (NULL), never $0.
+NO_TOKENS = "unpriced: no token counts"
 
 # (api refusal flag, finish reason, output text) -> (refusal source, "" when not refused;
 # refusal kind, "", "full" or "partial"). Only called for calls with one of the three (an API
@@ -60,6 +50,11 @@ class Enricher:
             decoded["output_tokens"],
             decoded["reasoning_tokens"],
         )
+        if not all(decoded["tokens_reported"]):
+            for i, reported in enumerate(decoded["tokens_reported"]):
+                if not reported:
+                    costs[i] = None
+                    versions[i] = NO_TOKENS
         classify = self._refusal
         verdicts = [
             classify(api, finish, text) if api or text or finish == "content_filter" else ("", "")
@@ -80,7 +75,7 @@ class Enricher:
             version=[FIRST_VERSION] * n,
             refusal_kind=[kind for _, kind in verdicts],
         )
-        return decoded
+        return {name: decoded[name] for name in CALL_COLUMNS}
 
 
 def row_dicts(columns: dict[str, list], indexes: list[int]) -> list[dict]:

@@ -22,8 +22,13 @@ from cutover.histogram import HISTOGRAM_SCALE
 
 
 def bucket_sql(value: str, scale: int = HISTOGRAM_SCALE) -> str:
-    """SQL for the OTel bucket index of a positive value: bucket i holds (base^i, base^(i+1)]."""
-    return f"toInt32(ceil(log2({value}) * {2**scale})) - 1"
+    """SQL for the OTel bucket index of a positive value: bucket i holds (base^i, base^(i+1)].
+
+    Safe for every Float64: ClickHouse evaluates the bucket of every row before an -If
+    combinator filters, and `toInt32` of log2(0) = -inf (or of NaN) raises, so a value
+    outside (0, inf) is bucketed as 1 here and counted as zero (or dropped) by the caller.
+    """
+    return f"toInt32(ceil(log2(if({value} > 0 AND isFinite({value}), {value}, 1)) * {2**scale})) - 1"
 
 
 def recompute(client: Client, database: str, minutes: Iterable[datetime]) -> int:
@@ -48,6 +53,7 @@ def recompute(client: Client, database: str, minutes: Iterable[datetime]) -> int
             WHERE toStartOfMinute(start_time) IN %(minutes)s
               AND (is_error = 0 OR is_timeout = 1)
               AND metric_value.2 IS NOT NULL
+              AND isFinite(assumeNotNull(metric_value.2))
         )
         GROUP BY minute, metric, model, operation, service, task
         """,

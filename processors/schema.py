@@ -13,7 +13,11 @@ See docs/sql.md for the columns' meaning and example queries.
 
 from __future__ import annotations
 
+import logging
+
 from clickhouse_connect.driver.client import Client
+
+from processors.columns import STORED
 
 
 def statements(database: str, retention_days: int) -> list[str]:
@@ -21,51 +25,12 @@ def statements(database: str, retention_days: int) -> list[str]:
     ttl = f"TTL toDateTime(start_time) + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
     judged_ttl = f"TTL toDateTime(judged_at) + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
     minute_ttl = f"TTL minute + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
+    columns = ",\n            ".join(column.ddl() for column in STORED)
     return [
         f"CREATE DATABASE IF NOT EXISTS {db}",
         f"""
         CREATE TABLE IF NOT EXISTS {db}.llm_calls (
-            trace_id            String CODEC(ZSTD(1)),
-            span_id             String CODEC(ZSTD(1)),
-            start_time          DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
-            service             LowCardinality(String),
-            environment         LowCardinality(String),
-            operation           LowCardinality(String),
-            model               LowCardinality(String),
-            response_model      LowCardinality(String),
-            provider            LowCardinality(String),
-            task                LowCardinality(String),
-            latency_ms          Float64 CODEC(ZSTD(1)),
-            ttft_ms             Nullable(Float64) CODEC(ZSTD(1)),
-            output_tokens_per_s Nullable(Float64) CODEC(ZSTD(1)),
-            input_tokens        UInt32 CODEC(T64, ZSTD(1)),
-            cached_input_tokens UInt32 CODEC(T64, ZSTD(1)),
-            output_tokens       UInt32 CODEC(T64, ZSTD(1)),
-            reasoning_tokens    UInt32 CODEC(T64, ZSTD(1)),
-            cost_usd            Nullable(Decimal(18, 12)),
-            price_version       LowCardinality(String),
-            is_error            UInt8,
-            error_type          LowCardinality(String),
-            finish_reason       LowCardinality(String),
-            is_refusal          UInt8,
-            refusal_source      LowCardinality(String),
-            client_timeout_s    Nullable(Float32),
-            is_timeout          UInt8,
-            shadow_pair_id      String CODEC(ZSTD(1)),
-            shadow_role         LowCardinality(String),
-            content_captured    UInt8,
-            input_text          String CODEC(ZSTD(3)),
-            output_text         String CODEC(ZSTD(3)),
-            context_text        String CODEC(ZSTD(3)),
-            reference_answer    String CODEC(ZSTD(3)),
-            hallucination_checked     UInt8,
-            hallucination_flag        UInt8,
-            hallucination_sample_rate Float32 DEFAULT 1,
-            kafka_partition     UInt16,
-            kafka_offset        UInt64,
-            ingested_at         DateTime64(3, 'UTC') DEFAULT now64(3),
-            version             UInt64,
-            refusal_kind        LowCardinality(String) DEFAULT '',
+            {columns},
             INDEX idx_trace trace_id TYPE bloom_filter(0.001) GRANULARITY 4,
             INDEX idx_pair shadow_pair_id TYPE bloom_filter(0.001) GRANULARITY 4
         )
@@ -75,8 +40,6 @@ def statements(database: str, retention_days: int) -> list[str]:
         {ttl}
         SETTINGS non_replicated_deduplication_window = 1000
         """,
-        # Added after the first release: tables created before it gain the column here.
-        f"ALTER TABLE {db}.llm_calls ADD COLUMN IF NOT EXISTS refusal_kind LowCardinality(String) DEFAULT '' AFTER version",
         f"""
         CREATE TABLE IF NOT EXISTS {db}.hallucination_flags (
             span_id      String,
@@ -205,8 +168,34 @@ def apply_retention(client: Client, database: str, retention_days: int) -> None:
             client.command(f"ALTER TABLE {database}.{table} REMOVE TTL")
 
 
+def add_missing_columns(client: Client, database: str) -> list[str]:
+    """Add the `llm_calls` columns a store made by an earlier version lacks; returns their names.
+
+    Old rows read the column's default; `ADD COLUMN` changes only metadata, so no rewrite.
+    """
+    present = {
+        row[0]
+        for row in client.query(
+            "SELECT name FROM system.columns WHERE database = %(db)s AND table = 'llm_calls'",
+            parameters={"db": database},
+        ).result_rows
+    }
+    added = []
+    previous = ""
+    for column in STORED:
+        if column.name not in present:
+            place = f" AFTER {previous}" if previous else " FIRST"
+            client.command(f"ALTER TABLE {database}.llm_calls ADD COLUMN IF NOT EXISTS {column.ddl()}{place}")
+            added.append(column.name)
+        previous = column.name
+    return added
+
+
 def migrate(client: Client, database: str = "cutover", retention_days: int = 90) -> None:
     """Create or upgrade every table; safe to run at every start, from every instance."""
     for statement in statements(database, retention_days):
         client.command(statement)
+    added = add_missing_columns(client, database)
+    if added:
+        logging.getLogger(__name__).info("upgraded %s.llm_calls: added column(s) %s", database, ", ".join(added))
     apply_retention(client, database, retention_days)

@@ -374,3 +374,46 @@ def test_a_histogram_interval_defers_recompute_commit_and_counts_but_not_the_row
     observer.close()
     if not (service.stats.commit_failures or service.stats.rebalance_replays):
         assert service.stats.messages == len(items) and service.stats.calls_written == len(calls)
+
+
+def test_an_instant_span_and_a_span_without_tokens_neither_stall_nor_bill_zero(
+    kafka_bootstrap, topic, ch_client, ch_database
+):
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from processors.enrich import NO_TOKENS
+
+    first, later = make_calls(40, seed=21), make_calls(200, seed=22)
+    instant, tokenless = first[0], first[1]
+    instant.latency_ns, instant.ttft_s, instant.error_type = 0, 0.0, ""
+    request = ExportTraceServiceRequest.FromString(next(messages(first, per_message=len(first)))[1])
+    span = request.resource_spans[0].scope_spans[0].spans[1]
+    kept = [kv for kv in span.attributes if not kv.key.startswith("gen_ai.usage.")]
+    del span.attributes[:]
+    span.attributes.extend(kept)
+    # The odd calls go first and the rest after, into one partition (one key), so a stall would hold them back.
+    items = [(b"k", request.SerializeToString()), *((b"k", value) for _, value in messages(later, per_message=20))]
+    produce(kafka_bootstrap, topic, items)
+    service = ProcessorService(settings_for(kafka_bootstrap, topic, ch_database, f"g_{topic}"), client=ch_client)
+    run_until_consumed([service], len(items))
+    assert service.stats.dlq == 0
+    assert ch_client.command(f"SELECT count() FROM {ch_database}.llm_calls FINAL") == len(first) + len(later)
+    row = ch_client.query(
+        f"SELECT latency_ms, ttft_ms, output_tokens_per_s FROM {ch_database}.llm_calls FINAL WHERE span_id = %(s)s",
+        parameters={"s": instant.span_id.hex()},
+    ).result_rows
+    assert row == [(0.0, 0.0, None)]
+    row = ch_client.query(
+        f"SELECT tokens_reported, cost_usd, price_version, input_tokens FROM {ch_database}.llm_calls FINAL"
+        " WHERE span_id = %(s)s",
+        parameters={"s": tokenless.span_id.hex()},
+    ).result_rows
+    assert row == [(0, None, NO_TOKENS, 0)]
+    if not (service.stats.commit_failures or service.stats.rebalance_replays):
+        unpriced = sum(c.model == "mystery-model" for c in first + later) + (tokenless.model != "mystery-model")
+        assert service.stats.unpriced == unpriced
+    # The instant call is in its minute's histograms (as a zero), next to every other call of the run.
+    zero, count = ch_client.query(
+        f"SELECT sum(zero_count), sum(count) FROM {ch_database}.latency_histograms FINAL WHERE metric = 'latency_ms'"
+    ).result_rows[0]
+    assert zero >= 1 and count == sum(c.in_histograms for c in first + later)

@@ -169,7 +169,7 @@ def _decoded(span: str, output: str, api_refusal: bool = False, finish: str = "s
     return tuple(values.get(f, defaults.get(f, 0 if f.endswith(_NUMERIC) else "")) for f in DECODED_FIELDS)
 
 
-_NUMERIC = ("tokens", "_ms", "is_error", "is_timeout", "captured", "partition", "offset")
+_NUMERIC = ("tokens", "_ms", "is_error", "is_timeout", "captured", "partition", "offset", "tokens_reported")
 
 
 def test_refusal_kind_is_stored_beside_is_refusal_and_source(ch_client, ch_database):
