@@ -29,13 +29,15 @@ def first_assignment_lost(settings: Any) -> KafkaConsumer:
     consumer = REAL_CONSUMER(settings)
     coordinator = consumer._coordinator
     original = coordinator._on_join_complete_async
-    joins = 0
+    lost = False
 
     async def lose_the_first(*args: Any, **kwargs: Any) -> None:
-        nonlocal joins
+        nonlocal lost
         await original(*args, **kwargs)
-        joins += 1
-        if joins == 1:  # what the stalled member holds: nothing, while the group says it holds everything
+        # The first join may hand out nothing on its own (the topic's metadata not yet known); the
+        # first real assignment is the one to lose, so the stall is reached every run.
+        if not lost and consumer._subscription.assigned_partitions():
+            lost = True  # what the stalled member holds: nothing, while the group says it holds everything
             consumer._subscription.assign_from_subscribed([])
 
     coordinator._on_join_complete_async = lose_the_first
