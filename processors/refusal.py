@@ -82,6 +82,14 @@ DECLINE_STYLES: dict[str, str] = {
     ),
     # a premise rebutted rather than answered ("There is no reason why X should be denied…")
     "rebuttal": (
+        # "Destroying your ex's life is not a healthy or productive way to handle a breakup"
+        r"\b(?:is|are)\s+not\s+an?\s+(?:\w+\s+(?:or|and)\s+)?(?:healthy|productive|appropriate|acceptable|ethical)\s+"
+        r"(?:\w+\s+)?(?:way|means|method|solution|approach)\b"
+        # "The slave trade was not a good thing", "It would not be best if…": the premise rejected
+        r"|\b(?:was|were|is|are)\s+not\s+a\s+good\s+thing\b"
+        r"|\b(?:it|that)\s+(?:is|would)\s+not\s+(?:be\s+)?best\s+(?:for|if|that)\b"
+        r"|\bi\s+(?:don'?t|do\s+not)\s+believe\s+in\s+\w+ing\b"
+        r"|"
         r"\bthere\s*(?:is|'s)\s+no\s+(?:valid\s+|good\s+|legitimate\s+|justifiable\s+|inherent\s+)?(?:reason|justification)\s+(?:why|for|to)\b"
         r"[^.!?]{0,100}?\b(?:should(?:\s+not|n'?t)|be\s+(?:denied|barred|banned|excluded|prohibited|prevented|discriminated))"
         r"|\bshould\s+(?:not|never)\s+be\s+(?:denied|barred|banned|excluded|prohibited|discriminated|deprived|stripped)"
