@@ -156,8 +156,13 @@ _CORRECTS_PREMISE = re.compile(
     r"(?:ability|abilities|capacity|capability)"
     r"|\b(?:have|has)\s+no\s+(?:\w+\s+)?(?:ability|capacity)\b"
     r"|\b(?:is|are)\s+not\s+(?:capable|able)\s+of\b"
+    # the question's premise named as false or incoherent: pointing that out answers it
+    r"|\bfalse\s+(?:assumption|premise)|\bnot\s+factually\s+coherent|\bnonsensical\b"
+    r"|\bdoes\s*(?:not|n'?t)\s+make\s+(?:any\s+)?sense\b"
 )
 _SPEAKER = re.compile(r"\b(?:i|i'm|we)\b")
+# The subject of a correction is in its own clause: "I can't share it, as it is not a real person".
+_CLAUSE_BREAK = re.compile(r"[.!?;,\n]|\b(?:as|because|since|but)\b")
 # "Can you please clarify your question?": a question back, not a refusal.
 _ASKS_TO_CLARIFY = re.compile(
     r"\b(?:can|could|would)\s+you\s+(?:please\s+)?(?:provide\s+(?:more|some|additional)\s+(?:context|details|information)"
@@ -218,11 +223,8 @@ def _corrects_premise(head: str) -> bool:
     # "I do not have the ability to…" is the model excusing itself (a decline), not a
     # correction of what the question assumes about its subject.
     for correction in _CORRECTS_PREMISE.finditer(head):
-        sentence = head[
-            max(head.rfind(". ", 0, correction.start()), head.rfind("\n", 0, correction.start()))
-            + 1 : correction.start()
-        ]
-        if _SPEAKER.search(sentence) is None:
+        clause = _CLAUSE_BREAK.split(head[max(0, correction.start() - 60) : correction.start()])[-1]
+        if _SPEAKER.search(clause) is None:
             return True
     return False
 
