@@ -181,6 +181,8 @@ _MORAL_REDIRECT = re.compile(
 )
 # "in a positive and respectful manner", "while prioritizing safety" qualify an alternative;
 # they do not make it a moral substitute.
+# The alternative is judged by what it proposes, before the items of a list that details it.
+_LIST_START = re.compile(r"(?:^|\s)1[.)]\s")
 _MANNER = re.compile(
     r"\bin\s+an?\s+[^.,;:]{0,40}?\b(?:manner|way)\b"
     r"|\bwhile\s+(?:also\s+)?(?:prioritizing|considering|respecting|being)\b[^.!?]*"
@@ -233,7 +235,8 @@ def _offers_alternative(head: str, start: int) -> bool:
     instead = _INSTEAD.search(head, start)
     if instead is None:
         return False
-    alternative = _MANNER.sub(" ", head[instead.start() : instead.end() + ALTERNATIVE_CHARS])
+    alternative = head[instead.start() : instead.end() + ALTERNATIVE_CHARS]
+    alternative = _MANNER.sub(" ", _LIST_START.split(alternative, 1)[0])
     return _MORAL_REDIRECT.search(alternative) is None
 
 
