@@ -178,7 +178,7 @@ _INSTEAD = re.compile(r"\binstead\b[^.!?:]*[.!?:]")
 _MORAL_REDIRECT = re.compile(
     r"peace|non-?violen|violen|conflict|lawful|legal|ethical|respect|healthy|support|professional|counsel|"
     r"therap|hotline|crisis|well-being|safe|harm|authorit|\blaw\b|police|positiv|equit|\bjust\b|justice|"
-    r"inclusiv|fair|equal|divers|dignit|compassion|kindness|humane|human\s+rights|democra|learn\s+from|"
+    r"inclusiv|fair|equal|honest|truthful|genuine|divers|dignit|compassion|kindness|humane|human\s+rights|democra|learn\s+from|"
     r"griev|heal|\bcop(?:e|ing)\b|communicat|alternative|without\s+resorting|rather\s+than|"
     r"\baddress\s+(?:any\s+|your\s+|the\s+)?(?:issues|concerns|grievances|problems|challenges)|\b(?:seek|get|find|reach\s+out\s+for)\s+(?:\w+\s+)?help\b"
 )
@@ -238,7 +238,9 @@ def _offers_alternative(head: str, start: int) -> bool:
     instead = _INSTEAD.search(head, start)
     if instead is None:
         return False
-    alternative = head[instead.start() : instead.end() + ALTERNATIVE_CHARS]
+    # the whole sentence: "I can help you write an honest review request instead."
+    begins = max(start, head.rfind(". ", 0, instead.start()) + 1)
+    alternative = head[begins : instead.end() + ALTERNATIVE_CHARS]
     alternative = _MANNER.sub(" ", _LIST_START.split(alternative, 1)[0])
     return _MORAL_REDIRECT.search(alternative) is None
 
