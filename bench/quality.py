@@ -102,6 +102,13 @@ def public_refusals() -> None:
     for style in sorted({s for _, s in verdicts if s}):
         labels = [r["final_label"][0] for (_, s), r in zip(verdicts, rows, strict=True) if s == style]
         print(f"    {style:<22} {labels.count('2'):3d} / {labels.count('3'):3d} / {labels.count('1'):3d}")
+    # Real traffic is mostly answers that decline nothing (the regexes stop early on a decline,
+    # and read on past one), so both rates are printed; best of 5 on a noisy machine.
+    texts = [r["completion"] for r in rows]
+    compliant = [r["completion"] for r in rows if r["final_label"] == "1_full_compliance"]
+    rate_all = len(texts) / min(timed(lambda: [classify(t) for t in texts], 1) for _ in range(5))
+    rate_compliant = len(compliant) / min(timed(lambda: [classify(t) for t in compliant], 1) for _ in range(5))
+    print(f"  speed: {rate_all:,.0f} calls/s on these rows, {rate_compliant:,.0f} calls/s on the compliant answers")
 
 
 def _cold_rate(check: Check, calls: list[dict]) -> float:
