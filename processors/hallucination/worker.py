@@ -28,10 +28,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from clickhouse_connect.driver.client import Client
-from tenacity import Retrying, retry_if_exception_type, stop_any, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
 from processors.hallucination.checks import Check, Flag, ShadowDisagreement
 from processors.hallucination.registry import BACKGROUND_CHECKS, build_checks
+from processors.settings import ProcessorSettings
 
 if TYPE_CHECKING:
     from processors.hallucination.judge import LLMJudge
@@ -79,13 +80,13 @@ def checkable(row: Mapping[str, Any]) -> bool:
     return bool(row.get("output_text")) and not row.get("is_error") and not row.get("is_refusal")
 
 
-def _micros(value: object) -> int:
+def _micros(value: datetime | int) -> int:
     """Start times arrive as datetimes (from ClickHouse) or int microseconds (from the decoder)."""
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         delta = moment - _EPOCH
         return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return int(value)  # type: ignore[call-overload]
+    return int(value)
 
 
 class HallucinationWorker:
@@ -95,7 +96,7 @@ class HallucinationWorker:
         self,
         client: Client,
         database: str,
-        settings: Any,
+        settings: ProcessorSettings,
         checks: Sequence[Check] | None = None,
         judge: LLMJudge | None = None,
     ) -> None:
@@ -107,7 +108,7 @@ class HallucinationWorker:
             if checks is not None
             else build_checks(settings.hallucination_check_names, settings.hallucination_flag_score)
         )
-        if judge is None and BACKGROUND_CHECKS[0] in getattr(settings, "hallucination_check_names", ()):
+        if judge is None and BACKGROUND_CHECKS[0] in settings.hallucination_check_names:
             from processors.hallucination.judge import LLMJudge
             from processors.pricing import PriceBook
 
@@ -228,14 +229,17 @@ class HallucinationWorker:
 
     def _write_with_retry(self, batch: list[tuple[Mapping[str, Any], float]]) -> None:
         retrying = Retrying(
-            wait=wait_exponential(multiplier=0.2, max=getattr(self.settings, "retry_max_backoff_s", 30.0)),
+            wait=wait_exponential(multiplier=0.2, max=self.settings.retry_max_backoff_s),
             retry=retry_if_exception_type(Exception),
-            stop=stop_any(lambda _: self._give_up.is_set()),
-            sleep=self._give_up.wait,
-            before_sleep=lambda state: self._failed(state.outcome.exception()),
+            stop=stop_when_event_set(self._give_up),
+            sleep=self._pause,
+            before_sleep=lambda state: self._failed(state.outcome.exception() if state.outcome else None),
             reraise=True,
         )
         retrying(lambda: self.process(batch))
+
+    def _pause(self, seconds: float) -> None:
+        self._give_up.wait(seconds)  # a stop cuts the backoff short
 
     def _failed(self, error: BaseException | None) -> None:
         self.stats.write_failures += 1
