@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeGuard, get_args
 
 import yaml
+from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 TaskClass = Literal["coding", "knowledge", "rag", "simple"]
@@ -99,7 +100,7 @@ class Corpus(BaseModel):
         self._by_message = {_digest(t.user_message): t for items in self.tasks.values() for t in items}
         return self
 
-    def messages(self, task: Task) -> list[dict[str, str]]:
+    def messages(self, task: Task) -> list[ChatCompletionMessageParam]:
         """The chat messages the load generator sends for a task (the simulator recognises them)."""
         return [
             {"role": "system", "content": self.system_prompts[task.task]},
