@@ -42,7 +42,7 @@ class BadRequest(Exception):
         self.param = param
 
 
-def _text(content: Any) -> str:
+def _text(content: object) -> str:
     """Text of a message's content: a string or a list of text parts."""
     if isinstance(content, str):
         return content
