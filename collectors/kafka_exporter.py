@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from kafka.errors import KafkaTimeoutError
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -147,13 +147,27 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
     the queue and handing it to the exporter.
     """
 
-    def __init__(self, exporter: SpanExporter, max_queue_size: int, **kwargs: float) -> None:
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        max_queue_size: int,
+        *,
+        schedule_delay_millis: float | None = None,
+        max_export_batch_size: int | None = None,
+        export_timeout_millis: float | None = None,
+    ) -> None:
         self._max_queue = max_queue_size
         self._submitted = 0
         self._exported = 0
         self._queue_dropped = 0
         self._count_lock = threading.Lock()
-        super().__init__(_Tally(exporter, self._on_export), max_queue_size=max_queue_size, **kwargs)  # type: ignore[arg-type]
+        super().__init__(
+            _Tally(exporter, self._on_export),
+            max_queue_size=max_queue_size,
+            schedule_delay_millis=schedule_delay_millis,
+            max_export_batch_size=max_export_batch_size,
+            export_timeout_millis=export_timeout_millis,
+        )
         self.exporter = exporter
 
     def _on_export(self, spans: int) -> None:
@@ -175,7 +189,7 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
 
 
 class _Tally(SpanExporter):
-    def __init__(self, exporter: SpanExporter, on_export) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, exporter: SpanExporter, on_export: Callable[[int], None]) -> None:
         self._exporter = exporter
         self._on_export = on_export
 
@@ -187,7 +201,9 @@ class _Tally(SpanExporter):
         return self._exporter.force_flush(timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30000) -> None:
-        if "timeout_millis" in inspect.signature(self._exporter.shutdown).parameters:
-            self._exporter.shutdown(timeout_millis=timeout_millis)  # type: ignore[call-arg]
+        # The base class's `shutdown` takes no timeout; some exporters (OTLP's) add one.
+        shutdown: Callable[..., None] = self._exporter.shutdown
+        if "timeout_millis" in inspect.signature(shutdown).parameters:
+            shutdown(timeout_millis=timeout_millis)
         else:
-            self._exporter.shutdown()
+            shutdown()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kafka import KafkaProducer
+from kafka.cluster import ClusterMetadata
 from kafka.errors import KafkaError
 from kafka.partitioner.abc import Partitioner
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -105,10 +106,18 @@ def sarama_partition(key: bytes, partitions: int) -> int:
 class SaramaHashPartitioner(Partitioner):
     """Puts a trace on the partition the Collector's kafkaexporter would choose for it."""
 
-    def partition(self, topic, key, serialized_key, value, serialized_value, cluster):  # type: ignore[no-untyped-def]
-        partitions = sorted(cluster.partitions_for_topic(topic))
+    def partition(
+        self,
+        topic: str,
+        key: object,
+        serialized_key: bytes | None,
+        value: object,
+        serialized_value: bytes | None,
+        cluster: ClusterMetadata,
+    ) -> int:
+        partitions: list[int] = sorted(cluster.partitions_for_topic(topic))
         if not serialized_key:
-            available = sorted(cluster.available_partitions_for_topic(topic)) or partitions
+            available: list[int] = sorted(cluster.available_partitions_for_topic(topic)) or partitions
             return available[hash(serialized_value) % len(available)]
         return partitions[sarama_partition(serialized_key, len(partitions))]
 

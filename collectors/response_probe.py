@@ -16,7 +16,8 @@ Not covered (no refusal attribute): `parse()`, `responses.stream()` and raw-resp
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Self
 
 import wrapt
 from opentelemetry import trace
@@ -114,7 +115,7 @@ def _after(span: trace.Span, result: Any, streaming: bool) -> Any:
     return result
 
 
-def _probe(wrapped, instance, args, kwargs):  # type: ignore[no-untyped-def]
+def _probe(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     span = _genai_span()
     if span is None:
         return wrapped(*args, **kwargs)
@@ -127,7 +128,9 @@ def _probe(wrapped, instance, args, kwargs):  # type: ignore[no-untyped-def]
         return result
 
 
-async def _probe_async(wrapped, instance, args, kwargs):  # type: ignore[no-untyped-def]
+async def _probe_async(
+    wrapped: Callable[..., Awaitable[Any]], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     span = _genai_span()
     if span is None:
         return await wrapped(*args, **kwargs)
@@ -158,14 +161,14 @@ class _StreamWatch:
             self._self_span.set_attribute(semconv.REFUSAL, self._self_refused)
 
 
-class _RefusalStream(_StreamWatch, wrapt.ObjectProxy):  # type: ignore[misc]
+class _RefusalStream(_StreamWatch, wrapt.ObjectProxy):
     def __init__(self, stream: Any, span: trace.Span) -> None:
         super().__init__(stream)
         self._self_span = span
         self._self_iterator = iter(stream)
         self._self_refused = False
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Self:
         return self
 
     def __next__(self) -> Any:
@@ -177,21 +180,21 @@ class _RefusalStream(_StreamWatch, wrapt.ObjectProxy):  # type: ignore[misc]
         self._seen(item)
         return item
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: Any) -> Any:
         return self.__wrapped__.__exit__(*exc_info)
 
 
-class _AsyncRefusalStream(_StreamWatch, wrapt.ObjectProxy):  # type: ignore[misc]
+class _AsyncRefusalStream(_StreamWatch, wrapt.ObjectProxy):
     def __init__(self, stream: Any, span: trace.Span) -> None:
         super().__init__(stream)
         self._self_span = span
         self._self_iterator = stream.__aiter__()
         self._self_refused = False
 
-    def __aiter__(self):  # type: ignore[no-untyped-def]
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Any:
@@ -203,7 +206,7 @@ class _AsyncRefusalStream(_StreamWatch, wrapt.ObjectProxy):  # type: ignore[misc
         self._seen(item)
         return item
 
-    async def __aenter__(self):  # type: ignore[no-untyped-def]
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> Any:

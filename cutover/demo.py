@@ -15,8 +15,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 from cutover.local_kafka import BrokerSettings, LocalBroker, port_open
 from cutover.settings import load
@@ -27,7 +30,7 @@ STARTUP_TIMEOUT_S = 120.0
 @dataclass
 class Child:
     name: str
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     log: Path
 
 
@@ -55,7 +58,7 @@ class Supervisor:
         self.children.append(child)
         return child
 
-    def wait_until(self, ready, what: str, timeout: float = STARTUP_TIMEOUT_S) -> None:
+    def wait_until(self, ready: Callable[[], bool], what: str, timeout: float = STARTUP_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while not ready():
             self.check_alive()
@@ -89,7 +92,8 @@ class DemoError(RuntimeError):
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
+            status: int = response.status  # urlopen is typed as returning Any
+            return status == 200
     except OSError:
         return False
 
@@ -125,7 +129,7 @@ def run_demo(stop_after_s: float | None = None) -> None:
     env.update(_demo_judge(env, f"http://{simulator.simulator_host}:{simulator.simulator_port}/v1"))
     supervisor = Supervisor(logs=broker_settings.home.resolve() / "logs", env=env)
 
-    def terminate(signum, frame):  # SIGTERM behaves like Ctrl-C
+    def terminate(signum: int, frame: FrameType | None) -> NoReturn:  # SIGTERM behaves like Ctrl-C
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -165,8 +165,11 @@ def describe(error: ValidationError, cls: type[BaseSettings]) -> str:
     return "invalid configuration: " + "; ".join(parts)
 
 
-def load(cls: type[S] = CutoverSettings, **overrides: object) -> S:  # type: ignore[assignment]
-    """Build settings from the environment, or exit 2 with one clear line."""
+def load(cls: type[S], **overrides: Any) -> S:
+    """Build settings from the environment, or exit 2 with one clear line.
+
+    `overrides` are field values of any type: pydantic validates them as it does the environment's.
+    """
     try:
         return cls(**overrides)
     except ValidationError as error:

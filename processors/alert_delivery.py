@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, TypeGuard, get_args
 from urllib.parse import urlsplit
 
 import requests
@@ -33,15 +33,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("cutover.alerts")
 
 WebhookKind = Literal["slack", "alertmanager"]
+WEBHOOK_KINDS: tuple[WebhookKind, ...] = get_args(WebhookKind)
 ALERTMANAGER_PATH = "/api/v2/alerts"
 JSON = dict[str, object] | list[dict[str, object]]
 
 
 class DeliverySettings(Protocol):
-    alert_webhooks: str
-    alert_webhook_attempts: int
-    alert_webhook_timeout_s: float
-    alert_webhook_max_backoff_s: float
+    @property
+    def alert_webhooks(self) -> str: ...
+    @property
+    def alert_webhook_attempts(self) -> int: ...
+    @property
+    def alert_webhook_timeout_s(self) -> float: ...
+    @property
+    def alert_webhook_max_backoff_s(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,10 @@ class Webhook:
         return _PAYLOADS[self.kind](alert)
 
 
+def _is_webhook_kind(kind: str) -> TypeGuard[WebhookKind]:
+    return kind in WEBHOOK_KINDS
+
+
 def parse_webhooks(value: str) -> tuple[Webhook, ...]:
     """`kind=url[,kind=url...]` -> webhooks; a ValueError names the bad entry."""
     hooks = []
@@ -70,11 +79,11 @@ def parse_webhooks(value: str) -> tuple[Webhook, ...]:
         kind, _, url = entry.partition("=")
         kind, url = kind.strip().lower(), url.strip()
         parts = urlsplit(url)
-        if kind not in ("slack", "alertmanager") or parts.scheme not in ("http", "https") or not parts.netloc:
+        if not _is_webhook_kind(kind) or parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"expected slack=URL or alertmanager=URL (http or https), got {entry!r}")
         if kind == "alertmanager" and not parts.path.rstrip("/").endswith(ALERTMANAGER_PATH):
             url = url.rstrip("/") + ALERTMANAGER_PATH
-        hooks.append(Webhook(kind, url))  # type: ignore[arg-type]
+        hooks.append(Webhook(kind, url))
     return tuple(hooks)
 
 

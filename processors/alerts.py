@@ -23,7 +23,6 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -31,6 +30,7 @@ from cutover.budget import period_bounds, period_label
 from cutover.histogram import HISTOGRAM_SCALE, quantile
 from processors.alert_delivery import AlertDelivery
 from processors.pricing import PriceBook
+from processors.settings import ProcessorSettings
 
 log = logging.getLogger("cutover.alerts")
 
@@ -73,7 +73,7 @@ def two_proportion_z(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float:
 
 
 class AlertEvaluator:
-    def __init__(self, client: Client, database: str, settings: Any) -> None:
+    def __init__(self, client: Client, database: str, settings: ProcessorSettings) -> None:
         self.client = client
         self.database = database
         self.settings = settings
@@ -146,7 +146,7 @@ class AlertEvaluator:
     def _price_book(self) -> PriceBook:
         # Dated snapshots take their family's timeout; the price book knows the families.
         if self._book is None:
-            self._book = PriceBook.load(getattr(self.settings, "prices_file", None))
+            self._book = PriceBook.load(self.settings.prices_file)
         return self._book
 
     def _latency(self, now: datetime) -> list[Alert]:

@@ -16,6 +16,8 @@ from cutover.settings import SettingsError, load
 from simulator.settings import LoadgenSettings, SimulatorSettings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from simulator.loadgen import Summary
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
@@ -158,7 +160,7 @@ def loadgen(
         raise typer.Exit(1)
 
 
-def _stop_on_signals(console: Any) -> threading.Event:
+def _stop_on_signals(console: Console) -> threading.Event:
     """Ctrl-C or SIGTERM: start no new calls, finish the ones in flight, flush, summarise; twice: abort."""
     stop = threading.Event()
 
@@ -173,7 +175,7 @@ def _stop_on_signals(console: Any) -> threading.Event:
     return stop
 
 
-def _print_summary(summary: Summary, console: Any, settings: LoadgenSettings) -> None:
+def _print_summary(summary: Summary, console: Console, settings: LoadgenSettings) -> None:
     from rich.table import Table
 
     table = Table(

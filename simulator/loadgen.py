@@ -162,9 +162,10 @@ class _Tally:
             return {name: model.summary() for name, model in self._models.items()}
 
 
-def _request(plan: CallPlan, corpus: Corpus, model: str) -> tuple[str, dict[str, Any]]:
+def _request(plan: CallPlan, corpus: Corpus, model: str) -> tuple[Api, dict[str, Any]]:
     system, user = corpus.messages(plan.task)
     headers = {NONCE_HEADER: plan.nonce}
+    kwargs: dict[str, Any]  # keyword arguments of the SDK's `create`, which differ between the two APIs
     if plan.api == "responses":
         kwargs = {"model": model, "instructions": system["content"], "input": user["content"], "extra_headers": headers}
     else:

@@ -42,7 +42,7 @@ class BadRequest(Exception):
         self.param = param
 
 
-def _text(content: Any) -> str:
+def _text(content: object) -> str:
     """Text of a message's content: a string or a list of text parts."""
     if isinstance(content, str):
         return content
@@ -160,10 +160,10 @@ class Simulator:
         elif outcome.fault:
             await self._sleep(outcome.overhead_s)
         if outcome.fault:
-            status, error = wire.fault_error(outcome, model)
+            status, error_body = wire.fault_error(outcome, model)
             if outcome.fault == "rate_limited":
                 headers["retry-after"] = "1"
-            return JSONResponse(error, status, headers=headers)
+            return JSONResponse(error_body, status, headers=headers)
         return await reply(body, outcome, model, headers)
 
     async def _chat_reply(self, body: dict[str, Any], o: Outcome, model: str, headers: dict[str, str]) -> Response:

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from cutover.settings import CutoverSettings
-from simulator.workload import parse_mix
+from simulator.workload import TaskClass, parse_mix
 
 
 class SimulatorSettings(CutoverSettings):
@@ -74,5 +74,5 @@ class LoadgenSettings(CutoverSettings):
         return value
 
     @property
-    def mix(self) -> dict[str, float]:
+    def mix(self) -> dict[TaskClass, float]:
         return parse_mix(self.loadgen_mix)

@@ -87,7 +87,7 @@ def chat_usage(o: Outcome) -> dict[str, Any]:
 
 def chat_completion(o: Outcome, model: str, created: int) -> dict[str, Any]:
     api_refusal = o.refusal == "api"
-    message = {
+    message: dict[str, Any] = {
         "role": "assistant",
         "content": None if api_refusal else o.text,
         "refusal": o.text if api_refusal else None,
@@ -200,7 +200,7 @@ def response_events(o: Outcome, model: str, created: float) -> Iterator[tuple[st
     yield event("response.content_part.added", item_id=item_id, output_index=index, content_index=0, part=empty)
     kind = "response.refusal.delta" if refusal else "response.output_text.delta"
     for piece in pieces(o.text):
-        extra = {} if refusal else {"logprobs": []}
+        extra: dict[str, list[object]] = {} if refusal else {"logprobs": []}
         yield event(kind, item_id=item_id, output_index=index, content_index=0, delta=piece, **extra)
     if refusal:
         yield event("response.refusal.done", item_id=item_id, output_index=index, content_index=0, refusal=o.text)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, TypeGuard, get_args
 
 import yaml
+from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 TaskClass = Literal["coding", "knowledge", "rag", "simple"]
@@ -99,7 +100,7 @@ class Corpus(BaseModel):
         self._by_message = {_digest(t.user_message): t for items in self.tasks.values() for t in items}
         return self
 
-    def messages(self, task: Task) -> list[dict[str, str]]:
+    def messages(self, task: Task) -> list[ChatCompletionMessageParam]:
         """The chat messages the load generator sends for a task (the simulator recognises them)."""
         return [
             {"role": "system", "content": self.system_prompts[task.task]},
@@ -119,13 +120,17 @@ def load_corpus(path: Path = CORPUS_FILE) -> Corpus:
     return Corpus.model_validate(yaml.safe_load(path.read_text()))
 
 
+def _is_task_class(name: str) -> TypeGuard[TaskClass]:
+    return name in TASK_CLASSES
+
+
 def parse_mix(text: str) -> dict[TaskClass, float]:
     """`coding=0.3,knowledge=0.3,rag=0.3,simple=0.1` -> weights normalised to sum 1."""
-    weights: dict[str, float] = {}
+    weights: dict[TaskClass, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition("=")
         name = name.strip()
-        if not sep or name not in TASK_CLASSES:
+        if not sep or not _is_task_class(name):
             raise ValueError(f"expected task=weight with task in {', '.join(TASK_CLASSES)}, got {part!r}")
         try:
             weight = float(value)
@@ -137,4 +142,4 @@ def parse_mix(text: str) -> dict[TaskClass, float]:
     total = sum(weights.values())
     if total <= 0:
         raise ValueError("the mix needs at least one positive weight")
-    return {name: w / total for name, w in weights.items() if w > 0}  # type: ignore[misc]
+    return {name: w / total for name, w in weights.items() if w > 0}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def kafka_security(tmp_path_factory: pytest.TempPathFactory) -> SecureListeners:
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory, kafka_security: SecureListeners) -> LocalBroker:
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory, kafka_security: SecureListeners) -> Iterator[LocalBroker]:
     """A real Apache Kafka broker on free ports (PLAINTEXT, SCRAM and TLS); fails (never skips) if it cannot start."""
     broker = LocalBroker(
         state=tmp_path_factory.mktemp("kafka"),
@@ -85,7 +86,7 @@ def ch_client(chdb_path: Path):
 
 
 @pytest.fixture
-def ch_database(ch_client) -> str:
+def ch_database(ch_client) -> Iterator[str]:
     """A fresh database name per test (the tables are created by whoever migrates)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield name

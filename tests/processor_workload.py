@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -128,7 +128,7 @@ def http_span(trace_id: bytes, span_id: bytes, start_ns: int) -> Span:
     )  # fmt: skip
 
 
-def request_bytes(calls: list[Call], extra_spans: list[Span] = (), service: str = "support-bot") -> bytes:
+def request_bytes(calls: list[Call], extra_spans: Sequence[Span] = (), service: str = "support-bot") -> bytes:
     request = ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()
     resource_spans.resource.attributes.extend([_kv(semconv.SERVICE_NAME, service), _kv(semconv.ENVIRONMENT, "test")])

@@ -29,7 +29,8 @@ def query_chdb_in_subprocess(dsn: str, sql: str) -> list[list[str]]:
     done = subprocess.run([sys.executable, "-c", _QUERY, dsn, sql], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise AssertionError(f"query failed: {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    rows: list[list[str]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return rows
 
 
 def settings_classes() -> set[type[BaseSettings]]:
@@ -38,7 +39,8 @@ def settings_classes() -> set[type[BaseSettings]]:
         for info in pkgutil.walk_packages([str(REPO / package)], prefix=f"{package}."):
             if info.name.rsplit(".", 1)[-1].endswith("settings") or info.name.endswith(".local_kafka"):
                 importlib.import_module(info.name)
-    found, queue = set(), [CutoverSettings]
+    found: set[type[BaseSettings]] = set()
+    queue: list[type[BaseSettings]] = [CutoverSettings]
     while queue:
         cls = queue.pop()
         found.add(cls)

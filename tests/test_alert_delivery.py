@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -23,8 +24,8 @@ class Receiver:
     """A tiny webhook receiver: records every request; answers the scripted statuses first, then 200."""
 
     def __init__(self) -> None:
-        self.requests: list[tuple[str, object]] = []
-        self.delivered: list[tuple[str, object]] = []
+        self.requests: list[tuple[str, Any]] = []  # (path, the JSON body as parsed)
+        self.delivered: list[tuple[str, Any]] = []
         self.script: list[int] = []
         self.lock = threading.Lock()
         receiver = self

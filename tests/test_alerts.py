@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from clickhouse_connect.driver.client import Client
 
 from processors.alerts import AlertEvaluator, two_proportion_z
 from processors.histograms import recompute
@@ -70,7 +73,7 @@ def calls(ch_client, ch_database) -> Calls:
     return Calls(ch_client, ch_database)
 
 
-def alerts_table(client, database: str) -> list[tuple]:
+def alerts_table(client: Client, database: str) -> Sequence[Sequence[Any]]:
     return client.query(
         f"SELECT kind, severity, model, period, threshold, value FROM {database}.alerts FINAL ORDER BY kind, model, threshold"
     ).result_rows

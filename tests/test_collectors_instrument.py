@@ -110,7 +110,7 @@ class _OpenAIFixture(BaseHTTPRequestHandler):
         refuse = part["type"] == "refusal"
         kind = "refusal" if refuse else "output_text"
         where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
-        events = [
+        events: list[dict[str, object]] = [
             {"type": "response.created", "response": {**response, "status": "in_progress", "output": [], "usage": None}}
         ]
         events += [
@@ -173,19 +173,20 @@ def memory() -> Iterator[Instrumentation]:
     inst.shutdown()
 
 
-def _client(base_url: str, **kwargs: object) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base_url, api_key="test", max_retries=0, **kwargs)
+def _client(base_url: str, timeout: float | openai.NotGiven = openai.NOT_GIVEN) -> openai.OpenAI:
+    return openai.OpenAI(base_url=base_url, api_key="test", max_retries=0, timeout=timeout)
 
 
 def _genai_spans(inst: Instrumentation) -> list[ReadableSpan]:
     assert inst.force_flush()
+    assert isinstance(inst.exporter, InMemorySpanExporter)  # the `memory` fixture's
     spans = [span for span in inst.exporter.get_finished_spans() if semconv.OPERATION in (span.attributes or {})]
-    return sorted(spans, key=lambda span: span.start_time)
+    return sorted(spans, key=lambda span: span.start_time or 0)  # a finished span has its start time
 
 
 def _only_genai_span(inst: Instrumentation) -> dict:
     (span,) = _genai_spans(inst)
-    return dict(span.attributes)
+    return dict(span.attributes or {})
 
 
 def test_chat_span_has_genai_conventions_labels_and_timeout(memory, openai_base_url):

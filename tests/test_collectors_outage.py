@@ -49,11 +49,9 @@ def test_broker_down_app_unaffected_drops_counted_collect_503(tmp_path, cutover_
     body = encode_spans(make_spans()).SerializeToString()
 
     def ask() -> str | None:
-        return (
-            client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
-            .choices[0]
-            .message.content
-        )
+        reply = client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+        answer: str | None = reply.choices[0].message.content
+        return answer
 
     try:
         assert ask() == ANSWER

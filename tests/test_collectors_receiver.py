@@ -108,7 +108,7 @@ def consume(bootstrap: str, topic: str, expected: int) -> list:
     consumer = kafka_clients.consumer(
         KafkaConnection.plaintext(bootstrap), "test", topic, auto_offset_reset="earliest", consumer_timeout_ms=5000
     )
-    records = []
+    records: list = []  # kafka-python's ConsumerRecords
     deadline = time.monotonic() + 30
     while len(records) < expected and time.monotonic() < deadline:
         records.extend(consumer)

@@ -21,22 +21,24 @@ REPO = Path(__file__).resolve().parents[1]
 SHOT = REPO / "artifacts" / "screenshots" / "demo-overview.png"
 
 
-def start_demo(env: dict[str, str], *args: str) -> tuple[subprocess.Popen, str]:
+def start_demo(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
     """Start `cutover demo` and return it with the dashboard URL it prints."""
     demo = subprocess.Popen(
         [sys.executable, "-m", "cutover.cli", "demo", *args],
         env=env, cwd=env["CUTOVER_HOME"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    output = demo.stdout
+    assert output is not None  # stdout=PIPE
     selector = selectors.DefaultSelector()
-    selector.register(demo.stdout, selectors.EVENT_READ)
+    selector.register(output, selectors.EVENT_READ)
     seen, deadline = [], time.monotonic() + 240  # a first run fetches the broker's jars
     while time.monotonic() < deadline:
         if selector.select(timeout=1):
-            line = demo.stdout.readline()
+            line = output.readline()
             seen.append(line)
             if line.startswith("dashboard: "):
                 return demo, line.split()[1]
-        assert demo.poll() is None, "".join(seen) + demo.stdout.read()
+        assert demo.poll() is None, "".join(seen) + output.read()
     demo.kill()
     raise AssertionError("no dashboard URL printed:\n" + "".join(seen))
 
@@ -68,7 +70,7 @@ def calls_per_model(url: str) -> dict[str, int]:
     return found
 
 
-def stop(demo: subprocess.Popen) -> str:
+def stop(demo: subprocess.Popen[str]) -> str:
     demo.send_signal(signal.SIGINT)
     output, _ = demo.communicate(timeout=120)
     assert demo.returncode == 0, output

@@ -15,6 +15,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 from streamlit.testing.v1 import AppTest
 
 from cutover import kafka_clients, semconv, store
@@ -40,7 +41,7 @@ def send_calls_through_the_stock_sdk(endpoint: str) -> tuple[Counter, int]:
         model = "gpt-5.5" if i % 4 == 0 else "gpt-5.4"
         with tracer.start_as_current_span("checkout request"):
             other_spans += 1
-            attributes = {
+            attributes: dict[str, AttributeValue] = {
                 semconv.OPERATION: "chat",
                 semconv.PROVIDER: "openai",
                 semconv.REQUEST_MODEL: model,

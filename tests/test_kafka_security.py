@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -25,7 +26,8 @@ from tests.secure_kafka import SecureListeners
 from tests.test_collectors_receiver import by_key, consume, make_spans, start_collect, stop
 
 
-def fields(env: dict[str, str]) -> dict[str, str]:
+def fields(env: dict[str, str]) -> dict[str, Any]:
+    """Settings keyword arguments from `CUTOVER_*` variables (strings, which the settings validate)."""
     return {name.removeprefix("CUTOVER_").lower(): value for name, value in env.items()}
 
 

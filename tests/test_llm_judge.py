@@ -57,14 +57,14 @@ def simulator(tmp_path_factory) -> Iterator[SimulatorThread]:
 def app_calls(base_url: str, rounds: int = 3) -> list[dict]:
     """Calls of the application (instrumented) to two models, as the processor would have stored them."""
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
-    rows = []
+    rows: list[dict] = []
     with openai.OpenAI(base_url=base_url, api_key="sim", max_retries=0, timeout=30) as client:
         for n in range(rounds):
             for task in TASKS:
                 for model in ("gpt-5.4", "gpt-5.5"):
                     reply = client.chat.completions.create(
                         model=model,
-                        messages=CORPUS.messages(task),  # type: ignore[arg-type]
+                        messages=CORPUS.messages(task),
                         extra_headers={NONCE_HEADER: f"judge-{n}"},
                     )
                     rows.append(call_row(task, model, reply.choices[0].message.content or "", start, len(rows)))

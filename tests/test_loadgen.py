@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterable, Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -62,7 +64,7 @@ def consume_spans(bootstrap: str, topic: str, expected: int, timeout: float = 60
 
 
 @pytest.fixture(scope="module")
-def simulator() -> SimulatorThread:
+def simulator() -> Iterator[SimulatorThread]:
     settings = SimulatorSettings(simulator_port=free_port(), simulator_time_scale=0.02, simulator_seed=3)
     with SimulatorThread(settings) as running:
         yield running
@@ -77,7 +79,8 @@ def _loadgen_cli(env: dict[str, str], *args: str) -> dict:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
+    summary: dict = json.loads(done.stdout)
+    return summary
 
 
 def test_loadgen_puts_exactly_one_span_per_primary_and_shadow_call_on_the_topic(
@@ -318,11 +321,14 @@ def test_shadow_mirror_with_the_async_client(kafka_bootstrap, topic, simulator, 
             for i, task in enumerate(tasks):
                 with call_labels(task=task.task):
                     stream = i % 2 == 1
-                    extra = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+                    extra: dict[str, Any] = (
+                        {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+                    )
                     reply = await mirror.acall(
                         client.chat.completions.create, model="gpt-5.4", messages=corpus.messages(task), **extra
                     )
                     if stream:
+                        assert isinstance(reply, AsyncIterable)
                         async for _ in reply:
                             pass
             await mirror.aclose()

@@ -7,7 +7,9 @@ import statistics
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import openai
@@ -19,14 +21,19 @@ from simulator.outcomes import Outcome, Planner
 from simulator.profiles import DEFAULT_PROFILES, ProfileError, load_profiles
 from simulator.server import NONCE_HEADER, SimulatorThread
 from simulator.settings import SimulatorSettings
-from simulator.workload import CORPUS_FILE, Corpus, load_corpus
+from simulator.workload import CORPUS_FILE, Corpus, Task, load_corpus
 
 CORPUS = load_corpus()
 PROFILES = load_profiles()
 
 
-def _messages(task) -> list[tuple[str, str]]:
-    return [(m["role"], m["content"]) for m in CORPUS.messages(task)]
+def _messages(task: Task) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for message in CORPUS.messages(task):
+        content = message.get("content")
+        assert isinstance(content, str)  # the corpus sends plain text
+        pairs.append((message["role"], content))
+    return pairs
 
 
 def _seeded_run(model: str, seed: int = 7, rounds: int = 60) -> list[Outcome]:
@@ -41,11 +48,11 @@ def runs() -> dict[str, list[Outcome]]:
     return {model: _seeded_run(model) for model in ("gpt-5.4", "gpt-5.5", "gpt-5.5-pro", "gpt-4o-mini")}
 
 
-def _rate(outcomes: list[Outcome], predicate) -> float:
+def _rate(outcomes: list[Outcome], predicate: Callable[[Outcome], bool]) -> float:
     return sum(map(predicate, outcomes)) / len(outcomes)
 
 
-def _profile_file(tmp_path: Path, **models: dict) -> Path:
+def _profile_file(tmp_path: Path, **models: dict[str, object]) -> Path:
     """The packaged profiles plus test models: each a copy of gpt-5.4 with `overrides` applied."""
     raw = yaml.safe_load(DEFAULT_PROFILES.read_text())
     raw.pop("defaults")
@@ -112,7 +119,8 @@ def test_gpt55_spends_15_to_25_percent_fewer_output_tokens_on_the_same_tasks(run
 
 def test_gpt55_thinks_longer_before_the_first_token_on_coding_and_is_faster_on_simple(runs):
     def ttft(model: str, task: str) -> float:
-        return statistics.median(o.time_to_first_token_s for o in runs[model] if o.task == task and not o.fault)
+        times: list[float] = [o.time_to_first_token_s for o in runs[model] if o.task == task and not o.fault]
+        return statistics.median(times)
 
     assert ttft("gpt-5.5", "coding") > 1.3 * ttft("gpt-5.4", "coding")
     assert ttft("gpt-5.5-pro", "coding") > ttft("gpt-5.5", "coding")
@@ -177,35 +185,33 @@ def test_same_seed_same_outcomes_other_seed_other_outcomes():
 @pytest.fixture(scope="module")
 def test_profiles(tmp_path_factory) -> Path:
     never = {"faults": {"rate_limited": 0.0, "server_error": 0.0, "stall": 0.0}}
-    return _profile_file(
-        tmp_path_factory.mktemp("profiles"),
-        **{
-            "sim-ok": {**never, "cache_hit_rate": 1.0, "hallucination_rate": {}},
-            "sim-api-refusal": {
-                **never,
-                "refusal": {
-                    "rate": dict.fromkeys(("coding", "knowledge", "rag", "simple"), 1.0),
-                    "sensitive_rate": 1.0,
-                    "api_share": 1.0,
-                },
+    models: dict[str, dict[str, object]] = {
+        "sim-ok": {**never, "cache_hit_rate": 1.0, "hallucination_rate": {}},
+        "sim-api-refusal": {
+            **never,
+            "refusal": {
+                "rate": dict.fromkeys(("coding", "knowledge", "rag", "simple"), 1.0),
+                "sensitive_rate": 1.0,
+                "api_share": 1.0,
             },
-            "sim-prose-refusal": {
-                **never,
-                "refusal": {
-                    "rate": dict.fromkeys(("coding", "knowledge", "rag", "simple"), 1.0),
-                    "sensitive_rate": 1.0,
-                    "api_share": 0.0,
-                },
-            },
-            "sim-429": {"faults": {"rate_limited": 1.0}},
-            "sim-500": {"faults": {"server_error": 1.0}},
-            "sim-stall": {"faults": {"stall": 1.0}},
         },
-    )
+        "sim-prose-refusal": {
+            **never,
+            "refusal": {
+                "rate": dict.fromkeys(("coding", "knowledge", "rag", "simple"), 1.0),
+                "sensitive_rate": 1.0,
+                "api_share": 0.0,
+            },
+        },
+        "sim-429": {"faults": {"rate_limited": 1.0}},
+        "sim-500": {"faults": {"server_error": 1.0}},
+        "sim-stall": {"faults": {"stall": 1.0}},
+    }
+    return _profile_file(tmp_path_factory.mktemp("profiles"), **models)
 
 
 @pytest.fixture(scope="module")
-def simulator(test_profiles) -> SimulatorThread:
+def simulator(test_profiles) -> Iterator[SimulatorThread]:
     settings = SimulatorSettings(
         simulator_port=free_port(), simulator_profiles=test_profiles, simulator_time_scale=0.01, simulator_seed=11
     )
@@ -214,7 +220,7 @@ def simulator(test_profiles) -> SimulatorThread:
 
 
 @pytest.fixture
-def client(simulator) -> openai.OpenAI:
+def client(simulator) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=simulator.base_url, api_key="sim", max_retries=0, timeout=10) as c:
         yield c
 
@@ -317,7 +323,7 @@ def _http_outcomes(base_url: str, count: int) -> list[tuple]:
     """`count` seeded requests through the SDK, concurrently: what each one got back."""
     tasks = [t for items in CORPUS.tasks.values() for t in items]
 
-    def one(i: int) -> tuple:
+    def one(client: openai.OpenAI, i: int) -> tuple:
         task = tasks[i % len(tasks)]
         try:
             reply = client.chat.completions.create(
@@ -327,22 +333,23 @@ def _http_outcomes(base_url: str, count: int) -> list[tuple]:
             return (i, error.status_code)
         except openai.APITimeoutError:
             return (i, "timeout")
-        m = reply.choices[0].message
+        m, usage = reply.choices[0].message, reply.usage
+        assert usage and usage.prompt_tokens_details and usage.completion_tokens_details  # the simulator sends them
         return (
             i,
             m.content,
             m.refusal,
-            reply.usage.prompt_tokens,
-            reply.usage.prompt_tokens_details.cached_tokens,
-            reply.usage.completion_tokens,
-            reply.usage.completion_tokens_details.reasoning_tokens,
+            usage.prompt_tokens,
+            usage.prompt_tokens_details.cached_tokens,
+            usage.completion_tokens,
+            usage.completion_tokens_details.reasoning_tokens,
         )
 
     with (
         openai.OpenAI(base_url=base_url, api_key="sim", max_retries=0, timeout=0.5) as client,
         ThreadPoolExecutor(16) as pool,
     ):
-        return sorted(pool.map(one, range(count)))
+        return sorted(pool.map(partial(one, client), range(count)))
 
 
 def test_seeded_http_runs_are_identical_whatever_the_arrival_order():

