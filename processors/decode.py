@@ -172,8 +172,9 @@ def _output_finish_reason(raw: str) -> str:
     except (ValueError, RecursionError):
         return ""
     for message in messages if isinstance(messages, list) else ():
-        if isinstance(message, dict) and isinstance(message.get("finish_reason"), str):
-            return message["finish_reason"]
+        reason = message.get("finish_reason") if isinstance(message, dict) else None
+        if isinstance(reason, str):
+            return reason
     return ""
 
 
@@ -344,12 +345,12 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                     output_raw = "" if output_raw_v is None else output_raw_v.string_value
                     context_text = "" if context_v is None else context_v.string_value
                     reference_answer = "" if reference_v is None else reference_v.string_value
-                    trace_id = span.trace_id
-                    span_id = span.span_id
+                    trace_bytes = span.trace_id
+                    span_bytes = span.span_id
                     model = model or response_model
-                    if len(trace_id) != 16 or len(span_id) != 8:
+                    if len(trace_bytes) != 16 or len(span_bytes) != 8:
                         raise _Invalid(
-                            f"trace id of {len(trace_id)} bytes / span id of {len(span_id)} bytes (need 16/8)"
+                            f"trace id of {len(trace_bytes)} bytes / span id of {len(span_bytes)} bytes (need 16/8)"
                         )
                     if not model:
                         raise _Invalid("no gen_ai.request.model or gen_ai.response.model")
@@ -401,8 +402,8 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                         content_captured = bool(input_text or output_text)
                     start_time = start // 1000
                     operation = operation or "unknown"
-                    trace_id = trace_id.hex()
-                    span_id = span_id.hex()
+                    trace_id = trace_bytes.hex()
+                    span_id = span_bytes.hex()
                 except _Invalid as problem:
                     problems.append(f"span {span.span_id.hex() or '?'}: {problem}")
                     continue

@@ -193,7 +193,7 @@ def messages(calls: list[Call], per_message: int = 20) -> Iterator[tuple[bytes, 
         yield chunk[0].trace_id.hex().encode(), request_bytes(chunk, extra)
 
 
-def produce(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
+def produce(bootstrap: str, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
     producer = kafka_clients.producer(
         KafkaConnection.plaintext(bootstrap), "test", acks="all", linger_ms=20, max_request_size=16_777_216
     )

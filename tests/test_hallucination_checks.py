@@ -198,7 +198,7 @@ def test_default_checks_on_the_simulator_corpus_written_independently_of_them():
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from quality import simulator_corpus
+    from quality import simulator_corpus  # type: ignore[import-not-found]  # bench/ holds scripts, not a package
 
     examples = simulator_corpus()
     assert len(examples) >= 40

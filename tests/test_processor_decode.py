@@ -101,7 +101,7 @@ def one_span_request(
     *,
     latency_ns: int = 1_500_000_000,
     error: bool = False,
-    events: list[tuple[str, int, dict[str, object]]] = (),
+    events: tuple[tuple[str, int, dict[str, object]], ...] = (),
     name: str = "chat",
     span_id: bytes = b"\x0a" * 8,
     resource: dict[str, object] | None = None,
@@ -218,7 +218,7 @@ def test_openllmetry_cache_reasoning_and_ttft_from_the_first_chunk_event():
                 "llm.usage.total_tokens": 980,
                 "gen_ai.completion.0.finish_reason": "stop",
             },
-            events=[(chunk, 250_000_000, {}), (chunk, 300_000_000, {}), (chunk, 900_000_000, {})],
+            events=((chunk, 250_000_000, {}), (chunk, 300_000_000, {}), (chunk, 900_000_000, {})),
         )
     )
     assert (row["cached_input_tokens"], row["reasoning_tokens"]) == (512, 30)

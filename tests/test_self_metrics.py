@@ -7,6 +7,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -36,7 +37,7 @@ def post(port: int, body: bytes, content_type: str = "application/x-protobuf") -
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status
+            return int(response.status)
     except urllib.error.HTTPError as error:
         return error.code
     except (urllib.error.URLError, ConnectionError):
@@ -50,7 +51,9 @@ def start(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen
     )
 
 
-def wait_for(what: str, predicate, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
+def wait_for(
+    what: str, predicate: Callable[[], object], process: subprocess.Popen[bytes], log_path: Path, timeout: float = 120
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert process.poll() is None, f"{what}: exited early:\n{log_path.read_text()[-3000:]}"
