@@ -20,6 +20,10 @@ from dashboards import stats
 
 DAY_MINUTES = 1440
 MONTH_DAYS = 30
+COLUMNS = [
+    "task", "calls/day", "pairs", "spend/day today", "timeout (s)", "cost Δ/call", "spend/day", "spend/day low",
+    "spend/day high", "p95 (ms)", "p99 (ms)", "over timeout", "refusal today", "refusal", "error today", "error", "note",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -95,12 +99,12 @@ def per_task(
                 "note": f"{n:,} pairs",
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def total(tasks: pd.DataFrame) -> Total:
     """All tasks: projected ones at their projection, the others at today's spend."""
-    projected = tasks[tasks["spend/day"].notna()] if "spend/day" in tasks else tasks.iloc[0:0]
+    projected = tasks[tasks["spend/day"].notna()]
     skipped = tasks[~tasks.index.isin(projected.index)]
     today = float(tasks["spend/day today"].sum())
     spend = float(projected["spend/day"].sum()) + float(skipped["spend/day today"].sum())

@@ -29,9 +29,14 @@ def percentiles(
     return [quantile(merged, q, zero_count) for q in qs]
 
 
-def distribution(buckets: Mapping[int, int], zero_count: int = 0) -> pd.DataFrame:
-    """One row per bucket: its bounds, representative value, count, and the CDF at its upper bound."""
+def distribution(buckets: Mapping[int, int], zero_count: int = 0, dense: bool = False) -> pd.DataFrame:
+    """One row per bucket: its bounds, representative value, count, and the CDF at its upper bound.
+    `dense`: also the empty buckets between the first and last, so a step area drops to zero between
+    a few calls instead of drawing one block across them."""
     items = sorted((int(k), int(v)) for k, v in buckets.items())
+    if dense and items:
+        counts = dict(items)
+        items = [(i, counts.get(i, 0)) for i in range(items[0][0], items[-1][0] + 1)]
     total = zero_count + sum(v for _, v in items)
     rows, seen = [], zero_count
     for index, count in items:

@@ -18,15 +18,20 @@ if merged.empty:
 st.caption("From the per-minute exponential histograms (successful and timed-out calls; fast failures excluded).")
 
 dist = pd.concat(
-    [stats.distribution(row.buckets, row.zero_count).assign(model=row.model) for row in merged.itertuples()],
+    [
+        stats.distribution(row.buckets, row.zero_count, dense=True).assign(model=row.model)
+        for row in merged.itertuples()
+    ],
     ignore_index=True,
 )
 dist["share"] = dist["count"] / dist.groupby("model")["count"].transform("sum")
+few_calls = context.settings().dashboard_compare_min_calls
+sparse = dist[dist.groupby("model")["count"].transform("sum") < few_calls]
 log_x = alt.X("value:Q", title="latency (ms, log scale)", scale=alt.Scale(type="log"))
 hist_col, cdf_col = st.columns(2)
 with hist_col:
     st.subheader("Distribution")
-    st.altair_chart(
+    area = (
         alt.Chart(dist)
         .mark_area(opacity=0.45, interpolate="step")
         .encode(
@@ -34,9 +39,22 @@ with hist_col:
             alt.Y("share:Q", title="share of calls", stack=None, axis=alt.Axis(format="%")),
             color="model:N",
             tooltip=["model", alt.Tooltip("value:Q", format=",.0f"), "count"],
-        ),
-        width="stretch",
+        )
     )
+    # A model with few calls: each call's bucket as a point, which a thin step would hide.
+    points = (
+        alt.Chart(sparse[sparse["count"] > 0])
+        .mark_point(filled=True, size=60)
+        .encode(
+            log_x, alt.Y("share:Q"), color="model:N", tooltip=["model", alt.Tooltip("value:Q", format=",.0f"), "count"]
+        )
+    )
+    st.altair_chart(area + points if len(sparse) else area, width="stretch")
+    if len(sparse):
+        st.caption(
+            f"Points: models with fewer than {few_calls:,} calls in the range (CUTOVER_DASHBOARD_COMPARE_MIN_CALLS), "
+            "one per latency bucket with calls."
+        )
 with cdf_col:
     st.subheader("CDF")
     st.altair_chart(

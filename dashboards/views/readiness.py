@@ -68,16 +68,15 @@ else:
         f"on {int(tasks['pairs'].sum()):,} pairs.{skipped}"
     )
     st.info(sentence, icon=":material/query_stats:")
-shown = tasks.drop(columns=[c for c in ("spend/day low", "spend/day high") if c in tasks])
-if "spend/day" in tasks:
-    shown.insert(
-        shown.columns.get_loc("spend/day") + 1,
-        "spend/day 95% CI",
-        [
-            "–" if pd.isna(lo) else f"{context.usd(lo)} to {context.usd(hi)}"
-            for lo, hi in zip(tasks["spend/day low"], tasks["spend/day high"], strict=True)
-        ],
-    )
+shown = tasks.drop(columns=["spend/day low", "spend/day high"])
+shown.insert(
+    shown.columns.get_loc("spend/day") + 1,
+    "spend/day 95% CI",
+    [
+        "–" if pd.isna(lo) else f"{context.usd(lo)} to {context.usd(hi)}"
+        for lo, hi in zip(tasks["spend/day low"], tasks["spend/day high"], strict=True)
+    ],
+)
 formats = {
     "calls/day": "{:,.0f}",
     "pairs": "{:,}",
@@ -94,7 +93,7 @@ formats = {
     "error": "{:.2%}",
 }
 st.table(
-    shown.style.hide(axis="index").format({k: v for k, v in formats.items() if k in shown}, na_rep="–")
+    shown.style.hide(axis="index").format(formats, na_rep="–")
 )  # static: readable in a screenshot and pasteable into a change request
 st.caption(
     f"Per task: calls/day is {primary}'s served calls (shadow copies left out) over the {window:,.0f} minutes with its "
