@@ -19,15 +19,19 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cutover.store import open_client
-from dashboards import queries, timeseries
+from dashboards import projection, queries, scorecard, timeseries
 from dashboards.queries import Filters
+from dashboards.settings import DashboardSettings
 from tests.dashboard_seed import seed
 
 TARGET_MS = 300.0
 DB = "cutover"
+MODELS = ("gpt-5.4", "gpt-5.5")  # the seed's primary and shadow
 
 
 def main() -> None:
@@ -64,6 +68,34 @@ def main() -> None:
         queries.quality_over_time(client, DB, f, f.grain_minutes)
         timeseries.percentiles_over_time(client, DB, f, "latency_ms", f.grain_minutes, {"p95": 0.95})
 
+    settings = DashboardSettings()
+    fetched: dict[Filters, object] = {}
+
+    def readiness_math(f: Filters) -> None:
+        """The Readiness page's statistics on pairs fetched once (bootstraps, Newcomb, delta method)."""
+        if f not in fetched:
+            fetched[f] = (queries.readiness_pairs(client, DB, f, 50_000), queries.serving_volume(client, DB, f))
+        pairs, volume = fetched[f]  # type: ignore[misc]
+        scorecard.by_group(pairs, "task", settings)
+        tasks = projection.per_task(pairs, volume[volume["model"] == MODELS[0]], f.minutes, 1.0, 200)
+        projection.total(tasks)
+
+    def readiness_page(f: Filters) -> None:
+        """Everything one render of the Readiness page reads and computes (Streamlit's drawing aside)."""
+        pairs = queries.readiness_pairs(client, DB, f, 50_000)
+        volume = queries.serving_volume(client, DB, f)
+        scorecard.by_group(pairs, "task", settings)
+        projection.total(projection.per_task(pairs, volume[volume["model"] == MODELS[0]], f.minutes, 1.0, 200))
+        one_task = Filters(f.start, f.end, (), ("coding",), MODELS)
+        queries.merged_buckets(client, DB, one_task, "latency_ms")
+        queries.timeouts_in_force(client, DB, one_task)
+        for days in (1, 7):
+            queries.merged_buckets(
+                client, DB, Filters(end - timedelta(days=days), end, (), ("coding",), MODELS), "latency_ms"
+            )
+        queries.traffic_by_role(client, DB, f, f.grain_minutes)
+        scorecard.over_time(pairs, "task", list(pd.date_range(f.start, f.end, periods=7)[1:]), settings)
+
     panels: list[tuple[str, Callable[[Filters], object]]] = [
         ("every page: freshness (newest call)", lambda f: queries.freshness(client, DB)),
         ("sidebar: models/services/tasks", lambda f: queries.dimensions(client, DB, f.start, f.end)),
@@ -98,6 +130,17 @@ def main() -> None:
         ("quality: flagged calls (200)", lambda f: queries.flagged_calls(client, DB, f, 200)),
         ("shadow: pairs (50,000 newest)", lambda f: queries.shadow_pairs(client, DB, f, 50_000)),
         ("alerts", lambda f: queries.alerts(client, DB, f)),
+        ("readiness: pairs (50,000 newest)", lambda f: queries.readiness_pairs(client, DB, f, 50_000)),
+        ("readiness: served volume per model x task", lambda f: queries.serving_volume(client, DB, f)),
+        ("readiness: traffic share by role", lambda f: queries.traffic_by_role(client, DB, f, f.grain_minutes)),
+        (
+            "readiness: advisor buckets, one task, 2 models",
+            lambda f: queries.merged_buckets(
+                client, DB, Filters(f.start, f.end, (), ("coding",), MODELS), "latency_ms"
+            ),
+        ),
+        ("readiness: scorecard + projection (math)", lambda f: readiness_math(f)),
+        ("readiness: whole page (queries + math)", lambda f: readiness_page(f)),
     ]
     ranges = {
         "1 h": Filters(start=end - timedelta(hours=1), end=end),

@@ -21,8 +21,8 @@ from dashboards import stats
 DAY_MINUTES = 1440
 MONTH_DAYS = 30
 COLUMNS = [
-    "task", "calls/day", "pairs", "spend/day today", "timeout (s)", "cost Δ/call", "spend/day", "spend/day low",
-    "spend/day high", "p95 (ms)", "p99 (ms)", "over timeout", "refusal today", "refusal", "error today", "error", "note",
+    "task", "calls/day", "pairs", "projected", "spend/day today", "timeout (s)", "cost Δ/call", "spend/day", "spend/day low",
+    "spend/day high", "p95 (ms)", "p99 (ms)", "over timeout", "refusal today", "refusal", "error today", "error",
 ]  # fmt: skip
 
 
@@ -71,7 +71,7 @@ def per_task(
             "timeout (s)": None if timeout_s is None or pd.isna(timeout_s) else float(timeout_s),
         }
         if n < min_pairs:
-            rows.append({**row, "note": f"not projected: {n:,} pairs, fewer than {min_pairs:,}"})
+            rows.append({**row, "projected": f"no: fewer than {min_pairs:,} pairs"})
             continue
         priced = p.dropna(subset=["primary_cost_usd", "shadow_cost_usd"])
         delta = stats.mean_delta(priced["primary_cost_usd"].to_numpy(float), priced["shadow_cost_usd"].to_numpy(float))
@@ -85,6 +85,7 @@ def per_task(
         rows.append(
             {
                 **row,
+                "projected": "yes",
                 "cost Δ/call": None if delta is None else delta.estimate,
                 "spend/day": None if delta is None else spend_today + share * calls_day * delta.estimate,
                 "spend/day low": None if delta is None else spend_today + share * calls_day * delta.low,
@@ -96,7 +97,6 @@ def per_task(
                 "refusal": float(t.refusals) / float(t.calls) + share * refusal_change,
                 "error today": float(t.errors) / float(t.calls),
                 "error": float(t.errors) / float(t.calls) + share * error_change,
-                "note": f"{n:,} pairs",
             }
         )
     return pd.DataFrame(rows, columns=COLUMNS)

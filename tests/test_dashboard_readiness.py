@@ -147,9 +147,10 @@ def test_projection_and_scorecard_equal_sql_over_raw_rows(crafted):
         pairs, delta, p95, p99, over, refusal_change = paired[task]
         assert row["pairs"] == pairs == TASKS[task][0]
         if pairs < 200:
-            assert pd_isna(row["spend/day"]) and row["note"] == f"not projected: {pairs:,} pairs, fewer than 200"
+            assert pd_isna(row["spend/day"]) and row["projected"] == "no: fewer than 200 pairs"
             total_spend += spend * per_day
             continue
+        assert row["projected"] == "yes"
         assert row["cost Δ/call"] == pytest.approx(delta, rel=1e-9)
         assert row["spend/day"] == pytest.approx(spend * per_day + calls * per_day * delta, rel=1e-9)
         assert row["p95 (ms)"] == pytest.approx(p95, rel=1e-9) and row["p99 (ms)"] == pytest.approx(p99, rel=1e-9)

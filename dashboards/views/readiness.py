@@ -245,14 +245,14 @@ if not history.empty:
         .mark_rect()
         .encode(
             alt.X("t:O", title="verdict on the pairs up to", timeUnit="yearmonthdatehoursminutes"),
-            alt.Y(f"{by}:N"),
+            alt.Y(f"{by}:N", axis=alt.Axis(labelOverlap=False)),
             alt.Color(
                 "verdict:N",
                 scale=alt.Scale(domain=["ready", "hold", "regression"], range=["#2ca02c", "#f0ad4e", "#d62728"]),
             ),
             tooltip=["t:T", by, "verdict", "pairs"],
         )
-        .properties(height=40 + 28 * history[by].nunique()),
+        .properties(height=60 + 32 * history[by].nunique()),
         width="stretch",
     )
     st.caption("The scorecard's verdict per " + by + " as it read at each point, on the pairs seen up to it.")
