@@ -212,3 +212,64 @@ def newcomb(k_b: int, n_b: int, k_a: int, n_a: int) -> tuple[float, float]:
     (lb, ub), (la, ua) = wilson(k_b, n_b), wilson(k_a, n_a)
     pb, pa = k_b / n_b, k_a / n_a
     return pb - pa - math.hypot(pb - lb, ua - pa), pb - pa + math.hypot(ub - pb, pa - la)
+
+
+def test_share_service_scorecard_advisor_and_rollout_equal_sql(crafted):
+    client, db, now = crafted
+    at = render("readiness")
+    start, end = _window(at)
+    where = f"start_time >= '{start}' AND start_time < '{end}'"
+
+    # Half the traffic: the projected spend moves by half the paired delta.
+    full = at.table[0].value.set_index("task")
+    at.slider(key="readiness_share").set_value(50).run()
+    half = at.table[0].value.set_index("task")
+    for task in ("extract", "support", "triage"):
+        today, calls, delta = (full.loc[task, c] for c in ("spend/day today", "calls/day", "cost Δ/call"))
+        assert half.loc[task, "spend/day"] == pytest.approx(today + 0.5 * calls * delta, rel=1e-9)
+    assert "If gpt-5.5 took 50% of gpt-5.4's traffic" in at.info[0].value
+
+    # Per service: one row per service, its pairs counted in SQL, every service holding the support regression.
+    at.radio(key="readiness_by").set_value("service").run()
+    card = at.table[1].value
+    counted = dict(
+        client.query(
+            f"""SELECT service, count() FROM (SELECT any(service) AS service FROM {db}.llm_calls FINAL
+                WHERE shadow_pair_id != '' AND {where} GROUP BY shadow_pair_id HAVING count() = 2) GROUP BY service"""
+        ).result_rows
+    )
+    assert dict(zip(card["service"], card["pairs"], strict=True)) == counted
+    assert set(card["verdict"]) == {"regression"}
+    assert all(why.startswith("refusal rate +") for why in card["why"])
+
+    # Timeout advisor for one task: what the recommended timeout would have cut in the last day, from raw rows.
+    at.selectbox(key="readiness_task").set_value("extract").run()
+    cuts = at.table[2].value
+    assert len(cuts) == 4  # 2 models x last day, last week
+    for row in cuts.itertuples(index=False):
+        calls, cut = one(
+            client,
+            f"""SELECT count(), countIf(latency_ms > {row[2] * 1000}) FROM {db}.llm_calls FINAL
+                WHERE model = '{row.model}' AND task = 'extract' AND is_error = 0
+                  AND start_time >= '{min(end, now) - timedelta(days=1 if row.window == "last day" else 7)}'
+                  AND start_time < '{min(end, now)}'""",
+        )
+        assert (row.calls, row[4]) == (calls, cut), row
+        assert cut <= calls * (1 - 0.995) + 1
+
+    # Rollout tracker: the candidate's shadow copies are 10% of the calls served in each whole minute.
+    charts = [c for c in at.get("vega_lite_chart") if '"share of served calls"' in c.proto.spec]
+    from tests.test_dashboard_pages import chart_data
+
+    shares = chart_data(charts[0])[1]
+    served = dict(
+        client.query(
+            f"""SELECT toStartOfMinute(start_time), count() FROM {db}.llm_calls FINAL
+                WHERE shadow_role != 'shadow' AND {where} GROUP BY ALL"""
+        ).result_rows
+    )
+    shadow = shares[shares["role"] == "shadow"]
+    assert len(shadow) > 40
+    for row in shadow.itertuples():
+        minute = row.t.tz_convert(None) if row.t.tzinfo else row.t
+        assert row.share == pytest.approx(row.calls / served[minute.to_pydatetime()], rel=1e-9)
