@@ -3,7 +3,8 @@ each metric tested against a tolerance from the settings, and one verdict: ready
 
 A metric *passes* when its whole 95% interval lies within the tolerance (non-inferiority shown),
 *fails* when its whole interval lies beyond it (a regression shown), and is *unsure* otherwise. A
-group with fewer pairs than `dashboard_scorecard_min_pairs` is on hold whatever its intervals say.
+group with fewer pairs than `dashboard_scorecard_min_pairs` is on hold whatever its intervals say;
+otherwise any failed metric makes a regression, any unsure one a hold, and none a ready.
 Tests: p95 latency ratio, paired percentile bootstrap; error/timeout/refusal/flag rate differences,
 Newcomb hybrid score; agreement, Wilson; cost per call ratio, paired delta method.
 """
@@ -175,12 +176,16 @@ def score(group: str, pairs: pd.DataFrame, settings: DashboardSettings) -> Score
     if failed:
         words = "; ".join(f"{c.metric} {change_words(c)} (limit {limit_words(c)})" for c in failed)
         return Scorecard(group, n, found, "regression", words)
-    unsure = [c for c in found if c.status in ("unsure", "n/a")]
+    # A metric with nothing to measure (no hallucination checks, unpriced calls) does not hold a verdict
+    # forever: it is named instead.
+    unmeasured = [c.metric for c in found if c.status == "n/a"]
+    aside = f" (not measured: {', '.join(unmeasured)})" if unmeasured else ""
+    unsure = [c for c in found if c.status == "unsure"]
     if unsure:
         more = [c.more_pairs for c in unsure if c.more_pairs is not None]
         need = f"≈{max(more):,} more pairs" if more else "more pairs"
-        return Scorecard(group, n, found, "hold", f"{need} to settle {', '.join(c.metric for c in unsure)}")
-    return Scorecard(group, n, found, "ready", "every metric within its limit")
+        return Scorecard(group, n, found, "hold", f"{need} to settle {', '.join(c.metric for c in unsure)}{aside}")
+    return Scorecard(group, n, found, "ready", f"every metric within its limit{aside}")
 
 
 def by_group(pairs: pd.DataFrame, column: str, settings: DashboardSettings) -> list[Scorecard]:

@@ -7,9 +7,12 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from dashboards import filters
+from dashboards import filters, scorecard
+from dashboards.settings import DashboardSettings
 from processors.histograms import recompute
 from processors.schema import migrate
 from tests.test_dashboard_pages import one, point_app_at, render
@@ -273,3 +276,29 @@ def test_share_service_scorecard_advisor_and_rollout_equal_sql(crafted):
     for row in shadow.itertuples():
         minute = row.t.tz_convert(None) if row.t.tzinfo else row.t
         assert row.share == pytest.approx(row.calls / served[minute.to_pydatetime()], rel=1e-9)
+
+
+def _pairs_frame(n: int, cost_factor: float, checked: int) -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    latency = rng.lognormal(7, 0.5, n)
+    cost = rng.uniform(0.001, 0.003, n)
+    frame = {"task": ["x"] * n, "service": ["web"] * n, "last_seen": pd.Timestamp("2026-11-30")}
+    for side, lat, price in (("primary", latency, cost), ("shadow", latency * 0.9, cost * cost_factor)):
+        frame |= {
+            f"{side}_latency_ms": lat, f"{side}_error": 0, f"{side}_timeout": 0, f"{side}_refusal": 0,
+            f"{side}_checked": checked, f"{side}_flag": 0, f"{side}_outcome": "answer", f"{side}_cost_usd": price,
+        }  # fmt: skip
+    return pd.DataFrame(frame)
+
+
+def test_a_metric_with_nothing_to_measure_is_named_not_held_and_cost_can_regress():
+    settings = DashboardSettings(
+        dashboard_scorecard_max_error_increase=0.01, dashboard_scorecard_max_timeout_increase=0.01
+    )
+    ready = scorecard.score("x", _pairs_frame(3000, 1.1, checked=0), settings)
+    assert (ready.verdict, ready.reason) == (
+        "ready",
+        "every metric within its limit (not measured: hallucination-flag rate)",
+    )
+    dearer = scorecard.score("x", _pairs_frame(3000, 2.0, checked=1), settings)
+    assert dearer.verdict == "regression" and dearer.reason == "cost per call +100.0% (limit ≤ +60%)"
