@@ -29,14 +29,9 @@ def percentiles(
     return [quantile(merged, q, zero_count) for q in qs]
 
 
-def distribution(buckets: Mapping[int, int], zero_count: int = 0, dense: bool = False) -> pd.DataFrame:
-    """One row per bucket: its bounds, representative value, count, and the CDF at its upper bound.
-    `dense`: also the empty buckets between the first and last, so a step area drops to zero between
-    a few calls instead of drawing one block across them."""
+def distribution(buckets: Mapping[int, int], zero_count: int = 0) -> pd.DataFrame:
+    """One row per bucket: its bounds, representative value, count, and the CDF at its upper bound."""
     items = sorted((int(k), int(v)) for k, v in buckets.items())
-    if dense and items:
-        counts = dict(items)
-        items = [(i, counts.get(i, 0)) for i in range(items[0][0], items[-1][0] + 1)]
     total = zero_count + sum(v for _, v in items)
     rows, seen = [], zero_count
     for index, count in items:
@@ -44,6 +39,30 @@ def distribution(buckets: Mapping[int, int], zero_count: int = 0, dense: bool = 
         seen += count
         rows.append((low, high, representative(index), count, seen / total if total else 0.0))
     return pd.DataFrame(rows, columns=["low", "high", "value", "count", "cdf"])
+
+
+def display_bins(buckets: Mapping[int, int], per_decade: int = 10) -> pd.DataFrame:
+    """Histogram buckets summed into `per_decade` log-spaced bins for drawing, every bin from the first
+    to the last with calls included (empty ones as 0): a step area then drops to zero between a few
+    calls instead of drawing one block across them, and thousands of calls do not draw as grass.
+    Columns: low, high (bin bounds, ms), count, share (of the calls drawn)."""
+    counts: dict[int, int] = {}
+    for index, count in buckets.items():
+        low, high = bucket_bounds(int(index))
+        bin_ = math.floor(math.log10(math.sqrt(low * high)) * per_decade)
+        counts[bin_] = counts.get(bin_, 0) + int(count)
+    if not counts:
+        return pd.DataFrame(columns=["low", "high", "count", "share"])
+    bins = np.arange(min(counts), max(counts) + 1)
+    count = np.array([counts.get(int(b), 0) for b in bins])
+    return pd.DataFrame(
+        {
+            "low": 10.0 ** (bins / per_decade),
+            "high": 10.0 ** ((bins + 1) / per_decade),
+            "count": count,
+            "share": count / count.sum(),
+        }
+    )
 
 
 @dataclass(frozen=True)

@@ -67,3 +67,16 @@ def test_ratio_intervals_cover_the_true_ratio():
         q = stats.quantile_ratio(rng.lognormal(0, 0.5, 800), rng.lognormal(math.log(1.1), 0.5, 800), resamples=200)
         covered_p95 += q.low <= 0.1 <= q.high
     assert covered_mean >= 88 and covered_p95 >= 88  # nominal 95
+
+
+def test_display_bins_draw_a_few_calls_as_separate_steps():
+    """Three calls at 300 ms, 2 s and 10 s: three bins with a call, every bin between them empty (drawn
+    as zero, not as one block from 300 ms to 10 s), ten bins per decade."""
+    from processors.schema import HISTOGRAM_SCALE
+
+    buckets = {math.ceil(math.log2(v) * 2**HISTOGRAM_SCALE) - 1: 1 for v in (300.0, 2000.0, 10000.0)}
+    bins = stats.display_bins(buckets)
+    assert list(bins["count"][bins["count"] > 0]) == [1, 1, 1] and bins["count"].sum() == 3
+    assert len(bins) == 40 - 24 + 1  # bins 10^(24/10) (251 ms) to 10^(40/10) (10 s)
+    assert (bins["low"] <= 300).iloc[0] and bins["high"].iloc[-1] >= 10000
+    assert bins["share"].sum() == pytest.approx(1.0)
