@@ -80,8 +80,9 @@ def per_task(
         if row["timeout (s)"] is not None:
             limit_ms = float(row["timeout (s)"]) * 1000  # type: ignore[arg-type]
             over = float(((p["shadow_timeout"] == 1) | (p["shadow_latency_ms"] > limit_ms)).sum()) / n
-        refusal_change = (p["shadow_refusal"].sum() - p["primary_refusal"].sum()) / n
-        error_change = (p["shadow_error"].sum() - p["primary_error"].sum()) / n
+        # int(): the flag columns are UInt8, whose numpy sums would wrap below zero when the candidate does better.
+        refusal_change = (int(p["shadow_refusal"].sum()) - int(p["primary_refusal"].sum())) / n
+        error_change = (int(p["shadow_error"].sum()) - int(p["primary_error"].sum())) / n
         rows.append(
             {
                 **row,

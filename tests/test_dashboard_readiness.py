@@ -21,7 +21,7 @@ PRIMARY, CANDIDATE = "gpt-5.4", "gpt-5.5"
 # task -> (pairs, latency factor, latency correlation of the two sides, primary refusal rate, candidate
 # refusal rate, cost factor)
 TASKS = {
-    "extract": (3000, 0.95, 0.999, 0.0, 0.0, 1.2),  # faster, a little dearer: ready
+    "extract": (3000, 0.95, 0.999, 0.02, 0.01, 1.2),  # faster, refuses less, a little dearer: ready
     "support": (1500, 1.0, 0.999, 0.01, 0.08, 1.2),  # refuses 7 points more often: regression
     "triage": (600, 1.10, 0.0, 0.0, 0.0, 1.2),  # p95 at the 10% limit, unrelated per request: hold, more pairs
     "legal": (40, 1.0, 0.999, 0.0, 0.0, 1.2),  # too few pairs: hold
@@ -235,15 +235,21 @@ def test_share_service_scorecard_advisor_and_rollout_equal_sql(crafted):
     # Per service: one row per service, its pairs counted in SQL, every service holding the support regression.
     at.radio(key="readiness_by").set_value("service").run()
     card = at.table[1].value
-    counted = dict(
-        client.query(
-            f"""SELECT service, count() FROM (SELECT any(service) AS service FROM {db}.llm_calls FINAL
-                WHERE shadow_pair_id != '' AND {where} GROUP BY shadow_pair_id HAVING count() = 2) GROUP BY service"""
+    counted = {
+        service: (n, change)
+        for service, n, change in client.query(
+            f"""SELECT service, count(), (sum(s_is_refusal) - sum(p_is_refusal)) / count() FROM (
+                  SELECT any(service) AS service, {_pairs_sql(db, where).split("SELECT any(task) AS task, ")[1]}
+                ) GROUP BY service"""
         ).result_rows
-    )
-    assert dict(zip(card["service"], card["pairs"], strict=True)) == counted
-    assert set(card["verdict"]) == {"regression"}
-    assert all(why.startswith("refusal rate +") for why in card["why"])
+    }
+    assert set(card["service"]) == set(counted) == {"web", "mobile"}
+    for row in card.itertuples(index=False):
+        n, change = counted[row.service]
+        assert row.pairs == n
+        # Support's +7 points diluted by extract's -1 point: about +1.5 points, not yet settled against +1.
+        assert row[list(card.columns).index("refusal rate")].startswith(f"? {change * 100:+.2f} pts")
+        assert row.verdict == "hold" and "refusal rate" in row.why
 
     # Timeout advisor for one task: what the recommended timeout would have cut in the last day, from raw rows.
     at.selectbox(key="readiness_task").set_value("extract").run()

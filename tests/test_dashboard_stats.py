@@ -80,3 +80,17 @@ def test_display_bins_draw_a_few_calls_as_separate_steps():
     assert len(bins) == 40 - 24 + 1  # bins 10^(24/10) (251 ms) to 10^(40/10) (10 s)
     assert (bins["low"] <= 300).iloc[0] and bins["high"].iloc[-1] >= 10000
     assert bins["share"].sum() == pytest.approx(1.0)
+
+
+def test_the_m_out_of_n_p95_interval_covers_and_matches_the_full_bootstrap():
+    rng = np.random.default_rng(5)
+    covered = 0
+    for _ in range(60):
+        base = rng.lognormal(0, 0.5, 20_000)
+        q = stats.quantile_ratio(base, base * 1.1 * rng.lognormal(0, 0.1, 20_000), most=2000)
+        truth = 1.1 * math.exp(1.6449 * (math.hypot(0.5, 0.1) - 0.5)) - 1  # lognormal p95s: exp(1.6449 sigma)
+        covered += q.low <= truth <= q.high
+    assert covered >= 51  # nominal 57 of 60
+    a, b = rng.lognormal(0, 0.5, 20_000), rng.lognormal(0.1, 0.5, 20_000)
+    full, sub = stats.quantile_ratio(a, b, most=20_000), stats.quantile_ratio(a, b, most=2000)
+    assert sub.high - sub.low == pytest.approx(full.high - full.low, rel=0.25)
