@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=14)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--path", type=Path, default=None, help="chDB data path (default: a fresh temporary one)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated parts of panel names: time only those (e.g. 'summary,readiness')"
+    )
     args = parser.parse_args()
 
     path = args.path or Path(tempfile.mkdtemp(prefix="cutover-bench-dashboard-"))
@@ -94,7 +97,7 @@ def main() -> None:
                 client, DB, Filters(end - timedelta(days=days), end, (), ("coding",), MODELS), "latency_ms"
             )
         queries.traffic_by_role(client, DB, f, f.grain_minutes)
-        scorecard.over_time(pairs, "task", list(pd.date_range(f.start, f.end, periods=7)[1:]), settings)
+        scorecard.over_time(pairs, "task", list(pd.date_range(f.start, f.end, periods=5)[1:-1]), settings)
 
     panels: list[tuple[str, Callable[[Filters], object]]] = [
         ("every page: freshness (newest call)", lambda f: queries.freshness(client, DB)),
@@ -156,7 +159,10 @@ def main() -> None:
     )
     print(f"{'panel query':44} {'range':>5} {'median ms':>10} {'min ms':>8} {'target':>7}  verdict")
     misses = 0
+    wanted = [part for part in args.only.split(",") if part]
     for name, run in panels:
+        if wanted and not any(part in name for part in wanted):
+            continue
         for label, f in ranges.items():
             run(f)  # warm-up: first-touch of marks and caches
             times = []

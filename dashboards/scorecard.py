@@ -188,10 +188,18 @@ def score(group: str, pairs: pd.DataFrame, settings: DashboardSettings) -> Score
     return Scorecard(group, n, found, "ready", f"every metric within its limit{aside}")
 
 
+# The columns a scorecard reads: slicing the pairs down to them first keeps each group's copy small.
+_READ = [
+    f"{side}_{name}"
+    for side in ("primary", "shadow")
+    for name in ("latency_ms", "error", "timeout", "refusal", "checked", "flag", "outcome", "cost_usd")
+]
+
+
 def by_group(pairs: pd.DataFrame, column: str, settings: DashboardSettings) -> list[Scorecard]:
     """One scorecard per value of `column` ('task' or 'service'), largest first."""
-    groups = pairs.groupby(column).size().sort_values(ascending=False).index
-    return [score(str(g), pairs[pairs[column] == g], settings) for g in groups]
+    slim = pairs[[column, *_READ]]
+    return [score(str(g), one, settings) for g, one in sorted(slim.groupby(column), key=lambda item: -len(item[1]))]
 
 
 def table(cards: list[Scorecard], label: str) -> pd.DataFrame:
@@ -216,6 +224,7 @@ def over_time(pairs: pd.DataFrame, column: str, cuts: list[pd.Timestamp], settin
     """The verdict per group as it would have read at each cut: on the pairs seen up to it."""
     rows = []
     seen = naive(pairs["last_seen"])
+    pairs = pairs[[column, *_READ]]
     for cut in cuts:
         upto = pairs[seen < cut]
         for card in by_group(upto, column, settings):

@@ -187,7 +187,7 @@ def mean_ratio(primary: np.ndarray, shadow: np.ndarray) -> Delta | None:
 
 
 def quantile_ratio(
-    primary: np.ndarray, shadow: np.ndarray, q: float = 0.95, resamples: int = 200, seed: int = 7, most: int = 4000
+    primary: np.ndarray, shadow: np.ndarray, q: float = 0.95, resamples: int = 200, seed: int = 7, most: int = 2000
 ) -> Delta | None:
     """q-quantile(shadow) / q-quantile(primary) - 1 with a paired bootstrap 95% interval (fixed seed: a
     refresh does not move it). Above `most` pairs it is an m-out-of-n bootstrap: resamples of `most`

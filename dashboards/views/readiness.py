@@ -237,8 +237,10 @@ if not traffic.empty:
         "for shadow, mirrored copies as a share of the calls served. A cutover reads as shadow at 5–10%, then the "
         "candidate's live share rising task by task."
     )
-cuts = list(pd.date_range(pd.Timestamp(f.start), pd.Timestamp(f.end), periods=7)[1:])
-history = scorecard.over_time(p, by, cuts, settings)
+# Three earlier points and now (the table above, not computed twice).
+cuts = list(pd.date_range(pd.Timestamp(f.start), pd.Timestamp(f.end), periods=5)[1:-1])
+now_row = pd.DataFrame([{"t": pd.Timestamp(f.end), by: c.group, "verdict": c.verdict, "pairs": c.pairs} for c in cards])
+history = pd.concat([scorecard.over_time(p, by, cuts, settings), now_row], ignore_index=True)
 if not history.empty:
     st.altair_chart(
         alt.Chart(history)
