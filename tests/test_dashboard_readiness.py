@@ -255,13 +255,14 @@ def test_share_service_scorecard_advisor_and_rollout_equal_sql(crafted):
     at.selectbox(key="readiness_task").set_value("extract").run()
     cuts = at.table[2].value
     assert len(cuts) == 4  # 2 models x last day, last week
+    last = min(end, now).replace(second=0, microsecond=0)
     for row in cuts.itertuples(index=False):
         calls, cut = one(
             client,
             f"""SELECT count(), countIf(latency_ms > {row[2] * 1000}) FROM {db}.llm_calls FINAL
                 WHERE model = '{row.model}' AND task = 'extract' AND is_error = 0
-                  AND start_time >= '{min(end, now) - timedelta(days=1 if row.window == "last day" else 7)}'
-                  AND start_time < '{min(end, now)}'""",
+                  AND start_time >= '{last - timedelta(days=1 if row.window == "last day" else 7)}'
+                  AND start_time < '{last}'""",
         )
         assert (row.calls, row[4]) == (calls, cut), row
         assert cut <= calls * (1 - 0.995) + 1

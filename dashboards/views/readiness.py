@@ -139,6 +139,14 @@ st.caption(
 
 # --- timeout advisor ----------------------------------------------------------------------------
 
+
+@st.cache_data(ttl=600, show_spinner=False)
+def _past_buckets(database: str, past: queries.Filters) -> pd.DataFrame:
+    """A day's or a week's histograms: cached ten minutes, as the month's budget burn is (a minute more of
+    history does not move what a timeout would have cut)."""
+    return queries.merged_buckets(context.client(), database, past, "latency_ms")
+
+
 st.header("Timeout advisor")
 task_names = sorted(p["task"].unique())
 task = st.selectbox("Task", task_names, key="readiness_task")
@@ -180,10 +188,10 @@ if curves:
     )
     st.altair_chart((lines + rules).properties(height=280), width="stretch")
     cut_rows = []
-    last = min(f.end, filters.now())
+    last = min(f.end, filters.now()).replace(second=0, microsecond=0)  # whole minutes: one cache key a minute
     for label, span in (("last day", timedelta(days=1)), ("last week", timedelta(days=7))):
         past = queries.Filters(last - span, last, f.services, (task,), (primary, candidate))
-        history = {r.model: r for r in queries.merged_buckets(client, db, past, "latency_ms").itertuples()}
+        history = {r.model: r for r in _past_buckets(db, past).itertuples()}
         for mark in marks:
             if not mark["what"].startswith("recommended") or mark["model"] not in history:
                 continue
