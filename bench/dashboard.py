@@ -92,12 +92,14 @@ def main() -> None:
         one_task = Filters(f.start, f.end, (), ("coding",), MODELS)
         queries.merged_buckets(client, DB, one_task, "latency_ms")
         queries.timeouts_in_force(client, DB, one_task)
+        queries.traffic_by_role(client, DB, f, f.grain_minutes)
+        scorecard.over_time(pairs, "task", list(pd.date_range(f.start, f.end, periods=5)[1:-1]), settings)
+
+    def advisor_history() -> None:
         for days in (1, 7):
             queries.merged_buckets(
                 client, DB, Filters(end - timedelta(days=days), end, (), ("coding",), MODELS), "latency_ms"
             )
-        queries.traffic_by_role(client, DB, f, f.grain_minutes)
-        scorecard.over_time(pairs, "task", list(pd.date_range(f.start, f.end, periods=5)[1:-1]), settings)
 
     panels: list[tuple[str, Callable[[Filters], object]]] = [
         ("every page: freshness (newest call)", lambda f: queries.freshness(client, DB)),
@@ -144,6 +146,7 @@ def main() -> None:
         ),
         ("readiness: scorecard + projection (math)", lambda f: readiness_math(f)),
         ("readiness: whole page (queries + math)", lambda f: readiness_page(f)),
+        ("readiness: advisor day + week (cached 10 min)*", lambda f: advisor_history()),
     ]
     ranges = {
         "1 h": Filters(start=end - timedelta(hours=1), end=end),
