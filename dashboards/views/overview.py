@@ -108,7 +108,7 @@ def _model_tiles(t: dict, base: dict | None) -> None:
             delta_color="inverse",
             help=f"hallucination flags / calls checked ({t['checked']:,} checked)",
         )
-        c = st.columns(4)
+        c = st.columns(3)  # three a row: a dollar figure in a quarter of the tile is cut to "$0.…"
         c[0].metric(
             "cost/call",
             context.usd(t["cost_per_call"]),
@@ -124,7 +124,8 @@ def _model_tiles(t: dict, base: dict | None) -> None:
         c[2].metric(
             "tokens/call", f"{t['tokens_per_call']:,.0f}", d("tokens_per_call", "{:+,.0f}"), delta_color="inverse"
         )
-        c[3].metric(
+        c = st.columns(3)
+        c[0].metric(
             "unpriced calls", f"{t['unpriced']:,}", help="calls without a price: left out of the cost, never $0"
         )
 
