@@ -340,9 +340,6 @@ def alerts(client: Client, db: str, f: Filters, limit: int = 500) -> pd.DataFram
 
 # --- readiness: scorecard, projection, rollout tracker (issue 12) -----------------------------
 
-# A call's outcome as the shadow comparison and the scorecard's agreement read it.
-_OUTCOME = "multiIf(is_error = 1, 'error', is_refusal = 1, 'refusal', 'answer')"
-
 
 def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataFrame:
     """The newest complete primary/shadow pairs with everything the scorecard and projection compare:
@@ -355,7 +352,6 @@ def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataF
         anyIf(is_refusal, shadow_role = '{r}') AS {r}_refusal,
         anyIf(hallucination_checked, shadow_role = '{r}') AS {r}_checked,
         anyIf(hallucination_flag, shadow_role = '{r}') AS {r}_flag,
-        anyIf({outcome}, shadow_role = '{r}') AS {r}_outcome,
         toNullable(toFloat64(anyIf(cost_usd, shadow_role = '{r}'))) AS {r}_cost_usd"""
     return _df(
         client,
@@ -363,8 +359,8 @@ def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataF
         SELECT shadow_pair_id, max(start_time) AS last_seen,
                anyIf(task, shadow_role = 'primary') AS pair_task,
                anyIf(service, shadow_role = 'primary') AS pair_service,
-               {side.format(r="primary", outcome=_OUTCOME)},
-               {side.format(r="shadow", outcome=_OUTCOME)}
+               {side.format(r="primary")},
+               {side.format(r="shadow")}
         FROM {db}.llm_calls FINAL
         WHERE shadow_pair_id != '' AND {_where(models=False)}
         GROUP BY shadow_pair_id

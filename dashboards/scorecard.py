@@ -108,7 +108,13 @@ def checks(pairs: pd.DataFrame, settings: DashboardSettings) -> list[Check]:
     flags = (int(pairs["primary_flag"].sum()), int(pairs["shadow_flag"].sum()))
     checked = (int(pairs["primary_checked"].sum()), int(pairs["shadow_checked"].sum()))
     out.append(_rate_check("hallucination-flag rate", flags, checked, s.dashboard_scorecard_max_flag_increase))
-    same = int((pairs["primary_outcome"] == pairs["shadow_outcome"]).sum())
+    # Same outcome: both errors, both refusals, or both answers (an error is never counted as a refusal).
+    same = int(
+        (
+            (pairs["primary_error"] == pairs["shadow_error"])
+            & ((pairs["primary_error"] == 1) | (pairs["primary_refusal"] == pairs["shadow_refusal"]))
+        ).sum()
+    )
     agreement = stats.rate(same, n)
     if agreement is None:
         out.append(
@@ -192,7 +198,7 @@ def score(group: str, pairs: pd.DataFrame, settings: DashboardSettings) -> Score
 _READ = [
     f"{side}_{name}"
     for side in ("primary", "shadow")
-    for name in ("latency_ms", "error", "timeout", "refusal", "checked", "flag", "outcome", "cost_usd")
+    for name in ("latency_ms", "error", "timeout", "refusal", "checked", "flag", "cost_usd")
 ]
 
 

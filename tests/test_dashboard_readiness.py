@@ -180,17 +180,20 @@ def test_projection_and_scorecard_equal_sql_over_raw_rows(crafted):
             f"""SELECT task, count(), sum(p_is_refusal), sum(s_is_refusal),
                        quantileExactInclusive(0.95)(s_latency_ms) / quantileExactInclusive(0.95)(p_latency_ms) - 1,
                        avg(toFloat64(s_cost_usd)) / avg(toFloat64(p_cost_usd)) - 1,
-                       (sum(s_hallucination_flag) - sum(p_hallucination_flag)) / count()
+                       (sum(s_hallucination_flag) - sum(p_hallucination_flag)) / count(),
+                       countIf(multiIf(p_is_error = 1, 'error', p_is_refusal = 1, 'refusal', 'answer')
+                               = multiIf(s_is_error = 1, 'error', s_is_refusal = 1, 'refusal', 'answer')) / count()
                 FROM ({_pairs_sql(db, where)}) GROUP BY task"""
         ).result_rows
     }
     for row in card.itertuples(index=False):
-        n, p_ref, s_ref, p95_ratio, cost_ratio, flag_change = figures[row.task]
+        n, p_ref, s_ref, p95_ratio, cost_ratio, flag_change, agreement = figures[row.task]
         cells = dict(zip(card.columns, row, strict=True))
         assert cells["pairs"] == n
         assert cells["p95 latency"].split(" [")[0].endswith(f"{p95_ratio:+.1%}"), cells["p95 latency"]
         assert cells["cost per call"].split(" [")[0].endswith(f"{cost_ratio:+.1%}"), cells["cost per call"]
         assert cells["hallucination-flag rate"].split(" [")[0].endswith(f"{flag_change * 100:+.2f} pts")
+        assert cells["agreement"].split(" [")[0].endswith(f" {agreement:.1%}"), cells["agreement"]
         # The refusal difference and its Newcomb interval, from two Wilson intervals computed here.
         low, high = newcomb(s_ref, n, p_ref, n)
         expected = f"{(s_ref - p_ref) / n * 100:+.2f} pts [{low * 100:+.2f} to {high * 100:+.2f} pts]"
@@ -293,7 +296,7 @@ def _pairs_frame(n: int, cost_factor: float, checked: int) -> pd.DataFrame:
     for side, lat, price in (("primary", latency, cost), ("shadow", latency * 0.9, cost * cost_factor)):
         frame |= {
             f"{side}_latency_ms": lat, f"{side}_error": 0, f"{side}_timeout": 0, f"{side}_refusal": 0,
-            f"{side}_checked": checked, f"{side}_flag": 0, f"{side}_outcome": "answer", f"{side}_cost_usd": price,
+            f"{side}_checked": checked, f"{side}_flag": 0, f"{side}_cost_usd": price,
         }  # fmt: skip
     return pd.DataFrame(frame)
 
