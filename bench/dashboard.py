@@ -19,15 +19,19 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cutover.store import open_client
-from dashboards import queries, timeseries
+from dashboards import projection, queries, scorecard, timeseries
 from dashboards.queries import Filters
+from dashboards.settings import DashboardSettings
 from tests.dashboard_seed import seed
 
 TARGET_MS = 300.0
 DB = "cutover"
+MODELS = ("gpt-5.4", "gpt-5.5")  # the seed's primary and shadow
 
 
 def main() -> None:
@@ -36,6 +40,9 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=14)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--path", type=Path, default=None, help="chDB data path (default: a fresh temporary one)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated parts of panel names: time only those (e.g. 'summary,readiness')"
+    )
     args = parser.parse_args()
 
     path = args.path or Path(tempfile.mkdtemp(prefix="cutover-bench-dashboard-"))
@@ -63,6 +70,36 @@ def main() -> None:
         queries.merged_buckets(client, DB, f, "latency_ms")
         queries.quality_over_time(client, DB, f, f.grain_minutes)
         timeseries.percentiles_over_time(client, DB, f, "latency_ms", f.grain_minutes, {"p95": 0.95})
+
+    settings = DashboardSettings()
+    fetched: dict[Filters, object] = {}
+
+    def readiness_math(f: Filters) -> None:
+        """The Readiness page's statistics on pairs fetched once (bootstraps, Newcomb, delta method)."""
+        if f not in fetched:
+            fetched[f] = (queries.readiness_pairs(client, DB, f, 50_000), queries.serving_volume(client, DB, f))
+        pairs, volume = fetched[f]  # type: ignore[misc]
+        scorecard.by_group(pairs, "task", settings)
+        tasks = projection.per_task(pairs, volume[volume["model"] == MODELS[0]], f.minutes, 1.0, 200)
+        projection.total(tasks)
+
+    def readiness_page(f: Filters) -> None:
+        """Everything one render of the Readiness page reads and computes (Streamlit's drawing aside)."""
+        pairs = queries.readiness_pairs(client, DB, f, 50_000)
+        volume = queries.serving_volume(client, DB, f)
+        scorecard.by_group(pairs, "task", settings)
+        projection.total(projection.per_task(pairs, volume[volume["model"] == MODELS[0]], f.minutes, 1.0, 200))
+        one_task = Filters(f.start, f.end, (), ("coding",), MODELS)
+        queries.merged_buckets(client, DB, one_task, "latency_ms")
+        queries.timeouts_in_force(client, DB, one_task)
+        queries.traffic_by_role(client, DB, f, f.grain_minutes)
+        scorecard.over_time(pairs, "task", list(pd.date_range(f.start, f.end, periods=5)[1:-1]), settings)
+
+    def advisor_history() -> None:
+        for days in (1, 7):
+            queries.merged_buckets(
+                client, DB, Filters(end - timedelta(days=days), end, (), ("coding",), MODELS), "latency_ms"
+            )
 
     panels: list[tuple[str, Callable[[Filters], object]]] = [
         ("every page: freshness (newest call)", lambda f: queries.freshness(client, DB)),
@@ -98,6 +135,18 @@ def main() -> None:
         ("quality: flagged calls (200)", lambda f: queries.flagged_calls(client, DB, f, 200)),
         ("shadow: pairs (50,000 newest)", lambda f: queries.shadow_pairs(client, DB, f, 50_000)),
         ("alerts", lambda f: queries.alerts(client, DB, f)),
+        ("readiness: pairs (50,000 newest)", lambda f: queries.readiness_pairs(client, DB, f, 50_000)),
+        ("readiness: served volume per model x task", lambda f: queries.serving_volume(client, DB, f)),
+        ("readiness: traffic share by role", lambda f: queries.traffic_by_role(client, DB, f, f.grain_minutes)),
+        (
+            "readiness: advisor buckets, one task, 2 models",
+            lambda f: queries.merged_buckets(
+                client, DB, Filters(f.start, f.end, (), ("coding",), MODELS), "latency_ms"
+            ),
+        ),
+        ("readiness: scorecard + projection (math)", lambda f: readiness_math(f)),
+        ("readiness: whole page (queries + math)", lambda f: readiness_page(f)),
+        ("readiness: advisor day + week (cached 10 min)*", lambda f: advisor_history()),
     ]
     ranges = {
         "1 h": Filters(start=end - timedelta(hours=1), end=end),
@@ -113,7 +162,10 @@ def main() -> None:
     )
     print(f"{'panel query':44} {'range':>5} {'median ms':>10} {'min ms':>8} {'target':>7}  verdict")
     misses = 0
+    wanted = [part for part in args.only.split(",") if part]
     for name, run in panels:
+        if wanted and not any(part in name for part in wanted):
+            continue
         for label, f in ranges.items():
             run(f)  # warm-up: first-touch of marks and caches
             times = []

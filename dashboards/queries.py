@@ -136,7 +136,9 @@ def model_summary(client: Client, db: str, f: Filters) -> pd.DataFrame:
                toFloat64(sumIf(cost_usd, cost_usd IS NOT NULL)) AS spend_usd,
                countIf(cost_usd IS NULL) AS unpriced,
                sum(input_tokens) AS input_tokens,
-               sum(output_tokens) AS output_tokens
+               sum(output_tokens) AS output_tokens,
+               min(start_time) AS first_call,
+               countIf(shadow_role = 'shadow') AS shadow_calls
         FROM {db}.llm_calls FINAL
         WHERE {_where()}
         GROUP BY model
@@ -333,6 +335,79 @@ def alerts(client: Client, db: str, f: Filters, limit: int = 500) -> pd.DataFram
         LIMIT %(limit)s
         """,
         f.params(limit=limit),
+    )
+
+
+# --- readiness: scorecard, projection, rollout tracker (issue 12) -----------------------------
+
+
+def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataFrame:
+    """The newest complete primary/shadow pairs with everything the scorecard and projection compare:
+    per side latency, error, timeout, refusal, hallucination check and flag, cost and client timeout."""
+    side = """
+        anyIf(model, shadow_role = '{r}') AS {r}_model,
+        anyIf(latency_ms, shadow_role = '{r}') AS {r}_latency_ms,
+        anyIf(is_error, shadow_role = '{r}') AS {r}_error,
+        anyIf(is_timeout, shadow_role = '{r}') AS {r}_timeout,
+        anyIf(is_refusal, shadow_role = '{r}') AS {r}_refusal,
+        anyIf(hallucination_checked, shadow_role = '{r}') AS {r}_checked,
+        anyIf(hallucination_flag, shadow_role = '{r}') AS {r}_flag,
+        toNullable(toFloat64(anyIf(cost_usd, shadow_role = '{r}'))) AS {r}_cost_usd"""
+    return _df(
+        client,
+        f"""
+        SELECT shadow_pair_id, max(start_time) AS last_seen,
+               anyIf(task, shadow_role = 'primary') AS pair_task,
+               anyIf(service, shadow_role = 'primary') AS pair_service,
+               {side.format(r="primary")},
+               {side.format(r="shadow")}
+        FROM {db}.llm_calls FINAL
+        WHERE shadow_pair_id != '' AND {_where(models=False)}
+        GROUP BY shadow_pair_id
+        HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
+        ORDER BY last_seen DESC
+        LIMIT %(limit)s
+        """,
+        f.params(limit=limit),
+    ).rename(columns={"pair_task": "task", "pair_service": "service"})  # aliases may not shadow filtered columns
+
+
+def serving_volume(client: Client, db: str, f: Filters) -> pd.DataFrame:
+    """Per model, task and service: the calls it served (shadow copies left out), their first start,
+    priced spend, errors, refusals and the client timeout most of them ran with."""
+    return _df(
+        client,
+        f"""
+        SELECT model, task, service,
+               count() AS calls,
+               min(start_time) AS first_call,
+               countIf(cost_usd IS NOT NULL) AS priced,
+               toFloat64(sumIf(cost_usd, cost_usd IS NOT NULL)) AS spend_usd,
+               sum(is_error) AS errors,
+               sum(is_timeout) AS timeouts,
+               sum(is_refusal) AS refusals,
+               anyHeavyIf(client_timeout_s, client_timeout_s IS NOT NULL) AS timeout_s
+        FROM {db}.llm_calls FINAL
+        WHERE shadow_role != 'shadow' AND {_where()}
+        GROUP BY model, task, service
+        """,
+        f.params(),
+    )
+
+
+def traffic_by_role(client: Client, db: str, f: Filters, grain_minutes: int) -> pd.DataFrame:
+    """Calls per (time bucket, model, role): role is 'primary', 'shadow' or 'live' (not mirrored)."""
+    return _df(
+        client,
+        f"""
+        SELECT toStartOfInterval(start_time, toIntervalMinute(%(grain)s)) AS t, model,
+               if(shadow_role = '', 'live', toString(shadow_role)) AS role, count() AS calls
+        FROM {db}.llm_calls FINAL
+        WHERE {_where()}
+        GROUP BY t, model, role
+        ORDER BY t, model, role
+        """,
+        f.params(grain=grain_minutes),
     )
 
 

@@ -34,3 +34,73 @@ class DashboardSettings(BudgetSettings):  # the budget lines use the processor's
     dashboard_agent_api: bool = Field(
         default=False, description="Serve Streamlit's agent API (page contents as JSON) next to the app."
     )
+    # --- cutover decisions: the Overview's comparisons and the Readiness page (issue 12) ---
+    dashboard_compare_min_calls: int = Field(
+        default=200,
+        ge=1,
+        le=10_000_000,
+        description="Fewest calls a model needs in the range before its Overview tiles are compared with A's; "
+        "below it the tiles carry a 'too few calls' marker.",
+    )
+    dashboard_scorecard_min_pairs: int = Field(
+        default=200,
+        ge=20,
+        le=10_000_000,
+        description="Fewest shadow pairs a task (or service) needs before the scorecard gives a verdict or the "
+        "projection projects it; below it: hold.",
+    )
+    dashboard_scorecard_max_p95_increase: float = Field(
+        default=0.10,
+        ge=0,
+        le=10,
+        description="Scorecard: most the candidate's p95 latency may exceed the primary's on the same requests, "
+        "as a fraction (0.10 = 10% slower).",
+    )
+    dashboard_scorecard_max_error_increase: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="Scorecard: most the candidate's error rate may exceed the primary's, as a fraction of calls "
+        "(0.005 = half a percentage point).",
+    )
+    dashboard_scorecard_max_timeout_increase: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="Scorecard: most the candidate's timeout rate may exceed the primary's, as a fraction of calls.",
+    )
+    dashboard_scorecard_max_refusal_increase: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Scorecard: most the candidate's refusal rate may exceed the primary's, as a fraction of calls "
+        "(0.01 = one percentage point).",
+    )
+    dashboard_scorecard_max_flag_increase: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Scorecard: most the candidate's hallucination-flag rate (flagged / checked) may exceed the "
+        "primary's, as a fraction.",
+    )
+    dashboard_scorecard_min_agreement: float = Field(
+        default=0.90,
+        ge=0,
+        le=1,
+        description="Scorecard: least share of pairs in which both models had the same outcome (answer, refusal "
+        "or error).",
+    )
+    dashboard_scorecard_max_cost_increase: float = Field(
+        default=0.60,
+        ge=0,
+        le=100,
+        description="Scorecard: most the candidate's cost per call may exceed the primary's on the same requests, "
+        "as a fraction (0.60 = 60% dearer, the top of the brief's 20-60% range).",
+    )
+    dashboard_timeout_target: float = Field(
+        default=0.995,
+        gt=0.5,
+        lt=1,
+        description="Readiness page: the success rate the recommended timeout lets finish, and the share the "
+        "projection's timeout column is read against.",
+    )

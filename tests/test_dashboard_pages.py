@@ -21,7 +21,7 @@ from processors.agreement import DEFINITION, pair_agrees
 from tests.dashboard_seed import seed
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")
-PAGES = ["overview", "latency", "cost", "quality", "shadow", "alerts", "sql_explorer"]
+PAGES = ["overview", "latency", "cost", "quality", "shadow", "readiness", "alerts", "sql_explorer"]
 OK = "(is_error = 0 OR is_timeout = 1)"  # the calls the latency histograms cover
 
 
@@ -178,35 +178,62 @@ def test_overview_charts_equal_sql_over_raw_rows(seeded):
         assert row.value == pytest.approx(per_bucket.get((naive(row.t), row.model), 0)), row
 
 
+TILES = 13  # per model
+
+
+def traffic_minutes(client, db: str, model: str, start: datetime, end: datetime) -> float:
+    """The minutes of [start, end) with the model's traffic: from its first call there to the end (or now)."""
+    first = one(
+        client,
+        f"SELECT min(start_time) FROM {db}.llm_calls WHERE model = '{model}' AND start_time >= '{start}' AND start_time < '{end}'",
+    )[0].replace(tzinfo=None)
+    return (min(end, filters.now()) - max(first, start)).total_seconds() / 60
+
+
 def test_overview_tiles_equal_sql_over_raw_rows(seeded):
     client, db = seeded
     at = render("overview")
     window = default_window(at)
+    start, end = (
+        datetime.fromisoformat(x) for x in re.match(r"(\S+ \S+) to (\S+ \S+) UTC", at.sidebar.caption[0].value).groups()
+    )
     headers = [h.value for h in at.subheader]
     # A and B default to the two busiest models; tiles are read in page order, one container per model.
     assert sorted(headers) == ["gpt-5.4", "gpt-5.5 (B)", "gpt-x-preview"]
-    metrics = [(m.label, m.value) for m in at.metric]
-    assert len(metrics) == 11 * len(headers)
+    metrics = [(m.label, m.value, m.delta) for m in at.metric]
+    assert len(metrics) == TILES * len(headers)
+    every = one(client, f"SELECT count() FROM {db}.llm_calls FINAL WHERE {window}")[0]
+    per_call = {}
     for i, header in enumerate(headers):
         model = header.removesuffix(" (B)")
-        tile = dict(metrics[i * 11 : (i + 1) * 11])
+        tile = {label: value for label, value, _ in metrics[i * TILES : (i + 1) * TILES]}
+        deltas = {label: delta for label, _, delta in metrics[i * TILES : (i + 1) * TILES]}
         calls, errors, refusals, checked, flagged, cost, unpriced, tokens = one(
             client,
             f"""SELECT count(), sum(is_error), sum(is_refusal), sum(hallucination_checked), sum(hallucination_flag),
                        toFloat64(sum(cost_usd)), countIf(cost_usd IS NULL), sum(input_tokens + output_tokens)
                 FROM {db}.llm_calls FINAL WHERE model = '{model}' AND {window}""",
         )
+        minutes = traffic_minutes(client, db, model, start, end)
+        assert 59 < minutes < 60  # the seed's traffic fills the hour; the clock stands 30 s into the last minute
         assert tile["calls"] == f"{calls:,}"
-        assert tile["calls/min"] == f"{calls / 60:,.1f}"  # default range: the last hour
+        assert tile["calls/min"] == f"{calls / minutes:,.1f}"  # over the time with traffic, not the range
+        assert tile["traffic share"] == f"{calls / every * 100:.1f}%"
         assert tile["error %"] == f"{errors / calls * 100:.2f}%"
         assert tile["refusal %"] == f"{refusals / calls * 100:.2f}%"
         assert tile["flagged %"] == f"{flagged / checked * 100:.2f}%"
         assert tile["unpriced calls"] == f"{unpriced:,}"
         assert tile["tokens/call"] == f"{tokens / calls:,.0f}"
         if cost is None:  # every call unpriced: unknown, never $0
-            assert tile["cost/hour"] == "–"
+            assert tile["cost/hour"] == tile["cost/call"] == "–"
         else:
-            assert number(tile["cost/hour"]) == pytest.approx(cost, abs=0.01)
+            assert number(tile["cost/hour"]) == pytest.approx(cost / (minutes / 60), abs=0.01)
+            assert number(tile["cost/call"]) == pytest.approx(cost / (calls - unpriced), abs=0.00005)
+            per_call[model] = cost / (calls - unpriced)
+        # B against A: per call only; rates and totals that follow traffic share are never differenced.
+        assert not deltas["calls/min"] and not deltas["cost/hour"] and not deltas["traffic share"]
+        if header.endswith("(B)"):
+            assert number(deltas["cost/call"]) == pytest.approx(per_call["gpt-5.5"] - per_call["gpt-5.4"], abs=0.00001)
         for q in (0.5, 0.95, 0.99):
             exact = one(
                 client,
@@ -214,6 +241,16 @@ def test_overview_tiles_equal_sql_over_raw_rows(seeded):
             )[0]
             shown = number(tile[f"p{int(q * 100)} latency"])
             assert shown == pytest.approx(exact, rel=0.012), (model, q)  # 0.54% bucket error + display rounding
+
+
+def test_too_few_calls_to_compare_is_marked_and_shows_no_deltas(seeded, monkeypatch):
+    monkeypatch.setattr(
+        context, "_settings", context.settings().model_copy(update={"dashboard_compare_min_calls": 10_000})
+    )
+    at = render("overview")
+    marked = [w.value for w in at.warning if w.value.startswith("Too few calls to compare with gpt-5.4")]
+    assert len(marked) == 1 and "CUTOVER_DASHBOARD_COMPARE_MIN_CALLS" in marked[0]
+    assert not any(m.delta for m in at.metric)
 
 
 def test_timeout_advisor_counts_equal_sql_over_raw_rows(seeded):
@@ -351,7 +388,7 @@ def test_empty_and_missing_store_say_what_to_do(ch_client, ch_database, chdb_pat
     assert any("no services, tasks or models to pick" in i.value for i in empty.sidebar.info), [
         i.value for i in empty.sidebar.info
     ]
-    if page in ("overview", "latency", "cost", "quality", "shadow"):
+    if page in ("overview", "latency", "cost", "quality", "shadow", "readiness"):
         assert any("Is the processor (`cutover process`" in i.value for i in empty.info), [i.value for i in empty.info]
 
 
@@ -367,7 +404,7 @@ def test_a_shared_link_opens_a_past_window_and_its_numbers(seeded):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="range").value == "Custom"
-    tiles = {m.label: m.value for m in at.metric[:11]}  # the first container: model A
+    tiles = {m.label: m.value for m in at.metric[:TILES]}  # the first container: model A
     model = at.subheader[0].value
     calls = one(
         client,
@@ -375,4 +412,4 @@ def test_a_shared_link_opens_a_past_window_and_its_numbers(seeded):
     )[0]
     assert 0 < calls < one(client, f"SELECT count() FROM {db}.llm_calls WHERE model = '{model}'")[0]
     assert tiles["calls"] == f"{calls:,}"
-    assert tiles["calls/min"] == f"{calls / 60:,.1f}"
+    assert tiles["calls/min"] == f"{calls / traffic_minutes(client, db, model, start, end):,.1f}"

@@ -19,9 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "artifacts" / "screenshots"
 # url path -> the least number of charts with their own data the page must show (layered and
 # concatenated charts carry their data in their parts, which the agent API does not count)
-PAGES = {"": 2, "latency": 5, "cost": 4, "quality": 2, "shadow": 2, "alerts": 0, "sql": 0}
+PAGES = {"": 2, "latency": 5, "cost": 4, "quality": 2, "shadow": 2, "readiness": 2, "alerts": 0, "sql": 0}
 # The Latency page is shot taller: its timeout advisor table, the number an SRE pastes into an incident, is at the bottom.
-HEIGHT = {"latency": 2600}
+HEIGHT = {"latency": 2600, "readiness": 3600}
+# The readiness page is opened on six hours: at the seed's rate the last hour holds fewer pairs per task than
+# CUTOVER_DASHBOARD_SCORECARD_MIN_PAIRS, and the shot should show projected tasks and real verdicts.
+QUERY = {"readiness": "range=Last+6+hours"}
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +71,11 @@ def served(tmp_path_factory):
 
 def agent(base: str, page: str) -> dict:
     import json
+    from urllib.parse import parse_qs
 
     request = urllib.request.Request(
         f"{base}/_stcore/agent/interact",
-        data=json.dumps({"page": page}).encode(),
+        data=json.dumps({"page": page, "query_params": parse_qs(QUERY.get(page, ""))}).encode(),
         headers={"content-type": "application/json"},
     )
     return json.loads(urllib.request.urlopen(request, timeout=120).read())
@@ -99,14 +103,22 @@ def test_page_is_served_with_non_empty_charts_and_a_screenshot(served, page):
     with_data = [c for c in charts if c.get("data", {}).get("row_count", 0) > 0]
     assert len(with_data) >= PAGES[page], f"{page}: {len(with_data)} of {len(charts)} charts have data"
     if page == "":  # the Overview
-        assert len(nodes(snapshot["tree"], "metric")) >= 33  # 11 tiles x 3 models
+        assert len(nodes(snapshot["tree"], "metric")) >= 39  # 13 tiles x 3 models
     if page == "latency":  # the advisor is a static table (a dataframe's canvas is blank in a screenshot)
         assert not nodes(snapshot["tree"], "dataframe"), nodes(snapshot["tree"], "dataframe")
         assert nodes(snapshot["tree"], "table"), sorted({n.get("type") for n in nodes_any(snapshot["tree"])})
 
+    if page == "readiness":  # the projection's sentence, its table and the scorecard's table
+        texts = [
+            str(n) for n in nodes_any(snapshot["tree"]) if "If gpt-5.5 took 100% of gpt-5.4" in str(n.get("body", ""))
+        ]
+        assert texts, "no projection sentence"
+        assert len(nodes(snapshot["tree"], "table")) >= 2, sorted({n.get("type") for n in nodes_any(snapshot["tree"])})
+
     shot = SHOTS / f"{page or 'overview'}.png"
     least = 0.01 if PAGES[page] else 0.002
-    ink = screenshot(f"{served}/{page}", shot, height=HEIGHT.get(page, 1800), min_ink=least)
+    url = f"{served}/{page}" + (f"?{QUERY[page]}" if page in QUERY else "")
+    ink = screenshot(url, shot, height=HEIGHT.get(page, 1800), min_ink=least)
     assert ink > least, f"the page area is blank ({ink:.2%} non-white pixels)"
 
 
@@ -116,3 +128,17 @@ def nodes_any(tree: object) -> list[dict]:
         for value in (tree.values() if isinstance(tree, dict) else tree if isinstance(tree, list) else [])
         for found in nodes_any(value)
     ]
+
+
+def test_the_overview_answers_at_its_name(served):
+    """`/overview` opens the Overview (its tiles), not Streamlit's "Page not found" dialog over it."""
+    snapshot = agent(served, "overview")
+    assert not nodes(snapshot["tree"], "exception")
+    assert "page_not_found" not in json_text(snapshot) and "Page not found" not in json_text(snapshot)
+    assert len(nodes(snapshot["tree"], "metric")) >= 39, snapshot["page"]
+
+
+def json_text(value: object) -> str:
+    import json
+
+    return json.dumps(value)

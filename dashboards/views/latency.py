@@ -21,22 +21,31 @@ dist = pd.concat(
     [stats.distribution(row.buckets, row.zero_count).assign(model=row.model) for row in merged.itertuples()],
     ignore_index=True,
 )
-dist["share"] = dist["count"] / dist.groupby("model")["count"].transform("sum")
-log_x = alt.X("value:Q", title="latency (ms, log scale)", scale=alt.Scale(type="log"))
+bins = pd.concat(
+    [stats.display_bins(row.buckets).assign(model=row.model) for row in merged.itertuples()], ignore_index=True
+)
 hist_col, cdf_col = st.columns(2)
 with hist_col:
     st.subheader("Distribution")
+    # The last bin's upper edge closes each model's step, so a single bin still draws with its width.
+    edges = pd.concat([bins, bins.groupby("model").tail(1).assign(low=lambda b: b["high"], share=0.0)])
     st.altair_chart(
-        alt.Chart(dist)
-        .mark_area(opacity=0.45, interpolate="step")
+        alt.Chart(edges)
+        .mark_area(opacity=0.45, interpolate="step-after")
         .encode(
-            log_x,
+            alt.X("low:Q", title="latency (ms, log scale)", scale=alt.Scale(type="log")),
             alt.Y("share:Q", title="share of calls", stack=None, axis=alt.Axis(format="%")),
             color="model:N",
-            tooltip=["model", alt.Tooltip("value:Q", format=",.0f"), "count"],
+            tooltip=[
+                "model",
+                alt.Tooltip("low:Q", title="from ms", format=",.0f"),
+                alt.Tooltip("high:Q", title="to ms", format=",.0f"),
+                "count",
+            ],
         ),
         width="stretch",
     )
+    st.caption("Ten log-spaced bins per decade of latency; an empty bin between calls draws as zero.")
 with cdf_col:
     st.subheader("CDF")
     st.altair_chart(

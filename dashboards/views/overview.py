@@ -15,18 +15,32 @@ from dashboards import context, filters, queries, stats, timeseries
 st.title("Overview")
 
 
+def traffic_minutes(first_call: object, f: queries.Filters) -> float:
+    """Minutes of the range with traffic: from the model's first call in it to the range's end (or now)."""
+    first = pd.Timestamp(first_call)
+    first = first.tz_convert(None) if first.tzinfo else first
+    start = max(first.to_pydatetime(), f.start)
+    return max((min(f.end, filters.now()) - start).total_seconds() / 60, 1.0)
+
+
 def _tiles(summary: pd.DataFrame, latency: pd.DataFrame, f: queries.Filters) -> pd.DataFrame:
     """One row per model with every tile's number."""
     rows = []
     lat = {row.model: row for row in latency.itertuples()}
+    every = int(summary["calls"].sum())
     for row in summary.itertuples():
         hist = lat.get(row.model)
         p50, p95, p99 = stats.percentiles(hist.buckets, hist.zero_count) if hist is not None else (None, None, None)
+        minutes = traffic_minutes(row.first_call, f)
+        priced = row.calls - row.unpriced
         rows.append(
             {
                 "model": row.model,
                 "calls": int(row.calls),
-                "calls_per_min": row.calls / f.minutes,
+                "shadow_calls": int(row.shadow_calls),
+                "share": row.calls / every,
+                "minutes": minutes,
+                "calls_per_min": row.calls / minutes,
                 "p50_ms": p50,
                 "p95_ms": p95,
                 "p99_ms": p99,
@@ -34,7 +48,8 @@ def _tiles(summary: pd.DataFrame, latency: pd.DataFrame, f: queries.Filters) -> 
                 "refusal_rate": row.refusals / row.calls,
                 "flag_rate": row.flagged / row.checked if row.checked else None,
                 "checked": int(row.checked),
-                "cost_per_hour": row.spend_usd / (f.minutes / 60),
+                "cost_per_call": row.spend_usd / priced if priced else None,
+                "cost_per_hour": row.spend_usd / (minutes / 60) if priced else None,
                 "unpriced": int(row.unpriced),
                 "tokens_per_call": (row.input_tokens + row.output_tokens) / row.calls,
             }
@@ -50,22 +65,33 @@ def _delta(b: float | None, a: float | None, fmt: str) -> str | None:
 
 
 def _model_tiles(t: dict, base: dict | None) -> None:
+    least = context.settings().dashboard_compare_min_calls
+    few = base is not None and min(t["calls"], base["calls"]) < least
+
     def d(key: str, fmt: str) -> str | None:
-        return _delta(t[key], base[key], fmt) if base else None
+        return _delta(t[key], base[key], fmt) if base and not few else None
 
     with st.container(border=True):
         st.subheader(f"{t['model']}{' (B)' if base else ''}")
+        if few:
+            st.warning(
+                f"Too few calls to compare with {base['model']} (fewer than {least:,} on one side, "  # type: ignore[index]
+                "CUTOVER_DASHBOARD_COMPARE_MIN_CALLS): no deltas shown.",
+                icon=":material/scale:",
+            )
         c = st.columns(3)
         c[0].metric(
             "calls/min",
             f"{t['calls_per_min']:,.1f}",
-            d("calls_per_min", "{:+,.1f}"),
-            delta_color="off",
-            help="average over the selected range (calls ÷ its minutes); the chart below shows each minute",
+            help=f"calls ÷ the {t['minutes']:,.1f} minutes with its traffic (from its first call in the range to the "
+            "range's end or now), not the whole range; the chart below shows each minute",
         )
         c[1].metric("calls", f"{t['calls']:,}")
         c[2].metric(
-            "tokens/call", f"{t['tokens_per_call']:,.0f}", d("tokens_per_call", "{:+,.0f}"), delta_color="inverse"
+            "traffic share",
+            context.pct(t["share"], 1),
+            help=f"its share of all calls in the range; {t['shadow_calls']:,} of its calls are shadow copies. "
+            "B's tiles compare per call, never totals, so a 10% shadow is not read as a saving",
         )
         c = st.columns(3)
         c[0].metric("p50 latency", context.ms(t["p50_ms"]), d("p50_ms", "{:+,.0f} ms"), delta_color="inverse")
@@ -82,11 +108,24 @@ def _model_tiles(t: dict, base: dict | None) -> None:
             delta_color="inverse",
             help=f"hallucination flags / calls checked ({t['checked']:,} checked)",
         )
-        c = st.columns(3)
+        c = st.columns(3)  # three a row: a dollar figure in a quarter of the tile is cut to "$0.…"
         c[0].metric(
-            "cost/hour", context.usd(t["cost_per_hour"]), d("cost_per_hour", "{:+,.2f} $"), delta_color="inverse"
+            "cost/call",
+            context.usd(t["cost_per_call"]),
+            d("cost_per_call", "{:+,.5f} $"),
+            delta_color="inverse",
+            help="priced spend ÷ priced calls",
         )
         c[1].metric(
+            "cost/hour",
+            context.usd(t["cost_per_hour"]),
+            help="priced spend ÷ the hours with its traffic: its own traffic share, so not compared across models",
+        )
+        c[2].metric(
+            "tokens/call", f"{t['tokens_per_call']:,.0f}", d("tokens_per_call", "{:+,.0f}"), delta_color="inverse"
+        )
+        c = st.columns(3)
+        c[0].metric(
             "unpriced calls", f"{t['unpriced']:,}", help="calls without a price: left out of the cost, never $0"
         )
 
