@@ -255,8 +255,8 @@ def independent() -> None:
 
 
 def shadow_agreement() -> None:
-    """Shadow agreement (processors/agreement.py) on real model text: FaithBench dev summaries."""
-    from processors.agreement import MIN_SIMILARITY, answers_agree
+    """Shadow agreement (cutover/agreement.py) on real model text: FaithBench dev summaries."""
+    from cutover.agreement import MIN_SIMILARITY, answers_agree
     from processors.data.paraphrases import changed_number_pairs, other_passage_pairs, paraphrase_pairs
 
     print(f"shadow agreement (FaithBench dev, similarity threshold {MIN_SIMILARITY})")

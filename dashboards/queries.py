@@ -482,7 +482,7 @@ def example_queries(db: str, path: Path = SQL_DOC) -> list[tuple[str, str]]:
     return [(title, re.sub(r"\bcutover\.", f"{db}.", body.strip())) for title, body in found]
 
 
-# --- shadow agreement (answers' text, for processors/agreement.py) ----------------------------
+# --- shadow agreement (answers' text, for cutover/agreement.py) ----------------------------
 
 
 def shadow_pair_texts(

@@ -1,7 +1,7 @@
 """How a candidate model words an answer: the same facts as the corpus answer in other words.
 
 Real models never repeat each other's text, so a simulator that answers two models with one
-string would make shadow agreement (processors/agreement.py) look perfect. Phrase swaps and a
+string would make shadow agreement (cutover/agreement.py) look perfect. Phrase swaps and a
 lead-in change the wording; numbers, names, identifiers and code blocks are never touched, so
 a planted wrong fact survives the rewording and a right one stays right. The verb that states
 a fact ("was approved by") is kept: agreement finds a substituted fact by its unchanged

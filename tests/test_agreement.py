@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.agreement import answers_agree, pair_agrees
+from cutover.agreement import answers_agree, pair_agrees
 from processors.data.paraphrases import changed_number_pairs, other_passage_pairs, paraphrase_pairs
 
 

@@ -14,10 +14,10 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 from cutover import store
+from cutover.agreement import DEFINITION, pair_agrees
 from dashboards import context, filters
 from dashboards.freshness import HINT, ago
 from dashboards.settings import DashboardSettings
-from processors.agreement import DEFINITION, pair_agrees
 from tests.dashboard_seed import seed
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboards" / "app.py")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cutover.histogram import bucket_bounds
+from cutover.histogram import HISTOGRAM_SCALE, bucket_bounds
 from dashboards import stats
 
 
@@ -72,8 +72,6 @@ def test_ratio_intervals_cover_the_true_ratio():
 def test_display_bins_draw_a_few_calls_as_separate_steps():
     """Three calls at 300 ms, 2 s and 10 s: three bins with a call, every bin between them empty (drawn
     as zero, not as one block from 300 ms to 10 s), ten bins per decade."""
-    from processors.schema import HISTOGRAM_SCALE
-
     buckets = {math.ceil(math.log2(v) * 2**HISTOGRAM_SCALE) - 1: 1 for v in (300.0, 2000.0, 10000.0)}
     bins = stats.display_bins(buckets)
     assert list(bins["count"][bins["count"] > 0]) == [1, 1, 1] and bins["count"].sum() == 3

@@ -366,7 +366,7 @@ def test_seeded_http_runs_are_identical_whatever_the_arrival_order():
 
 def test_the_candidate_paraphrases_same_facts_in_other_words(runs):
     """Shadow pairs never match verbatim, yet a right answer agrees with the primary's and a planted error does not."""
-    from processors.agreement import answers_agree
+    from cutover.agreement import answers_agree
 
     tasks = {t.id: t for items in CORPUS.tasks.values() for t in items}
     answers = [o for o in runs["gpt-5.5"] if o.task_id and not o.fault and not o.refusal and o.finish_reason == "stop"]

@@ -9,8 +9,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from cutover.histogram import bucket_bounds
 from dashboards import context, filters, projection, queries, scorecard, stats
-from processors.histograms import bucket_bounds
 
 st.title("Cutover readiness")
 f = filters.current()

@@ -6,8 +6,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from cutover import agreement as agreement_of
 from dashboards import context, filters, queries, stats
-from processors import agreement as agreement_of
 
 AGREEMENT_PAIRS = 5_000
 st.title("Shadow comparison")
