@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from processors.decode import DECODED_FIELDS
 from processors.pricing import PriceBook
+from processors.providers import normalise as normalise_provider
 
 # Written columns of llm_calls; the rest (ingested_at, hallucination_sample_rate) take defaults.
 CALL_COLUMNS = (
@@ -22,6 +23,7 @@ CALL_COLUMNS = (
     "hallucination_checked",
     "hallucination_flag",
     "version",
+    "price_source",
 )
 # The version of a freshly decoded call row; the hallucination worker re-inserts version + 1.
 FIRST_VERSION = 1
@@ -50,13 +52,17 @@ class Enricher:
         billed = [
             response or model for model, response in zip(decoded["model"], decoded["response_model"], strict=True)
         ]
-        costs, versions = self._book.costs(
+        providers = decoded["provider"] = [
+            normalise_provider(provider, model) for provider, model in zip(decoded["provider"], billed, strict=True)
+        ]
+        priced = self._book.costs(
             billed,
             decoded["start_time"],
             decoded["input_tokens"],
             decoded["cached_input_tokens"],
             decoded["output_tokens"],
             decoded["reasoning_tokens"],
+            providers=providers,
         )
         classify = self._refusal_source
         sources = [
@@ -68,13 +74,14 @@ class Enricher:
         n = len(rows)
         del decoded["api_refusal"]
         decoded.update(
-            cost_usd=costs,
-            price_version=versions,
+            cost_usd=priced.costs,
+            price_version=priced.versions,
             is_refusal=[source != "" for source in sources],
             refusal_source=sources,
             hallucination_checked=[False] * n,
             hallucination_flag=[False] * n,
             version=[FIRST_VERSION] * n,
+            price_source=priced.sources,
         )
         return decoded
 

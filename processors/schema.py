@@ -68,6 +68,7 @@ def statements(database: str, retention_days: int) -> list[str]:
             kafka_offset        UInt64,
             ingested_at         DateTime64(3, 'UTC') DEFAULT now64(3),
             version             UInt64,
+            price_source        LowCardinality(String),
             INDEX idx_trace trace_id TYPE bloom_filter(0.001) GRANULARITY 4,
             INDEX idx_pair shadow_pair_id TYPE bloom_filter(0.001) GRANULARITY 4
         )
@@ -77,6 +78,8 @@ def statements(database: str, retention_days: int) -> list[str]:
         {ttl}
         SETTINGS non_replicated_deduplication_window = 1000
         """,
+        # Columns added after the first release, for tables created before them.
+        f"ALTER TABLE {db}.llm_calls ADD COLUMN IF NOT EXISTS price_source LowCardinality(String) AFTER version",
         f"""
         CREATE TABLE IF NOT EXISTS {db}.hallucination_flags (
             span_id      String,

@@ -153,7 +153,9 @@ class ProcessorService:
         """
         settings = self.settings
         database = settings.clickhouse_database
-        self._enricher = Enricher(PriceBook.load(settings.prices_file), refusal_source)
+        self._enricher = Enricher(
+            PriceBook.load(settings.prices_file, fallback=settings.price_fallback), refusal_source
+        )
         self._starting = True
         try:
             self.client = self._client or self._retrying(lambda: client_for(settings), what="ClickHouse connection")

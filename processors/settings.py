@@ -61,6 +61,10 @@ class ProcessorSettings(BudgetSettings):
         default=None,
         description="Price book YAML (versioned, dated USD per 1M tokens); default: the packaged processors/prices.yaml.",
     )
+    price_fallback: bool = Field(
+        default=True,
+        description="Price models the price book lacks from the genai-prices database (its historic list prices).",
+    )
     model_timeouts: str = Field(
         default="",
         description="Client timeouts in seconds per model family, e.g. `gpt-5.4=30,gpt-5.5=45`; p99 above it alerts.",
