@@ -45,6 +45,7 @@ from processors.decode import decode
 from processors.dlq import DeadLetter, DeadLetterQueue
 from processors.enrich import Enricher, row_dicts
 from processors.hallucination import HallucinationWorker
+from processors.logs_join import LogsJoiner
 from processors.pricing import PriceBook
 from processors.refusal import refusal_source
 from processors.schema import migrate
@@ -141,6 +142,7 @@ class ProcessorService:
         self._starting = False
         self._dlq: DeadLetterQueue | None = None
         self._hallucination: HallucinationWorker | None = None
+        self._logs: LogsJoiner | None = None
         self.partitions: list[int] = []  # partitions of the spans topic this instance owns now
         self.failure: BaseException | None = None
 
@@ -186,6 +188,9 @@ class ProcessorService:
         self._consumer.subscribe([settings.spans_topic], listener=_Rebalance(self))
         self._hallucination = HallucinationWorker(self.client, database, settings)
         self._hallucination.start()
+        # GenAI content sent as OTLP log records: joined onto written rows by its own consumer thread.
+        self._logs = LogsJoiner(self.client, database, settings, refusal_source, self._hallucination.submit)
+        self._logs.start()
         self._alerts = AlertEvaluator(self.client, database, settings)
         # Start-up objects (modules, clients, schemas) live as long as the process: moved out of
         # the collector's reach, each full collection walks only the batches in flight
@@ -214,6 +219,8 @@ class ProcessorService:
             if thread.is_alive():
                 self._give_up.set()
                 thread.join(5)
+        if self._logs is not None:
+            self._logs.stop(max(1.0, deadline - time.monotonic()))
         if self._hallucination is not None:
             self._hallucination.stop()
         if self._dlq is not None:
