@@ -27,12 +27,14 @@ COMMON = ["openai>=1.100,<3", "opentelemetry-sdk>=1.30", "opentelemetry-exporter
 # library -> its own requirements (the versions issue 10 was reported against)
 LIBRARIES: dict[str, list[str]] = {
     "official": ["opentelemetry-instrumentation-genai-openai==1.3b0"],
-    "openai-v2": ["opentelemetry-instrumentation-openai-v2==2.4b0"],
+    # 2.4b0 imports `opentelemetry.util.genai.instruments`, which util-genai 1.2b0 renamed
+    "openai-v2": ["opentelemetry-instrumentation-openai-v2==2.4b0", "opentelemetry-util-genai==1.1b0"],
     "openllmetry-0.62": ["opentelemetry-instrumentation-openai==0.62.4"],
-    "openllmetry-0.47": ["opentelemetry-instrumentation-openai==0.47.5"],
+    # 0.47.5 imports the Events API (`opentelemetry._events`), which opentelemetry-api dropped after 1.38
+    "openllmetry-0.47": ["opentelemetry-instrumentation-openai==0.47.5", "opentelemetry-sdk==1.38.0"],
     "openlit": ["openlit==1.45.0"],
     "openinference": ["openinference-instrumentation-openai==0.1.66"],
-    "logfire": ["logfire[openai]==5.4.0"],
+    "logfire": ["logfire==5.4.0"],
 }
 
 
@@ -71,11 +73,12 @@ def run(library: str, simulator: str, collector: str, calls: int) -> list[dict[s
             "--calls",
             str(calls),
         ],
-        check=True,
         capture_output=True,
         text=True,
         timeout=600,
     )
+    if done.returncode:
+        raise RuntimeError(f"the {library} driver failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
