@@ -16,7 +16,6 @@ import argparse
 import hashlib
 import json
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -105,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -59,7 +59,9 @@ def instrument(library: str, tracer_provider: Any, collector: str) -> None:
 
         OpenAIInstrumentor().instrument(tracer_provider=tracer_provider)
     elif library == "openai-v2":
-        os.environ.setdefault("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+        # event mode: the content travels as OTLP log records (joined by processors/logs_join.py)
+        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
+        os.environ.setdefault("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "EVENT_ONLY")
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
         OpenAIInstrumentor().instrument(tracer_provider=tracer_provider)
@@ -71,7 +73,7 @@ def instrument(library: str, tracer_provider: Any, collector: str) -> None:
     elif library == "openlit":
         import openlit
 
-        openlit.init(tracer=tracer_provider.get_tracer("openlit"), capture_message_content=True, disable_metrics=True)
+        openlit.init(otlp_endpoint=collector, capture_message_content=True, disable_metrics=True)
     elif library == "openinference":
         from openinference.instrumentation.openai import OpenAIInstrumentor
 
