@@ -3,7 +3,8 @@
     python bench/enrichment.py
 
 - pricing: `PriceBook.cost` with its model and (family, day) lookups cached, against the
-  same calls with the caches cleared before each call;
+  same calls with the caches cleared before each call; and the batched `PriceBook.costs` on
+  our book's models against a mix where half the calls are priced by the genai-prices fallback;
 - refusal classifier: answers per second on the labelled answers and on 4x longer ones;
 - hallucination checks: calls per second of each default check on the labelled set, with
   the text-feature caches cleared after every call (each real call brings new texts).
@@ -39,10 +40,17 @@ def rate(function: Callable[[], int], seconds: float = 1.0) -> float:
 def pricing() -> None:
     book = PriceBook.load()
     rng = random.Random(3)
-    models = ["gpt-5.4", "gpt-5.5-2026-04-23", "gpt-5.5", "gpt-5.5-pro", "gpt-4o-mini", "unknown-model"]
+    ours = ["gpt-5.4", "gpt-5.5-2026-04-23", "gpt-5.5", "gpt-5.5-pro", "gpt-4o-mini", "unknown-model"]
+    # priced by the genai-prices fallback; Claude and Gemini have a 200k-token tier
+    others = [
+        ("claude-sonnet-4-5-20250929", "anthropic"),
+        ("gemini-2.5-pro", "gcp.gemini"),
+        ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", "aws.bedrock"),
+        ("mistral-large-latest", "mistral_ai"),
+    ]
     days = [date(2026, 11, 1) + timedelta(days=d) for d in range(3)]
     calls = [
-        (rng.choice(models), rng.choice(days), rng.randint(100, 50_000), rng.randint(0, 100), rng.randint(0, 4_000), 0)
+        (rng.choice(ours), rng.choice(days), rng.randint(100, 50_000), rng.randint(0, 100), rng.randint(0, 4_000), 0)
         for _ in range(10_000)
     ]
 
@@ -55,12 +63,36 @@ def pricing() -> None:
         for call in calls:
             book._families_of.clear()
             book._rates_of.clear()
+            book._call_rates.clear()
             book.cost(*call)
         return len(calls)
 
     fast, slow = rate(cached), rate(uncached)
     print(
         f"pricing   cost() cached {fast:>10,.0f} calls/s   caches cleared {slow:>10,.0f}/s   ratio {fast / slow:.1f}x"
+    )
+
+    # The hot-path form, one batch of 10k calls: our book's models, then a mix with fallback models.
+    def batch(mix: list[tuple[str, str]]) -> Callable[[], int]:
+        picked = [rng.choice(mix) for _ in range(10_000)]
+        models, providers = [m for m, _ in picked], [p for _, p in picked]
+        starts = [(rng.choice(days) - date(1970, 1, 1)).days * 86_400_000_000 for _ in picked]
+        inputs = [rng.choice([rng.randint(100, 50_000), rng.randint(150_000, 300_000)]) for _ in picked]
+        cached_in = [rng.randint(0, n) for n in inputs]
+        outputs = [rng.randint(0, 4_000) for _ in picked]
+        reasoning = [rng.randint(0, n) for n in outputs]
+
+        def run() -> int:
+            book.costs(models, starts, inputs, cached_in, outputs, reasoning, providers=providers)
+            return len(models)
+
+        return run
+
+    book_only = rate(batch([(m, "openai") for m in ours]))
+    mixed = rate(batch([(m, "openai") for m in ours] + others))
+    print(
+        f"pricing   costs() batch: book models {book_only:>10,.0f} calls/s"
+        f"   half genai-prices fallback {mixed:>10,.0f}/s   ratio {book_only / mixed:.2f}x"
     )
 
 

@@ -1,6 +1,8 @@
-"""`cutover collect`: an OTLP/HTTP trace receiver that writes to Kafka like the Collector's kafkaexporter.
+"""`cutover collect`: an OTLP/HTTP trace and log receiver that writes to Kafka like the Collector's kafkaexporter.
 
-`POST /v1/traces` takes `application/x-protobuf` or `application/json` (OTLP/JSON: hex ids),
+`POST /v1/traces` (to the spans topic, one message per trace) and `POST /v1/logs` (GenAI content
+events as log records, to the logs topic, one message per request like the kafkaexporter's
+`otlp_proto` logs) take `application/x-protobuf` or `application/json` (OTLP/JSON: hex ids),
 optionally gzip-encoded, and answers only after Kafka has acknowledged every record of the
 request: 200 with an `ExportTraceServiceResponse`; 400 (malformed, with the reason), 413 (over
 `CUTOVER_COLLECT_MAX_BODY_BYTES`, also after gunzip, or a trace over Kafka's message size), 415 (other content types or encodings);
@@ -19,15 +21,16 @@ import json
 import logging
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.rpc.status_pb2 import Status
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -57,19 +60,22 @@ class Rejection(Exception):
     reason: str
 
 
-def decode(body: bytes, media_type: str) -> ExportTraceServiceRequest:
+RequestT = TypeVar("RequestT", ExportTraceServiceRequest, ExportLogsServiceRequest)
+
+
+def decode(body: bytes, media_type: str, kind: type[RequestT] = ExportTraceServiceRequest) -> RequestT:
     """Parse an OTLP protobuf or OTLP/JSON body; `Rejection(400)` says what is wrong."""
     if media_type == PROTOBUF:
         try:
-            return ExportTraceServiceRequest.FromString(body)
+            return kind.FromString(body)
         except DecodeError as error:
-            raise Rejection(400, f"body is not an OTLP ExportTraceServiceRequest: {error}") from None
+            raise Rejection(400, f"body is not an OTLP {kind.__name__}: {error}") from None
     try:
         document = json.loads(body)
         if not isinstance(document, dict):
             raise ValueError("the top level must be an object")
         _hex_ids_to_base64(document)
-        return json_format.ParseDict(document, ExportTraceServiceRequest(), ignore_unknown_fields=True)
+        return json_format.ParseDict(document, kind(), ignore_unknown_fields=True)
     except (ValueError, json_format.ParseError) as error:
         raise Rejection(400, f"body is not OTLP/JSON: {error}") from None
 
@@ -92,6 +98,10 @@ def _hex_ids_to_base64(document: dict[str, Any]) -> None:
                 convert(span, "traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
                 for link in span.get("links") or ():
                     convert(link, "traceId", "trace_id", "spanId", "span_id")
+    for resource_logs in document.get("resourceLogs") or document.get("resource_logs") or ():
+        for scope_logs in resource_logs.get("scopeLogs") or resource_logs.get("scope_logs") or ():
+            for record in scope_logs.get("logRecords") or scope_logs.get("log_records") or ():
+                convert(record, "traceId", "trace_id", "spanId", "span_id")
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
@@ -116,27 +126,45 @@ class Receiver:
         self.counts: Counter[str] = Counter()
 
     async def traces(self, request: Request) -> Response:
+        return await self._export(
+            request, ExportTraceServiceRequest, split_by_trace, self.settings.spans_topic, ExportTraceServiceResponse()
+        )
+
+    async def logs(self, request: Request) -> Response:
+        return await self._export(
+            request, ExportLogsServiceRequest, _whole_logs, self.settings.logs_topic, ExportLogsServiceResponse()
+        )
+
+    async def _export(
+        self,
+        request: Request,
+        kind: type[RequestT],
+        split: Callable[[RequestT], list[TraceMessage]],
+        topic: str,
+        response: Message,
+    ) -> Response:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         as_json = media_type == JSON
         try:
             if media_type not in (PROTOBUF, JSON):
                 raise Rejection(415, f"Content-Type must be {PROTOBUF} or {JSON}, got {media_type or 'none'!r}")
             body = await self._body(request)
-            trace_request = await asyncio.to_thread(decode, body, media_type)
-            messages = await asyncio.to_thread(split_by_trace, trace_request)
-            await self._produce(messages)
+            parsed = await asyncio.to_thread(decode, body, media_type, kind)
+            messages = await asyncio.to_thread(split, parsed)
+            await self._produce(messages, topic)
         except Rejection as rejection:
             self.counts[str(rejection.status)] += 1
             metrics.REQUESTS.labels(status=str(rejection.status)).inc()
             if rejection.status >= 500:
                 log.warning("answering %d: %s", rejection.status, rejection.reason)
             return _status(rejection, as_json)
+        count = "logs" if kind is ExportLogsServiceRequest else "spans"
         spans = sum(message.spans for message in messages)
-        self.counts.update({"200": 1, "spans": spans, "messages": len(messages)})
+        self.counts.update({"200": 1, count: spans, "messages": len(messages)})
         metrics.REQUESTS.labels(status="200").inc()
-        metrics.SPANS.inc(spans)
+        if count == "spans":
+            metrics.SPANS.inc(spans)
         metrics.MESSAGES.inc(len(messages))
-        response = ExportTraceServiceResponse()
         if as_json:
             return Response(json_format.MessageToJson(response), media_type=JSON)
         return Response(response.SerializeToString(), media_type=PROTOBUF)
@@ -158,7 +186,7 @@ class Receiver:
         body = b"".join(chunks)
         return gunzip(body, limit) if encoding == "gzip" else body
 
-    async def _produce(self, messages: list[TraceMessage]) -> None:
+    async def _produce(self, messages: list[TraceMessage], topic: str) -> None:
         if not messages:
             return
         producer = await asyncio.to_thread(self.producer.get)
@@ -166,7 +194,7 @@ class Receiver:
             raise Rejection(503, f"Kafka unavailable: {self.producer.last_error}")
         loop = asyncio.get_running_loop()
         acks = [loop.create_future() for _ in messages]
-        await asyncio.to_thread(self._send_all, producer, messages, acks, loop)
+        await asyncio.to_thread(self._send_all, producer, topic, messages, acks, loop)
         try:
             async with asyncio.timeout(self.settings.collect_ack_timeout_s):
                 outcomes = await asyncio.gather(*acks, return_exceptions=True)
@@ -182,13 +210,14 @@ class Receiver:
     def _send_all(
         self,
         producer: KafkaProducer,
+        topic: str,
         messages: list[TraceMessage],
         acks: list[asyncio.Future[None]],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         for index, (message, ack) in enumerate(zip(messages, acks, strict=True)):
             try:
-                future = producer.send(self.settings.spans_topic, key=message.key, value=message.value)
+                future = producer.send(topic, key=message.key, value=message.value)
             except KafkaTimeoutError as error:
                 # No topic metadata in time: the rest of the request would wait just as long in vain.
                 for pending in acks[index:]:
@@ -213,16 +242,23 @@ class Receiver:
                     or "none"
                 )
                 log.info(
-                    "last %.0fs: %d requests accepted, %d spans -> %d Kafka messages; rejected %s",
+                    "last %.0fs: %d requests accepted, %d spans and %d log records -> %d Kafka messages; rejected %s",
                     interval_s,
                     delta["200"],
                     delta["spans"],
+                    delta["logs"],
                     delta["messages"],
                     rejected,
                 )
 
     async def close(self) -> None:
         await asyncio.to_thread(self.producer.close, self.settings.collect_ack_timeout_s)
+
+
+def _whole_logs(request: ExportLogsServiceRequest) -> list[TraceMessage]:
+    """A log request as one Kafka message (unkeyed), as the kafkaexporter writes `otlp_proto` logs."""
+    records = sum(len(scope.log_records) for resource in request.resource_logs for scope in resource.scope_logs)
+    return [TraceMessage(b"", request.SerializeToString(), records)] if records else []
 
 
 def _settle(ack: asyncio.Future[None], error: BaseException | None) -> None:
@@ -262,7 +298,13 @@ def create_app(settings: CollectorSettings) -> Starlette:
             reporter.cancel()
         await receiver.close()
 
-    return Starlette(routes=[Route("/v1/traces", receiver.traces, methods=["POST"])], lifespan=lifespan)
+    return Starlette(
+        routes=[
+            Route("/v1/traces", receiver.traces, methods=["POST"]),
+            Route("/v1/logs", receiver.logs, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
 
 
 def serve(settings: CollectorSettings) -> None:
@@ -273,7 +315,8 @@ def serve(settings: CollectorSettings) -> None:
 
     print(
         f"cutover collect: OTLP/HTTP on http://{settings.collect_host}:{settings.collect_port}/v1/traces "
-        f"-> Kafka {settings.kafka_bootstrap} ({settings.kafka_security_protocol}) topic {settings.spans_topic}",
+        f"and /v1/logs -> Kafka {settings.kafka_bootstrap} ({settings.kafka_security_protocol}) "
+        f"topics {settings.spans_topic}, {settings.logs_topic}",
         flush=True,
     )
     uvicorn.run(

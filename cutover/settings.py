@@ -39,6 +39,10 @@ class CutoverSettings(BaseSettings):
         description="Topic of OTLP protobuf span batches (the Collector kafkaexporter's default).",
     )
     dlq_topic: str = Field(default="otlp_spans_dlq", description="Dead-letter topic for undecodable messages.")
+    logs_topic: str = Field(
+        default="otlp_logs",
+        description="Topic of OTLP protobuf log batches: GenAI content events, joined onto their calls (the kafkaexporter's default).",
+    )
     consumer_group: str = Field(default="cutover-processor", description="Kafka consumer group of the processors.")
     clickhouse_url: str = Field(
         default="",
@@ -101,7 +105,7 @@ class CutoverSettings(BaseSettings):
             return value.rstrip("/")
         raise ValueError(f"expected chdb://PATH or http(s)://host:port, got {value!r}")
 
-    @field_validator("spans_topic", "dlq_topic", "consumer_group")
+    @field_validator("spans_topic", "dlq_topic", "logs_topic", "consumer_group")
     @classmethod
     def _topic(cls, value: str) -> str:
         if not re.match(r"^[A-Za-z0-9._\-]{1,249}$", value):

@@ -79,6 +79,7 @@ COLUMNS: tuple[Column, ...] = (
     # Added after the first release (old stores get them by migration, old rows the default).
     Column("tokens_reported", "UInt8", "decoded", default="1"),
     Column("refusal_kind", _LC, "derived", default="''"),
+    Column("price_source", _LC, "derived"),
 )
 BY_NAME: dict[str, Column] = {column.name: column for column in COLUMNS}
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from processors.columns import CALL_COLUMNS, DECODED_FIELDS
 from processors.pricing import PriceBook
+from processors.providers import normalise as normalise_provider
 
 # The version of a freshly decoded call row; the hallucination worker re-inserts version + 1.
 FIRST_VERSION = 1
@@ -42,19 +43,24 @@ class Enricher:
         billed = [
             response or model for model, response in zip(decoded["model"], decoded["response_model"], strict=True)
         ]
-        costs, versions = self._book.costs(
+        providers = decoded["provider"] = [
+            normalise_provider(provider, model) for provider, model in zip(decoded["provider"], billed, strict=True)
+        ]
+        priced = self._book.costs(
             billed,
             decoded["start_time"],
             decoded["input_tokens"],
             decoded["cached_input_tokens"],
             decoded["output_tokens"],
             decoded["reasoning_tokens"],
+            providers=providers,
         )
         if not all(decoded["tokens_reported"]):
             for i, reported in enumerate(decoded["tokens_reported"]):
                 if not reported:
-                    costs[i] = None
-                    versions[i] = NO_TOKENS
+                    priced.costs[i] = None
+                    priced.versions[i] = NO_TOKENS
+                    priced.sources[i] = ""
         classify = self._refusal
         verdicts = [
             classify(api, finish, text) if api or text or finish == "content_filter" else ("", "")
@@ -66,14 +72,15 @@ class Enricher:
         n = len(rows)
         del decoded["api_refusal"]
         decoded.update(
-            cost_usd=costs,
-            price_version=versions,
+            cost_usd=priced.costs,
+            price_version=priced.versions,
             is_refusal=[source != "" for source in sources],
             refusal_source=sources,
             hallucination_checked=[False] * n,
             hallucination_flag=[False] * n,
             version=[FIRST_VERSION] * n,
             refusal_kind=[kind for _, kind in verdicts],
+            price_source=priced.sources,
         )
         return {name: decoded[name] for name in CALL_COLUMNS}
 

@@ -40,6 +40,7 @@ def statements(database: str, retention_days: int) -> list[str]:
         {ttl}
         SETTINGS non_replicated_deduplication_window = 1000
         """,
+        # Columns added after the first release, for tables created before them.
         f"""
         CREATE TABLE IF NOT EXISTS {db}.hallucination_flags (
             span_id      String,

@@ -52,6 +52,7 @@ from processors.enrich import Enricher, row_dicts
 from processors.failures import PermanentWriteError, permanent_cause
 from processors.group_watch import GroupSource, GroupView, GroupWatch
 from processors.hallucination import HallucinationWorker
+from processors.logs_join import LogsJoiner
 from processors.pricing import PriceBook
 from processors.refusal import refusal
 from processors.retry import backoff, stop_within
@@ -269,8 +270,9 @@ class ProcessorService:
         self.client: Client | None = client
         self._given_parts = parts
         self._parts: Parts | None = None
-        self._enricher = Enricher(PriceBook.load(settings.prices_file), refusal)
+        self._enricher = Enricher(PriceBook.load(settings.prices_file, fallback=settings.price_fallback), refusal)
         self._alerts: AlertEvaluator | None = None
+        self._logs: LogsJoiner | None = None
         self._stopping = threading.Event()  # asked to stop (signal, stop(), a failure)
         self._give_up = threading.Event()  # a stop's deadline passed during a retry
         self._threads: list[threading.Thread] = []
@@ -345,6 +347,9 @@ class ProcessorService:
         content.start()
         metrics.HALLUCINATION_QUEUE.set_function(lambda: content.backlog)
         metrics.HALLUCINATION_SAMPLE_RATE.set_function(lambda: content.sample_rate)
+        # GenAI content sent as OTLP log records: joined onto written rows by its own consumer thread.
+        self._logs = LogsJoiner(client, database, settings, refusal, content.submit)
+        self._logs.start()
         self._alerts = AlertEvaluator(client, database, settings)
         watch = GroupWatch(lambda: kafka_admin(settings), settings.spans_topic, settings.consumer_group, LAG_INTERVAL_S)
         return Parts(consumer, dlq, CallWriter(client, database), content, watch, member_id_of(consumer))
@@ -362,6 +367,8 @@ class ProcessorService:
         """Finish and commit the batch in hand (giving up after `timeout` s, uncommitted), then close."""
         self._stopping.set()
         stop_within(self._threads, timeout, self._give_up)
+        if self._logs is not None:
+            self._logs.stop(timeout)
         parts = self._parts
         if parts is not None:
             parts.content.stop()

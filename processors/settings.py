@@ -74,6 +74,25 @@ class ProcessorSettings(BudgetSettings):
         default=None,
         description="Price book YAML (versioned, dated USD per 1M tokens); default: the packaged processors/prices.yaml.",
     )
+    logs_join_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description="Seconds a GenAI content log record waits for its call row (and later records of the same call merge into it).",
+    )
+    logs_join_max_pending: int = Field(
+        default=100_000,
+        ge=100,
+        le=10_000_000,
+        description="Calls whose log content the processor holds at most; beyond it the oldest are dropped and counted.",
+    )
+    logs_join_interval_s: float = Field(
+        default=2.0, gt=0, le=300, description="Seconds between two joins of received log content onto call rows."
+    )
+    price_fallback: bool = Field(
+        default=True,
+        description="Price models the price book lacks from the genai-prices database (its historic list prices).",
+    )
     model_timeouts: str = Field(
         default="",
         description="Client timeouts in seconds per model family, e.g. `gpt-5.4=30,gpt-5.5=45`; p99 above it alerts.",

@@ -40,6 +40,7 @@ class Call:
     client_timeout_s: float | None = None
     task: str = "knowledge"
     output_text: str = ""
+    provider: str = "openai"
 
     @property
     def latency_ms(self) -> float:
@@ -68,7 +69,7 @@ def _kv(key: str, value: object) -> KeyValue:
 def span_of(call: Call) -> Span:
     attributes = [
         _kv(semconv.OPERATION, "chat"),
-        _kv(semconv.PROVIDER, "openai"),
+        _kv(semconv.PROVIDER, call.provider),
         _kv(semconv.REQUEST_MODEL, call.model),
         _kv(semconv.RESPONSE_MODEL, call.model),
         _kv(semconv.INPUT_TOKENS, call.input_tokens),
@@ -193,9 +194,16 @@ def messages(calls: list[Call], per_message: int = 20) -> Iterator[tuple[bytes, 
         yield chunk[0].trace_id.hex().encode(), request_bytes(chunk, extra)
 
 
-def produce(bootstrap: str, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
+def produce(
+    bootstrap: str, topic: str, items: Sequence[tuple[bytes | None, bytes]], compression_type: str | None = None
+) -> None:
     producer = kafka_clients.producer(
-        KafkaConnection.plaintext(bootstrap), "test", acks="all", linger_ms=20, max_request_size=16_777_216
+        KafkaConnection.plaintext(bootstrap),
+        "test",
+        acks="all",
+        linger_ms=20,
+        max_request_size=16_777_216,
+        compression_type=compression_type,
     )
     for key, value in items:
         producer.send(topic, key=key, value=value)

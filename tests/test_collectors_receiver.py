@@ -213,7 +213,7 @@ def test_collect_logs_what_it_accepted_and_rejected(collect, tmp_path):
     deadline = time.monotonic() + 10
     while "requests accepted" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert "1 requests accepted, 6 spans -> 6 Kafka messages; rejected 400:1" in log.read_text()
+    assert "1 requests accepted, 6 spans and 0 log records -> 6 Kafka messages; rejected 400:1" in log.read_text()
 
 
 def test_empty_request_is_accepted_and_other_methods_are_not(collect):

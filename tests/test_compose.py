@@ -47,7 +47,7 @@ def test_kafka_is_kraft_and_the_topics_are_the_codes_defaults():
     kafka = env("kafka")
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"
     created = re.findall(r"for topic in ([\w ]+);", SERVICES["kafka-init"]["command"][0])[0].split()
-    assert created == [DEFAULTS.spans_topic, DEFAULTS.dlq_topic]
+    assert created == [DEFAULTS.spans_topic, DEFAULTS.dlq_topic, DEFAULTS.logs_topic]
     advertised = kafka["KAFKA_ADVERTISED_LISTENERS"].split("//")[1]
     for name in OURS:
         assert env(name)["CUTOVER_KAFKA_BOOTSTRAP"] == advertised

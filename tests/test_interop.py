@@ -1,0 +1,167 @@
+"""Every major GenAI instrumentation, as a real app runs it, lands one right row per call.
+
+Per library (installed from PyPI into its own venv by scripts/interop.py): the real `openai`
+SDK, instrumented by it, calls `cutover simulate` (two models, half streamed, rate limits,
+timeouts, refusals, content capture on) and exports OTLP/HTTP traces and logs to `cutover
+collect`; the processor writes the rows from the broker into chDB. Each row is compared with
+what the simulator returned to the client (the driver's ground truth, joined by trace id).
+TTFT is asserted only for libraries that record it at all (`RECORDS_TTFT`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cutover.local_kafka import free_port, port_open
+from processors.pricing import PriceBook
+from processors.service import ProcessorService
+from simulator.outcomes import REFUSALS
+from tests.test_collectors_receiver import start_collect, stop
+from tests.test_processor_service import settings_for
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+from interop import LIBRARIES  # noqa: E402
+
+CALLS = 40
+# Libraries that record a time to first token on streamed calls, in some convention.
+RECORDS_TTFT = {"official", "openllmetry-0.62", "openlit", "logfire"}
+
+
+def start_simulator(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    profiles = yaml.safe_load((REPO / "simulator" / "profiles.yaml").read_text())
+    for profile in profiles["models"].values():  # enough errors, timeouts and refusals in 40 calls
+        profile["faults"] = {"rate_limited": 0.08, "server_error": 0.0, "stall": 0.05}
+        profile["refusal"] = dict(profile["refusal"], rate={k: 0.15 for k in profile["refusal"]["rate"]})
+    path = tmp_path / "profiles.yaml"
+    path.write_text(yaml.safe_dump(profiles))
+    port = free_port()
+    log = (tmp_path / "simulate.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cutover.cli", "simulate"],
+        env=dict(
+            env,
+            CUTOVER_SIMULATOR_PORT=str(port),
+            CUTOVER_SIMULATOR_PROFILES=str(path),
+            CUTOVER_SIMULATOR_TIME_SCALE="0.2",
+        ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while not port_open("127.0.0.1", port):
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "simulate.log").read_text()
+        time.sleep(0.2)
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("library", list(LIBRARIES))
+def test_every_call_lands_as_one_right_row(
+    library, kafka_broker, kafka_bootstrap, topic, ch_client, ch_database, cutover_env, tmp_path
+):
+    logs_topic = f"logs_{uuid.uuid4().hex[:8]}"
+    kafka_broker.create_topics([logs_topic])
+    simulator, simulator_url = start_simulator(cutover_env, tmp_path)
+    collect, traces_url = start_collect(
+        dict(cutover_env, CUTOVER_SPANS_TOPIC=topic, CUTOVER_LOGS_TOPIC=logs_topic),
+        tmp_path / "collect.log",
+        max_body=20 * 1024 * 1024,
+    )
+    try:
+        driver = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "interop.py"),
+                "run",
+                library,
+                "--simulator",
+                simulator_url,
+                "--collector",
+                traces_url.removesuffix("/v1/traces"),
+                "--calls",
+                str(CALLS),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        assert driver.returncode == 0, driver.stderr[-3000:]
+        truths = [json.loads(line) for line in driver.stdout.splitlines()]
+        assert len(truths) == CALLS
+    finally:
+        stop(collect)
+        stop(simulator)
+
+    service = ProcessorService(
+        settings_for(
+            kafka_bootstrap, topic, ch_database, f"g_{topic}", logs_topic=logs_topic, logs_join_interval_s=0.5
+        ),
+        client=ch_client,
+    )
+    service.start()
+    query = (
+        "SELECT trace_id, count(), any(model), any(input_tokens), any(cached_input_tokens), any(output_tokens),"
+        " any(reasoning_tokens), any(cost_usd), any(price_source), any(is_error), any(error_type), any(is_timeout),"
+        " any(is_refusal), any(ttft_ms), any(latency_ms), any(input_text), any(output_text), any(content_captured)"
+        f" FROM {ch_database}.llm_calls FINAL GROUP BY trace_id"
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            rows = {r[0]: r[1:] for r in ch_client.query(query).result_rows}
+            with_text = sum(1 for r in rows.values() if r[15] or r[16])
+            if len(rows) >= CALLS and with_text >= sum(1 for t in truths if not t["error_type"]):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    finally:
+        service.stop()
+
+    book = PriceBook.load()
+    problems: list[str] = []
+    for truth in truths:
+        row = rows.get(truth["trace_id"])
+        where = f"call {truth['index']} ({'stream' if truth['stream'] else 'sync'}, {truth['error_type'] or 'ok'})"
+        if row is None:
+            problems.append(f"{where}: no row")
+            continue
+        (count, model, inp, cached, out, reasoning, cost, source, is_error, error_type, is_timeout) = row[:11]
+        is_refusal, ttft, latency, input_text, output_text, captured = row[11:]
+        expect = {
+            "rows": (count, 1),
+            "model": (model, truth["model"]),
+            "is_error": (bool(is_error), bool(truth["error_type"])),
+            "error_type": (error_type, truth["error_type"]),
+            "is_timeout": (bool(is_timeout), truth["error_type"] == "APITimeoutError"),
+        }
+        if not truth["error_type"]:
+            tokens = (truth["input_tokens"], truth["cached_tokens"], truth["output_tokens"], truth["reasoning_tokens"])
+            priced = book.cost(truth["model"], datetime.now(UTC).date(), *tokens)[0]
+            refused = bool(truth["refusal"]) or truth["text"] in REFUSALS
+            expect.update(
+                tokens=((inp, cached, out, reasoning), tokens),
+                cost=(None if cost is None else Decimal(cost), priced),
+                price_source=(source, "book"),
+                is_refusal=(bool(is_refusal), refused),
+                content_captured=(bool(captured), True),
+                output_text=(output_text, truth["text"] or truth["refusal"]),
+                prompt_in_input=(truth["prompt"] in input_text, True),
+            )
+            if truth["stream"] and library in RECORDS_TTFT:
+                expect["ttft_recorded"] = (ttft is not None and 0 < ttft <= latency, True)
+        problems.extend(
+            f"{where}: {name} is {got!r}, expected {want!r}" for name, (got, want) in expect.items() if got != want
+        )
+    assert not problems, f"{library}: {len(problems)} problems:\n" + "\n".join(problems[:40])
