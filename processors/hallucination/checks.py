@@ -53,6 +53,12 @@ _SPECULATION = re.compile(
     re.IGNORECASE,
 )
 SPECULATION_SCORE = 0.6
+# "The passage does not mention X" is about the context, not a claim about the world: not weighed.
+_ABOUT_THE_CONTEXT = re.compile(
+    r"\b(?:the|this)\s+(?:passage|text|article|context|source|document)\s+(?:does|did|do)\s*(?:not|n't)\s+"
+    r"(?:\w+ly\s+)?(?:mention|provide|specify|state|say|include|give|contain|indicate|link|explain)",
+    re.IGNORECASE,
+)
 # A flipped negation or a causal link the context never makes flags alone: on the public dev
 # splits each rule fires on hallucinated answers about six times as often as on faithful ones.
 RELATION_SCORE = 0.6
@@ -198,8 +204,9 @@ class ContextGrounding(_Base):
         weighed, unsupported, worst, worst_support = 0, 0, "", 1.0
         for sentence in sentences(answer):
             terms = content_list(sentence)
-            # "Here is a concise summary of the passage:" introduces the answer and states nothing.
-            if len(terms) < 2 or sentence.endswith(":"):
+            # "Here is a concise summary of the passage:" introduces the answer and states nothing;
+            # "The passage does not say…" states something about the context, not the world.
+            if len(terms) < 2 or sentence.endswith(":") or _ABOUT_THE_CONTEXT.search(sentence):
                 continue
             support = sum(term in source for term in terms) / len(terms)
             weighed += len(terms)

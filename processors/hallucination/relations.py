@@ -17,7 +17,7 @@ import re
 
 from processors.hallucination.text import STOPWORDS, relation_key, units
 
-Unit = tuple[tuple[str, ...], frozenset[str]]
+Unit = tuple[str, tuple[str, ...], frozenset[str]]
 
 NEGATORS = frozenset(["not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "cannot", "n't"])
 # Negative in meaning without a negator ("failed to progress" = "have not progressed"): the
@@ -85,7 +85,7 @@ _LINKING = frozenset(
 # checks' business: an unsupported fact) for the link between them to be what is judged.
 SIDE_SUPPORT = 0.5
 SIDE_MIN_TERMS = 2
-QUOTE_TOKENS = 16
+QUOTE_CHARS = 90
 
 
 def _polarity(tokens: tuple[str, ...]) -> dict[str, set[bool]]:
@@ -105,9 +105,9 @@ def _polarity(tokens: tuple[str, ...]) -> dict[str, set[bool]]:
     return polarity
 
 
-def _quote(tokens: tuple[str, ...]) -> str:
-    shown = " ".join(tokens[:QUOTE_TOKENS])
-    return f"'{shown}…'" if len(tokens) > QUOTE_TOKENS else f"'{shown}'"
+def _quote(sentence: str) -> str:
+    sentence = " ".join(sentence.split())
+    return f"'{sentence[:QUOTE_CHARS]}…'" if len(sentence) > QUOTE_CHARS else f"'{sentence}'"
 
 
 def _keys(tokens: tuple[str, ...] | list[str]) -> frozenset[str]:
@@ -117,7 +117,7 @@ def _keys(tokens: tuple[str, ...] | list[str]) -> frozenset[str]:
 def _best(terms: frozenset[str], context: tuple[Unit, ...]) -> tuple[Unit | None, float]:
     best, best_shared = None, 0
     for unit in context:
-        shared = len(terms & unit[1])
+        shared = len(terms & unit[2])
         if shared > best_shared:
             best, best_shared = unit, shared
     return best, best_shared / len(terms) if terms else 0.0
@@ -132,28 +132,28 @@ def polarity_flips(answer: str, context: str) -> list[str]:
     source = units(context)
     negated_anywhere: set[str] = set()
     stated_anywhere: set[str] = set()
-    for tokens, _ in source:
+    for _, tokens, _ in source:
         for key, polarity in _polarity(tokens).items():
             (negated_anywhere if True in polarity else stated_anywhere).add(key)
             if polarity == {True, False}:
                 stated_anywhere.add(key)
     found: list[str] = []
-    for tokens, _ in units(answer):
+    for sentence, tokens, _ in units(answer):
         terms = _keys(tokens)
         if len(terms) < RESTATE_MIN_TERMS:
             continue
         best, share = _best(terms, source)
         if best is None or share < RESTATE_SHARE:
             continue
-        context_polarity = _polarity(best[0])
-        context_negates = bool(set(best[0]) & (NEGATORS | IMPLICIT_NEGATIVES))
+        context_polarity = _polarity(best[1])
+        context_negates = bool(set(best[1]) & (NEGATORS | IMPLICIT_NEGATIVES))
         answer_negates = bool(set(tokens) & NEGATORS)
         for key, stated in _polarity(tokens).items():
             said = context_polarity.get(key)
             added = stated == {True} and not context_negates and key not in negated_anywhere
             dropped = stated == {False} and said == {True} and key not in stated_anywhere and not answer_negates
             if said and (added or dropped):
-                found.append(f"{_quote(tokens)} {'negates' if added else 'drops the negation of'} {_quote(best[0])}")
+                found.append(f"{_quote(sentence)} {'negates' if added else 'drops the negation of'} {_quote(best[0])}")
                 break
     return found
 
@@ -167,19 +167,18 @@ def unsupported_links(answer: str, context: str) -> list[str]:
     relates: no context sentence, or pair of adjacent sentences, holds both sides with a word
     that links them (a cause, or a sequence: "after", "following", "amid")."""
     source = units(context)
-    windows = [(a[0] + b[0], a[1] | b[1]) for a, b in itertools.pairwise(source)] + list(source)
+    windows = [(a[1] + b[1], a[2] | b[2]) for a, b in itertools.pairwise(source)] + [(u[1], u[2]) for u in source]
     found: list[str] = []
-    for sentence in units(answer):
-        text = " ".join(sentence[0])
+    for sentence, tokens, _ in units(answer):
+        text = " ".join(tokens)
         for match in _CAUSAL.finditer(text):
             left, right = _keys(text[: match.start()].split()), _keys(text[match.end() :].split())
             if len(left) < SIDE_MIN_TERMS or len(right) < SIDE_MIN_TERMS:
                 continue
-
             if not any(_supports(left, w) for _, w in windows) or not any(_supports(right, w) for _, w in windows):
                 continue
             if not any(
-                _supports(left, w) and _supports(right, w) and _LINKING.intersection(tokens) for tokens, w in windows
+                _supports(left, w) and _supports(right, w) and _LINKING.intersection(words) for words, w in windows
             ):
-                found.append(f"{_quote(sentence[0])} ('{match.group()}')")
+                found.append(f"{_quote(sentence)} ('{match.group()}')")
     return found

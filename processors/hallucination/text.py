@@ -437,14 +437,14 @@ def _unit_tokens(sentence: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=_CACHED_TEXTS)
-def units(text: str) -> tuple[tuple[tuple[str, ...], frozenset[str]], ...]:
-    """Per sentence of `text` (any sentence end, lower case too): its lower-case tokens ("n't"
-    split off, "not only" dropped) and its content keys (`relation_key`)."""
+def units(text: str) -> tuple[tuple[str, tuple[str, ...], frozenset[str]], ...]:
+    """Per sentence of `text` (any sentence end, lower case too): the sentence, its lower-case
+    tokens ("n't" split off, "not only" dropped) and its content keys (`relation_key`)."""
     found = []
     for sentence in _ANY_SENTENCE_END.split(normalise(text)):
         tokens = _unit_tokens(sentence)
         if tokens:
-            found.append((tokens, frozenset(relation_key(t) for t in tokens if t not in STOPWORDS)))
+            found.append((sentence, tokens, frozenset(relation_key(t) for t in tokens if t not in STOPWORDS)))
     return tuple(found)
 
 
