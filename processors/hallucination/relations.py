@@ -130,13 +130,6 @@ def polarity_flips(answer: str, context: str) -> list[str]:
     'added' only when the context never negates the word and its sentence negates nothing,
     'dropped' only when the context never states the word without a negation."""
     source = units(context)
-    negated_anywhere: set[str] = set()
-    stated_anywhere: set[str] = set()
-    for _, tokens, _ in source:
-        for key, polarity in _polarity(tokens).items():
-            (negated_anywhere if True in polarity else stated_anywhere).add(key)
-            if polarity == {True, False}:
-                stated_anywhere.add(key)
     found: list[str] = []
     for sentence, tokens, _ in units(answer):
         terms = _keys(tokens)
@@ -150,10 +143,18 @@ def polarity_flips(answer: str, context: str) -> list[str]:
         answer_negates = bool(set(tokens) & NEGATORS)
         for key, stated in _polarity(tokens).items():
             said = context_polarity.get(key)
-            added = stated == {True} and not context_negates and key not in negated_anywhere
-            dropped = stated == {False} and said == {True} and key not in stated_anywhere and not answer_negates
-            if said and (added or dropped):
-                found.append(f"{_quote(sentence)} {'negates' if added else 'drops the negation of'} {_quote(best[0])}")
+            if not said:
+                continue
+            if stated == {True} and not context_negates:
+                flip = "negates"
+            elif stated == {False} and said == {True} and not answer_negates:
+                flip = "drops the negation of"
+            else:
+                continue
+            # The context may state it the answer's way elsewhere (read only for candidates: rare).
+            elsewhere = (_polarity(unit[1]).get(key, set()) for unit in source if unit is not best)
+            if not any((True in p) if stated == {True} else (False in p) for p in elsewhere):
+                found.append(f"{_quote(sentence)} {flip} {_quote(best[0])}")
                 break
     return found
 

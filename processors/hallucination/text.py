@@ -421,19 +421,15 @@ _ANY_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _FALSE_NEGATION = re.compile(r"\b(?:not\s+only|not\s+just|not\s+merely|no\s+longer|no\s+doubt)\b", re.IGNORECASE)
 
 
+@lru_cache(maxsize=1 << 16)
 def relation_key(token: str) -> str:
     """A token's stem, spelling-neutral ("finalized"/"finalised"), for matching one word across texts."""
     return stem(token.replace("iz", "is"))
 
 
 def _unit_tokens(sentence: str) -> tuple[str, ...]:
-    tokens: list[str] = []
-    for token in _TOKEN.findall(_FALSE_NEGATION.sub(" ", sentence).lower()):
-        if token.endswith("n't"):  # "hasn't" -> "has", "n't": the negation is a word of its own
-            tokens += [token[:-3] or token, "n't"]
-        else:
-            tokens.append(token)
-    return tuple(tokens)
+    # "hasn't" -> "has", "n't": the negation is a word of its own
+    return tuple(_TOKEN.findall(_FALSE_NEGATION.sub(" ", sentence).lower().replace("n't", " n't")))
 
 
 @lru_cache(maxsize=_CACHED_TEXTS)
