@@ -418,7 +418,9 @@ def sentence_facts(text: str) -> tuple[tuple[frozenset[str], frozenset[str], fro
 # Any sentence end: lower-cased news text (". the blast occurred …") starts sentences in lower case.
 _ANY_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 # Phrases whose "not"/"no" negates nothing ("not only X but Y", "no longer", "no doubt").
-_FALSE_NEGATION = re.compile(r"\b(?:not\s+only|not\s+just|not\s+merely|no\s+longer|no\s+doubt)\b", re.IGNORECASE)
+_FALSE_NEGATION = re.compile(
+    r"(?=[nN])\b(?:not\s+only|not\s+just|not\s+merely|no\s+longer|no\s+doubt)\b", re.IGNORECASE
+)
 
 
 @lru_cache(maxsize=1 << 16)
