@@ -25,6 +25,8 @@ NEGATORS = frozenset(["not", "no", "never", "none", "nobody", "nothing", "neithe
 IMPLICIT_NEGATIVES = frozenset(
     ["fail", "failed", "fails", "unable", "refused", "refuses", "denied", "denies", "lack", "lacks", "lacked"]
 )
+# Any negator, to skip the sentence-by-sentence reading when neither text has one.
+_ANY_NEGATOR = re.compile(r"(?=[nwcNWC])\b(?:not|no|never|none|nobody|nothing|neither|nor|without|cannot)\b|n't", re.I)
 # Words a negation skips on its way to what it negates ("has not yet been finalised").
 _NEGATION_SKIPS = STOPWORDS | frozenset(["yet", "been", "be", "any", "even", "ever", "always", "necessarily"])
 # A negator binds the first content word within this many tokens after it.
@@ -129,6 +131,8 @@ def polarity_flips(answer: str, context: str) -> list[str]:
     "X is not an American musician" for "X is an American musician" (added). A negation is
     'added' only when the context never negates the word and its sentence negates nothing,
     'dropped' only when the context never states the word without a negation."""
+    if not (_ANY_NEGATOR.search(answer) or _ANY_NEGATOR.search(context)):
+        return []  # nothing to flip: spares splitting the context (most calls)
     source = units(context)
     found: list[str] = []
     for sentence, tokens, _ in units(answer):
@@ -167,6 +171,8 @@ def unsupported_links(answer: str, context: str) -> list[str]:
     """Causal claims ("X due to Y", "X led to Y") joining two facts the context states but never
     relates: no context sentence, or pair of adjacent sentences, holds both sides with a word
     that links them (a cause, or a sequence: "after", "following", "amid")."""
+    if not _CAUSAL.search(answer):
+        return []
     source = units(context)
     windows = [(a[1] + b[1], a[2] | b[2]) for a, b in itertools.pairwise(source)] + [(u[1], u[2]) for u in source]
     found: list[str] = []
