@@ -306,7 +306,7 @@ def test_an_unsupported_fact_given_as_the_answer_to_the_question_flags_alone():
 
 # Public human-labelled dev splits (../shared/quality-data; fails, never skips, when missing).
 FALSE_POSITIVE_CEILING = 0.10  # the target: a flag is rare on a faithful answer
-# Floors a little under the measured recall (bench/quality.py: FaithBench 0.275, HaluEval 0.413).
+# Floors a little under the measured recall (bench/quality.py: FaithBench 0.278, HaluEval 0.413).
 FAITHBENCH_RECALL_FLOOR = 0.26
 HALUEVAL_RECALL_FLOOR = 0.40
 

@@ -37,8 +37,8 @@ RESTATE_SHARE = 0.6
 RESTATE_MIN_TERMS = 4
 # Causal connectives that assert a cause ("lead to" alone is too often "extended the lead to 4-2").
 _CAUSAL = re.compile(
-    r"(?=[bdlrcto])\b(?:because(?:\s+of)?|due\s+to|led\s+to|leading\s+to|result(?:ed|ing|s)?\s+in|caused\s+by"
-    r"|thanks\s+to|owing\s+to|resulted\s+from|triggered\s+by)\b",
+    r"(?=[abdilrcto])\b(?:because(?:\s+of)?|due\s+to|led\s+to|leading\s+to|result(?:ed|ing|s)?\s+in|caused\s+by"
+    r"|thanks\s+to|owing\s+to|resulted\s+from|triggered\s+by|as\s+a\s+result\s+of|in\s+response\s+to)\b",
     re.IGNORECASE,
 )
 # Words with which a context relates two facts in time or cause; a window that links both
