@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from processors.data import faithbench_calls, hallucination_call, halueval_calls, labelled, public  # noqa: E402
 from processors.hallucination import CHECK_NAMES, DEFAULT_CHECKS, Check, build_checks  # noqa: E402
+from processors.hallucination.checks import Flag  # noqa: E402
 from processors.hallucination.text import CACHED  # noqa: E402
 from processors.refusal import classify, is_refusal_text  # noqa: E402
 
@@ -122,7 +123,7 @@ _GROUNDING_RULES = {
 }
 
 
-def _grounding_rules(flags: list, truth: list[bool]) -> None:
+def _grounding_rules(flags: list[Flag | None], truth: list[bool]) -> None:
     print("      context_grounding flags by the rule that decided:")
     for rule, marker in _GROUNDING_RULES.items():
         hits = [t for f, t in zip(flags, truth, strict=True) if f is not None and f.flagged and marker in f.reason]

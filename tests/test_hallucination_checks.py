@@ -10,6 +10,7 @@ from processors.hallucination import DEFAULT_CHECKS, build_checks
 from processors.hallucination.checks import (
     AnswerRelevance,
     ContextGrounding,
+    Flag,
     ReferenceMismatch,
     ShadowDisagreement,
     UnsupportedFacts,
@@ -356,8 +357,10 @@ JOCKEY = (
 )
 
 
-def _grounding(context: str, answer: str, question: str = "Summarize the following passage.") -> object:
-    return ContextGrounding().run({"input_text": question, "context_text": context, "output_text": answer})
+def _grounding(context: str, answer: str, question: str = "Summarize the following passage.") -> Flag:
+    flag = ContextGrounding().run({"input_text": question, "context_text": context, "output_text": answer})
+    assert flag is not None
+    return flag
 
 
 def test_a_dropped_negation_flags_even_when_every_word_is_in_the_context():
