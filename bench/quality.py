@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from processors.data import faithbench_calls, hallucination_call, halueval_calls, labelled, public  # noqa: E402
 from processors.hallucination import CHECK_NAMES, DEFAULT_CHECKS, Check, build_checks  # noqa: E402
+from processors.hallucination.checks import Flag  # noqa: E402
 from processors.hallucination.text import CACHED  # noqa: E402
 from processors.refusal import classify, is_refusal_text  # noqa: E402
 
@@ -120,6 +121,22 @@ def _cold_rate(check: Check, calls: list[dict]) -> float:
     return len(calls) / (time.perf_counter() - started)
 
 
+# What made context_grounding flag, read from its reason (several rules may fire on one answer).
+_GROUNDING_RULES = {
+    "speculation (a hedge the context does not make)": "speculates beyond",
+    "negation flipped": "flips a negation",
+    "cause the context does not state": "states a cause",
+    "sentences' words not in the context": "not supported by the context",
+}
+
+
+def _grounding_rules(flags: list[Flag | None], truth: list[bool]) -> None:
+    print("      context_grounding flags by the rule that decided:")
+    for rule, marker in _GROUNDING_RULES.items():
+        hits = [t for f, t in zip(flags, truth, strict=True) if f is not None and f.flagged and marker in f.reason]
+        print(f"        {rule:<48} flags hallucinated {sum(hits):3d}, faithful {len(hits) - sum(hits):3d}")
+
+
 def public_hallucinations() -> None:
     sets = {"FaithBench": faithbench_calls(), "HaluEval QA": halueval_calls()}
     names = [name for name in CHECK_NAMES if name != "embedding_similarity"]
@@ -138,6 +155,7 @@ def public_hallucinations() -> None:
             ran = sum(f is not None for f in verdicts[check.name])
             default = "default" if check.name in DEFAULT_CHECKS else "opt-in "
             print(f"    {check.name:<20} {default} {rates(flags)}  verdict on {ran}")
+        _grounding_rules(verdicts["context_grounding"], truth)
         combined = [
             any((f := verdicts[name][i]) is not None and f.flagged for name in DEFAULT_CHECKS if name in verdicts)
             for i in range(len(examples))

@@ -10,10 +10,12 @@ from processors.hallucination import DEFAULT_CHECKS, build_checks
 from processors.hallucination.checks import (
     AnswerRelevance,
     ContextGrounding,
+    Flag,
     ReferenceMismatch,
     ShadowDisagreement,
     UnsupportedFacts,
 )
+from processors.hallucination.relations import polarity_flips, unsupported_links
 from processors.hallucination.text import content_terms, name_supported, names, numbers
 
 CONTEXT = (
@@ -305,9 +307,9 @@ def test_an_unsupported_fact_given_as_the_answer_to_the_question_flags_alone():
 
 # Public human-labelled dev splits (../shared/quality-data; fails, never skips, when missing).
 FALSE_POSITIVE_CEILING = 0.10  # the issue's target: a flag is rare on a faithful answer
-# Floors a little under the measured recall (bench/quality.py: FaithBench 0.235, HaluEval 0.391).
-FAITHBENCH_RECALL_FLOOR = 0.21
-HALUEVAL_RECALL_FLOOR = 0.35
+# Floors a little under the measured recall (bench/quality.py: FaithBench 0.278, HaluEval 0.413).
+FAITHBENCH_RECALL_FLOOR = 0.26
+HALUEVAL_RECALL_FLOOR = 0.40
 
 
 def _rates(examples: list[tuple[dict, bool]]) -> tuple[float, float]:
@@ -346,3 +348,75 @@ def test_a_hedge_the_context_does_not_make_is_speculation():
         {"input_text": "Why?", "context_text": context + " " + hedged, "output_text": hedged}
     )
     assert not repeat.flagged, repeat
+
+
+JOCKEY = (
+    "mr mole will be mccoy 's last ride in a grade one race . his book of rides for his final day as a "
+    "professional jockey will not be finalised until friday morning . ironically , he announced his "
+    "intention to quit riding in february ."
+)
+
+
+def _grounding(context: str, answer: str, question: str = "Summarize the following passage.") -> Flag:
+    flag = ContextGrounding().run({"input_text": question, "context_text": context, "output_text": answer})
+    assert flag is not None
+    return flag
+
+
+def test_a_dropped_negation_flags_even_when_every_word_is_in_the_context():
+    # lower-cased news text: its sentences start in lower case, "finalized" is "finalised"
+    dropped = "McCoy's book of rides for his final day as a professional jockey will be finalized on Friday morning."
+    assert polarity_flips(dropped, JOCKEY)
+    flag = _grounding(JOCKEY, dropped)
+    assert flag.flagged and "drops the negation" in flag.reason and "will not be finalised" in flag.reason
+    kept = "McCoy's book of rides for his final day will not be finalised until Friday morning."
+    assert not polarity_flips(kept, JOCKEY)
+    assert not _grounding(JOCKEY, kept).flagged
+
+
+def test_an_added_negation_flags_but_a_moved_or_implicit_one_does_not():
+    context = (
+        "Peter Chelsom (born 20 April 1956) is a British film director. Billy Bob Thornton is an American musician."
+    )
+    assert polarity_flips("Billy Bob Thornton is not an American musician.", context)
+    # the context negates too, in other words: "failed in its bid" = "did not win the bid"
+    bid = "Eugene failed last november in its bid to host the 2019 event, which was awarded to Doha."
+    assert not polarity_flips("Eugene did not succeed in its bid to host the 2019 event, awarded to Doha.", bid)
+    # the negation moved within the sentence ("has not reported any spill" -> "no spill was reported")
+    spill = (
+        "The blast occurred at an oil storage facility, though local media has not reported any toxic chemical spill."
+    )
+    assert not polarity_flips(
+        "The blast occurred at an oil storage facility, and no toxic chemical spill was reported.", spill
+    )
+    # "not only X but Y" negates nothing
+    fights = "Evaluating fights weighs not only the quality of the action but the political undertones of the time."
+    assert not polarity_flips(
+        "Evaluating fights weighs the quality of the action and the political undertones.", fights
+    )
+
+
+def test_a_cause_the_context_never_states_flags():
+    context = (
+        "Hardy is a military historian and an expert on the medieval longbow. "
+        "He has a large collection of antiques. The auction house valued it at 100,000 pounds. "
+        "Separately, the museum announced a new wing for its archery exhibits next spring."
+    )
+    invented = "The museum announced a new wing because Hardy's collection of antiques was valued at 100,000 pounds."
+    assert unsupported_links(invented, context)
+    flag = _grounding(context, invented)
+    assert flag.flagged and "states a cause the context does not" in flag.reason and "'because'" in flag.reason
+    # the context links them itself (in words of cause or sequence): not flagged
+    linked = context + " The museum announced the wing after Hardy's collection of antiques was valued."
+    assert not unsupported_links(invented, linked)
+    # a side the context does not state at all is the other checks' business, not a link
+    assert not unsupported_links("The museum closed due to a flood in the basement.", context)
+
+
+def test_a_sentence_about_what_the_passage_lacks_is_not_weighed():
+    context = "COVID-19 has been reported in more than 190 countries and 200 territories."
+    answer = (
+        "COVID-19 has been reported in more than 190 countries and 200 territories. "
+        "However, the passage does not provide specific numbers for total cases or deaths."
+    )
+    assert not _grounding(context, answer).flagged

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from processors.hallucination.relations import polarity_flips, unsupported_links
 from processors.hallucination.text import (
     content_list,
     content_terms,
@@ -52,6 +53,15 @@ _SPECULATION = re.compile(
     re.IGNORECASE,
 )
 SPECULATION_SCORE = 0.6
+# "The passage does not mention X" is about the context, not a claim about the world: not weighed.
+_ABOUT_THE_CONTEXT = re.compile(
+    r"\b(?:the|this)\s+(?:passage|text|article|context|source|document)\s+(?:does|did|do)\s*(?:not|n't)\s+"
+    r"(?:\w+ly\s+)?(?:mention|provide|specify|state|say|include|give|contain|indicate|link|explain)",
+    re.IGNORECASE,
+)
+# A flipped negation or a causal link the context never makes flags alone: on the public dev
+# splits each rule fires on hallucinated answers about six times as often as on faithful ones.
+RELATION_SCORE = 0.6
 # A fact that replaces a different one in the context sentence saying the same thing flags
 # alone: the answer sentence shares MATCH_SHARE of its (at least MATCH_MIN_TERMS) words with it.
 SWAP_WEIGHT = 2
@@ -179,7 +189,9 @@ class _Base:
 
 
 class ContextGrounding(_Base):
-    """Share of the answer's sentences whose content words mostly do not occur in the context or question."""
+    """Share of the answer's sentences whose content words mostly do not occur in the context or
+    question; and sentences that misstate how the context's facts relate (a speculative hedge,
+    a flipped negation, a causal link the context does not make) flag on their own."""
 
     name = "context_grounding"
     min_support = 0.5
@@ -192,8 +204,9 @@ class ContextGrounding(_Base):
         weighed, unsupported, worst, worst_support = 0, 0, "", 1.0
         for sentence in sentences(answer):
             terms = content_list(sentence)
-            # "Here is a concise summary of the passage:" introduces the answer and states nothing.
-            if len(terms) < 2 or sentence.endswith(":"):
+            # "Here is a concise summary of the passage:" introduces the answer and states nothing;
+            # "The passage does not say…" states something about the context, not the world.
+            if len(terms) < 2 or sentence.endswith(":") or _ABOUT_THE_CONTEXT.search(sentence):
                 continue
             support = sum(term in source for term in terms) / len(terms)
             weighed += len(terms)
@@ -204,12 +217,17 @@ class ContextGrounding(_Base):
         lowered = context.lower()
         guesses = sorted({m.group().lower() for m in _SPECULATION.finditer(answer)} - {""})
         guesses = [g for g in guesses if g not in lowered]
-        if guesses:
-            # A hedge the context does not make ("…, likely because…", "(implied)") marks a claim
-            # the answer inferred rather than read: FaithBench dev, 6 of 6 such summaries hallucinated.
+        # A hedge the context does not make ("…, likely because…", "(implied)") marks a claim
+        # the answer inferred rather than read: FaithBench dev, 6 of 6 such summaries hallucinated.
+        # A flipped negation or an unlinked cause misstates how facts the context has relate.
+        relations = [
+            *(f"speculates beyond the context ({', '.join(repr(g) for g in guesses[:3])})" for _ in guesses[:1]),
+            *(f"flips a negation: {flip}" for flip in polarity_flips(answer, context)[:1]),
+            *(f"states a cause the context does not: {link}" for link in unsupported_links(answer, context)[:1]),
+        ]
+        if relations:
             return self._flag(
-                max(SPECULATION_SCORE, unsupported / weighed if weighed else 0.0),
-                f"speculates beyond the context ({', '.join(repr(g) for g in guesses[:3])})",
+                max(SPECULATION_SCORE, RELATION_SCORE, unsupported / weighed if weighed else 0.0), "; ".join(relations)
             )
         if weighed == 0:
             return self._flag(0.0, "answer too short to judge grounding")

@@ -415,5 +415,36 @@ def sentence_facts(text: str) -> tuple[tuple[frozenset[str], frozenset[str], fro
     return tuple(facts)
 
 
+# Any sentence end: lower-cased news text (". the blast occurred …") starts sentences in lower case.
+_ANY_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# Phrases whose "not"/"no" negates nothing ("not only X but Y", "no longer", "no doubt").
+_FALSE_NEGATION = re.compile(
+    r"(?=[nN])\b(?:not\s+only|not\s+just|not\s+merely|no\s+longer|no\s+doubt)\b", re.IGNORECASE
+)
+
+
+@lru_cache(maxsize=1 << 16)
+def relation_key(token: str) -> str:
+    """A token's stem, spelling-neutral ("finalized"/"finalised"), for matching one word across texts."""
+    return stem(token.replace("iz", "is"))
+
+
+def _unit_tokens(sentence: str) -> tuple[str, ...]:
+    # "hasn't" -> "has", "n't": the negation is a word of its own
+    return tuple(_TOKEN.findall(_FALSE_NEGATION.sub(" ", sentence).lower().replace("n't", " n't")))
+
+
+@lru_cache(maxsize=_CACHED_TEXTS)
+def units(text: str) -> tuple[tuple[str, tuple[str, ...], frozenset[str]], ...]:
+    """Per sentence of `text` (any sentence end, lower case too): the sentence, its lower-case
+    tokens ("n't" split off, "not only" dropped) and its content keys (`relation_key`)."""
+    found = []
+    for sentence in _ANY_SENTENCE_END.split(normalise(text)):
+        tokens = _unit_tokens(sentence)
+        if tokens:
+            found.append((sentence, tokens, frozenset(relation_key(t) for t in tokens if t not in STOPWORDS)))
+    return tuple(found)
+
+
 # The cached feature functions (bench/enrichment.py clears them to measure cold calls).
-CACHED = (normalise, content_terms, numbers, quantities, identifiers, names, sentence_facts)
+CACHED = (normalise, content_terms, numbers, quantities, identifiers, names, sentence_facts, units)
