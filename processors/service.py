@@ -41,7 +41,7 @@ from tenacity import Retrying, retry_if_not_exception_type, stop_any, wait_expon
 
 from cutover.store import StoreBusy, client_for
 from processors.alerts import AlertEvaluator
-from processors.decode import decode
+from processors.decode_pool import Decoder, Outcome  # perf: decode pool seam
 from processors.dlq import DeadLetter, DeadLetterQueue
 from processors.enrich import Enricher, row_dicts
 from processors.hallucination import HallucinationWorker
@@ -141,6 +141,7 @@ class ProcessorService:
         self._starting = False
         self._dlq: DeadLetterQueue | None = None
         self._hallucination: HallucinationWorker | None = None
+        self._decoder: Decoder | None = None  # perf: decode pool seam
         self.partitions: list[int] = []  # partitions of the spans topic this instance owns now
         self.failure: BaseException | None = None
 
@@ -181,6 +182,7 @@ class ProcessorService:
         finally:
             self._starting = False
         self._writer = CallWriter(self.client, database)
+        self._decoder = Decoder(settings.decode_workers)  # perf: decode pool seam
         self._consumer.subscribe([settings.spans_topic], listener=_Rebalance(self))
         self._hallucination = HallucinationWorker(self.client, database, settings)
         self._hallucination.start()
@@ -214,6 +216,8 @@ class ProcessorService:
                 thread.join(5)
         if self._hallucination is not None:
             self._hallucination.stop()
+        if self._decoder is not None:  # perf: decode pool seam
+            self._decoder.close()
         if self._dlq is not None:
             self._dlq.close()
         log.info("stopped: %s", self.stats.as_dict())
@@ -261,21 +265,22 @@ class ProcessorService:
             consumer.close(autocommit=False)
 
     def _take_all(self, polled: dict) -> None:
-        for records in polled.values():
-            for record in records:
-                self._take(record)
-                if len(self._batch.rows) >= self.settings.batch_max_calls and not self._flush(patient=True):
-                    # A rebalance reset our positions to the committed offsets: the rest of this
-                    # poll will be read again (by us or the new owner), so taking it now could
-                    # commit past records that were never written.
-                    return
+        assert self._decoder is not None
+        records = [record for records in polled.values() for record in records]
+        for record, outcome in self._decoder.outcomes(records):  # perf: decode pool seam
+            self._take(record, outcome)
+            if len(self._batch.rows) >= self.settings.batch_max_calls and not self._flush(patient=True):
+                # A rebalance reset our positions to the committed offsets: the rest of this
+                # poll will be read again (by us or the new owner), so taking it now could
+                # commit past records that were never written.
+                return
 
-    def _take(self, record) -> None:
+    def _take(self, record, outcome: Outcome) -> None:  # perf: decode pool seam
         batch = self._batch
         if batch.empty():
             batch.started = time.monotonic()
         try:
-            decoded = decode(record.value, record.partition, record.offset)
+            decoded = outcome.get()  # perf: decode pool seam (was decode(record.value, partition, offset))
         except Exception as error:
             decoded = None
             reason = f"processor error while decoding: {type(error).__name__}: {error}"
