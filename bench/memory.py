@@ -8,7 +8,8 @@ process: calls start within the last minute (a live stream: histograms touch the
 minutes), a `--content` fraction of them with content captured (prompt, ~1 KB answer,
 reference answer: each goes through the hallucination worker's bounded queue).
 
-Prints the RSS curve (this process and any decode workers: the processor's whole footprint)
+Prints the RSS curve, anonymous and file-backed apart (this process and any decode workers:
+the processor's whole footprint)
 at warm-up (first 10% of the stream), middle and end, its max after warm-up, and the largest
 hallucination backlog seen, next to the queue's bound. Target: flat under 300 MB.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import pyarrow as pa  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
 from cutover import semconv  # noqa: E402
@@ -83,15 +85,21 @@ def feed(bootstrap: str, topic: str, spans: int, content: float, per_message: in
     producer.close()
 
 
-def rss_mb(pids: list[int]) -> float:
-    total = 0
+def rss_mb(pids: list[int]) -> tuple[float, float]:
+    """(anonymous, file-backed) resident MB of these processes. File-backed pages are mostly
+    chDB's mapped engine code (~300 MB at start): shared, clean, reclaimable, not grown by the stream."""
+    anon = file = 0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/statm") as statm:
-                total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("RssAnon:"):
+                        anon += int(line.split()[1])
+                    elif line.startswith(("RssFile:", "RssShmem:")):
+                        file += int(line.split()[1])
         except OSError:
             pass
-    return total / 2**20
+    return anon / 1024, file / 1024
 
 
 def children() -> list[int]:
@@ -138,15 +146,17 @@ def main() -> None:
             service = ProcessorService(settings, client=client)
             started = time.monotonic()
             service.start()
-            curve: list[tuple[float, int, float, int]] = []  # (s, calls written, RSS MB, hallucination backlog)
+            curve: list[tuple[float, int, float, float, int]] = []  # (s, calls, anon MB, file MB, backlog)
             hallucination = service._hallucination
             while service.stats.calls_written < args.spans:
                 assert service.failure is None, service.failure
                 pids = [os.getpid(), *(pid for pid in children() if pid != feeder.pid)]
                 backlog = hallucination.backlog if hallucination is not None else 0
-                curve.append((time.monotonic() - started, service.stats.calls_written, rss_mb(pids), backlog))
+                anon, file = rss_mb(pids)
+                curve.append((time.monotonic() - started, service.stats.calls_written, anon, file, backlog))
                 time.sleep(1.0)
             elapsed = time.monotonic() - started
+            tracked = client.command("SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'")
             stats = service.stats.as_dict()
             checked = hallucination.stats.as_dict() if hallucination is not None else {}
             service.stop()
@@ -162,13 +172,19 @@ def main() -> None:
         f"{args.spans:,} calls ({args.content:.0%} with content) in {elapsed:.0f} s = {args.spans / elapsed:,.0f} calls/s; "
         f"{len(curve)} RSS samples; load average {load}"
     )
+    for name, at in (("anonymous (heap)", 2), ("file-backed", 3)):
+        print(
+            f"RSS {name} MB: warm-up (first 10% of calls) max {max(c[at] for c in warm):.0f}; "
+            f"mid {mid[at]:.0f} at {mid[1]:,} calls; end {curve[-1][at]:.0f}; "
+            f"after warm-up min {min(c[at] for c in after):.0f} max {max(c[at] for c in after):.0f}"
+        )
     print(
-        f"RSS MB: warm-up (first 10% of calls) max {max(c[2] for c in warm):.0f}; mid {mid[2]:.0f} at {mid[1]:,} calls; "
-        f"end {curve[-1][2]:.0f}; max after warm-up {max(c[2] for c in after):.0f}; "
-        f"min after warm-up {min(c[2] for c in after):.0f}"
+        f"at the end: chDB MemoryTracking {int(tracked) / 2**20:.0f} MB; Python heap blocks {sys.getallocatedblocks():,}; "
+        f"Arrow pool {pa.default_memory_pool().bytes_allocated() / 2**20:.0f} MB "
+        f"(peak {pa.default_memory_pool().max_memory() / 2**20:.0f} MB)"
     )
     print(
-        f"hallucination backlog: max {max(c[3] for c in curve):,} (bound {settings.hallucination_queue_size:,}); "
+        f"hallucination backlog: max {max(c[4] for c in curve):,} (bound {settings.hallucination_queue_size:,}); "
         f"worker {checked}"
     )
     print(f"processor: {stats}")
