@@ -136,7 +136,14 @@ def main() -> None:
 
             poller = threading.Thread(target=poll, daemon=True)
             poller.start()
-            env = {**os.environ, "CUTOVER_KAFKA_BOOTSTRAP": broker.bootstrap, "CUTOVER_SPANS_TOPIC": topic}
+            env = {
+                **os.environ,
+                "CUTOVER_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "CUTOVER_SPANS_TOPIC": topic,
+                # The emitter shares the cores it measures: a deeper in-app queue rides out its
+                # own stalls instead of dropping spans (a collector-side knob; processor defaults stay).
+                "CUTOVER_EXPORTER_QUEUE_SIZE": os.environ.get("CUTOVER_EXPORTER_QUEUE_SIZE", "100000"),
+            }
             started = time.monotonic()
             child = subprocess.run(
                 [sys.executable, __file__, "--emit", f"--rate={args.rate}", f"--seconds={args.seconds}"],
