@@ -7,7 +7,8 @@ Starts its own Kafka broker and a private chDB path, runs the processor (default
 spans at `--rate` calls/s through the real client path: `collectors.instrument` (our span
 processor, the SDK's batch processor, `KafkaSpanExporter`) -> Kafka. The OpenAI call itself
 is left out (each span is made with the instrumentation's tracer): at 5,000 calls/s the
-SDK + simulator would need the cores the pipeline is measured on.
+SDK + simulator would need the cores the pipeline is measured on. Calls come in traces of
+`CALLS_PER_TRACE` under an "agent run" root span (which the processor skips).
 
 A poller queries `llm_calls` every `--poll-s` seconds, as a dashboard would, and records for
 each new row (poll time - span end time): the freshness an SRE sees, over-estimated by at
@@ -36,16 +37,23 @@ from processors.service import ProcessorService  # noqa: E402
 from processors.settings import ProcessorSettings  # noqa: E402
 
 MODELS = ("gpt-5.4", "gpt-5.5")
+# Calls per trace (an agent run): the exporter writes one Kafka message per trace and batch, so
+# one call per trace would cost the emitter a producer.send per call.
+CALLS_PER_TRACE = 10
 TASKS = ("coding", "knowledge", "rag", "simple")
 
 
 def emit(rate: float, seconds: float) -> None:
     """Child process: `rate` calls/s of GenAI spans for `seconds` through collectors.instrument."""
+    from opentelemetry import trace
+
     from collectors.instrument import instrument
 
     instrumentation = instrument(service_name="freshness-bench")
     tracer = instrumentation.tracer_provider.get_tracer("bench.freshness")
     rng = random.Random(5)
+    root: trace.Span | None = None
+    context = None
     started = time.monotonic()
     sent = 0
     while (elapsed := time.monotonic() - started) < seconds:
@@ -53,7 +61,12 @@ def emit(rate: float, seconds: float) -> None:
         while sent < due:
             now = time.time_ns()
             latency_ns = int(rng.lognormvariate(6.5, 0.6) * 1e6)  # ~700 ms median
-            span = tracer.start_span(f"chat {MODELS[sent % 2]}", start_time=now - latency_ns)
+            if sent % CALLS_PER_TRACE == 0:
+                if root is not None:
+                    root.end()
+                root = tracer.start_span("agent run")
+                context = trace.set_span_in_context(root)
+            span = tracer.start_span(f"chat {MODELS[sent % 2]}", context=context, start_time=now - latency_ns)
             span.set_attributes(
                 {
                     semconv.OPERATION: "chat",
@@ -69,6 +82,8 @@ def emit(rate: float, seconds: float) -> None:
             span.end(end_time=now)
             sent += 1
         time.sleep(0.005)
+    if root is not None:
+        root.end()
     instrumentation.force_flush()
     batch_dropped = instrumentation.batch_processor.dropped
     print(f"sent {sent} dropped {instrumentation.dropped} (batch queue full: {batch_dropped})", flush=True)
@@ -136,14 +151,7 @@ def main() -> None:
 
             poller = threading.Thread(target=poll, daemon=True)
             poller.start()
-            env = {
-                **os.environ,
-                "CUTOVER_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "CUTOVER_SPANS_TOPIC": topic,
-                # The emitter shares the cores it measures: a deeper in-app queue rides out its
-                # own stalls instead of dropping spans (a collector-side knob; processor defaults stay).
-                "CUTOVER_EXPORTER_QUEUE_SIZE": os.environ.get("CUTOVER_EXPORTER_QUEUE_SIZE", "100000"),
-            }
+            env = {**os.environ, "CUTOVER_KAFKA_BOOTSTRAP": broker.bootstrap, "CUTOVER_SPANS_TOPIC": topic}
             started = time.monotonic()
             child = subprocess.run(
                 [sys.executable, __file__, "--emit", f"--rate={args.rate}", f"--seconds={args.seconds}"],
