@@ -1,16 +1,19 @@
-"""Processor throughput on one core, next to a bare protobuf decode of the same messages.
+"""Processor throughput: the full path as a ratio of the decoder alone, on one core and on two.
 
     .venv/bin/python bench/processor.py [--spans 200000] [--per-message 512]
 
-Starts its own Kafka broker on free ports and a private chDB path, fills a topic with
-OTLP `ExportTraceServiceRequest`s of `--per-message` GenAI spans (the SDK's default export
-batch is 512), then measures in one run, pinned to one CPU:
+Starts its own Kafka broker and a private chDB path, fills a topic with OTLP
+`ExportTraceServiceRequest`s of `--per-message` GenAI spans (the SDK's default export batch
+is 512), then measures in one run, pinned to one CPU unless said otherwise:
   1. bare upb parse of every message (`ExportTraceServiceRequest.FromString`),
-  2. our decode to call rows (`processors.decode.decode`),
-  3. decode + enrichment (cost, refusal), and separately the writer (insert + histograms),
-  4. the full service: consume from Kafka, decode, enrich, insert into chDB, recompute
-     histograms, commit offsets,
-and prints spans/s of each and the ratios to the bare parse.
+  2. our decode to call rows (`processors.decode.decode`): the "decoder-only" rate,
+  3. decode + enrichment (cost, refusal), and separately the writer (Arrow insert + histograms),
+  4. the full service (consume from Kafka, decode, enrich, insert into chDB, recompute
+     histograms, commit offsets) three times, each by a fresh group into a fresh database:
+     on one core; on two cores; on two cores with one decode worker process
+     (`CUTOVER_DECODE_WORKERS=1`),
+and prints spans/s of each and the full path's ratio to the decoder-only rate (target >= 0.5
+on one core), from start and from the group join (start-up is a one-off in a real process).
 """
 
 from __future__ import annotations
