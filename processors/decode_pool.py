@@ -9,14 +9,16 @@ The seam with the service is `Decoder.outcomes(records)`: (record, outcome) pair
 records' order, `outcome.get()` returning the `Decoded` or raising what `decode` raised,
 so the service's error handling (DLQ reason, counts, offsets) is the same either way.
 Records are sent in chunks (a worker round trip costs ~100 us; a chunk amortises it over
-many small messages), at most `IN_FLIGHT_PER_WORKER x workers` chunks in flight, so memory stays bounded
-however large a poll is. Workers are started with `forkserver`: forking a process that
-runs chDB's threads could copy a lock held mid-operation.
+many small messages), at most `IN_FLIGHT_PER_WORKER x workers` chunks in flight, so memory
+stays bounded however large a poll is. Workers are spawned, not forked: forking a process
+that runs chDB's threads could copy a lock held mid-operation.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import signal
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -30,6 +32,7 @@ CHUNK_RECORDS = 256
 # Chunks sent ahead per worker: enough for the workers to keep decoding while the main
 # process writes a batch (~0.5 s for 50k calls), few enough to bound memory (~1 MB each).
 IN_FLIGHT_PER_WORKER = 8
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class Record(Protocol):
@@ -74,6 +77,20 @@ class _Done:
         return self.decoded
 
 
+def _die_with_parent() -> None:
+    """Worker start: a SIGKILLed processor must not leave its workers blocked on a queue forever.
+
+    Workers are spawned by the processor itself (from its main thread, in `Decoder()`), and
+    PR_SET_PDEATHSIG turns the processor's death into a SIGKILL for them (Linux; elsewhere
+    workers exit on their own only at a clean shutdown).
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    except (OSError, AttributeError):
+        pass
+
+
 def _decode_chunk(chunk: list[tuple[bytes | None, int, int]]) -> list[tuple[Decoded | None, BaseException | None]]:
     """Worker side: decode each message, returning what it raised instead of failing the chunk."""
     out: list[tuple[Decoded | None, BaseException | None]] = []
@@ -92,7 +109,9 @@ class Decoder:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
         if workers > 0:
-            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+            self._pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+            )
             # Start the workers now (each imports protobuf, ~1 s), not on the first poll.
             for warm_up in [self._pool.submit(_decode_chunk, []) for _ in range(workers)]:
                 warm_up.result()
