@@ -91,9 +91,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def _decode_chunk(chunk: list[tuple[bytes | None, int, int]]) -> list[tuple[Decoded | None, BaseException | None]]:
+_ChunkResult = list[tuple[Decoded | None, BaseException | None]]
+
+
+def _decode_chunk(chunk: list[tuple[bytes | None, int, int]]) -> _ChunkResult:
     """Worker side: decode each message, returning what it raised instead of failing the chunk."""
-    out: list[tuple[Decoded | None, BaseException | None]] = []
+    out: _ChunkResult = []
     for value, partition, offset in chunk:
         try:
             out.append((decode(value, partition, offset), None))
@@ -123,7 +126,7 @@ class Decoder:
                 yield record, _Inline(record)
             return
         chunks = _chunks(records)
-        pending: deque[tuple[Sequence[Record], Future]] = deque()
+        pending: deque[tuple[Sequence[Record], Future[_ChunkResult]]] = deque()
         limit = IN_FLIGHT_PER_WORKER * self.workers
         for chunk in chunks:
             pending.append((chunk, self._submit(chunk)))
@@ -132,12 +135,12 @@ class Decoder:
         while pending:
             yield from self._collect(*pending.popleft())
 
-    def _submit(self, chunk: Sequence[Record]) -> Future:
+    def _submit(self, chunk: Sequence[Record]) -> Future[_ChunkResult]:
         assert self._pool is not None
         return self._pool.submit(_decode_chunk, [(r.value, r.partition, r.offset) for r in chunk])
 
     @staticmethod
-    def _collect(chunk: Sequence[Record], future: Future) -> Iterator[tuple[Record, Outcome]]:
+    def _collect(chunk: Sequence[Record], future: Future[_ChunkResult]) -> Iterator[tuple[Record, Outcome]]:
         for record, (decoded, error) in zip(chunk, future.result(), strict=True):
             yield record, _Done(decoded, error)
 

@@ -89,12 +89,11 @@ class CallWriter:
         )
 
     def _arrow_types(self, columns: Iterable[str]) -> dict[str, pa.DataType]:
-        described = dict(
-            self.client.query(
-                "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = %(table)s",
-                parameters={"db": self.database, "table": TABLE},
-            ).result_rows
-        )
+        rows = self.client.query(
+            "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = %(table)s",
+            parameters={"db": self.database, "table": TABLE},
+        ).result_rows
+        described: dict[str, str] = {str(name): str(kind) for name, kind in rows}
         return {name: arrow_type(described[name]) for name in columns}
 
     def recompute(self, minutes: Iterable[datetime]) -> int:
