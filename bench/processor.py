@@ -1,16 +1,19 @@
-"""Processor throughput on one core, next to a bare protobuf decode of the same messages.
+"""Processor throughput: the full path as a ratio of the decoder alone, on one core and on two.
 
     .venv/bin/python bench/processor.py [--spans 200000] [--per-message 512]
 
-Starts its own Kafka broker on free ports and a private chDB path, fills a topic with
-OTLP `ExportTraceServiceRequest`s of `--per-message` GenAI spans (the SDK's default export
-batch is 512), then measures in one run, pinned to one CPU:
+Starts its own Kafka broker and a private chDB path, fills a topic with OTLP
+`ExportTraceServiceRequest`s of `--per-message` GenAI spans (the SDK's default export batch
+is 512), then measures in one run, pinned to one CPU unless said otherwise:
   1. bare upb parse of every message (`ExportTraceServiceRequest.FromString`),
-  2. our decode to call rows (`processors.decode.decode`),
-  3. decode + enrichment (cost, refusal), and separately the writer (insert + histograms),
-  4. the full service: consume from Kafka, decode, enrich, insert into chDB, recompute
-     histograms, commit offsets,
-and prints spans/s of each and the ratios to the bare parse.
+  2. our decode to call rows (`processors.decode.decode`): the "decoder-only" rate,
+  3. decode + enrichment (cost, refusal), and separately the writer (Arrow insert + histograms),
+  4. the full service (consume from Kafka, decode, enrich, insert into chDB, recompute
+     histograms, commit offsets) three times, each by a fresh group into a fresh database:
+     on one core; on two cores; on two cores with one decode worker process
+     (`CUTOVER_DECODE_WORKERS=1`),
+and prints spans/s of each and the full path's ratio to the decoder-only rate (target >= 0.5
+on one core), from start and from the group join (start-up is a one-off in a real process).
 
     .venv/bin/python bench/processor.py --baseline-decoder REV
 
@@ -34,6 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from clickhouse_connect.driver.client import Client  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
@@ -110,7 +114,8 @@ def main() -> None:
         broker.start()
         # One core for this process, pinned after the broker started: a child inherits the
         # mask, and a broker sharing the core would be measured as processor time.
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        all_cores = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(all_cores)})
         try:
             topic = "bench_spans"
             broker.create_topics([topic])
@@ -157,25 +162,18 @@ def main() -> None:
             # rows in memory for its garbage collector to walk.
             expected = len(calls)
             del calls, values, rows, batches, columns
-            settings = ProcessorSettings(
-                kafka_bootstrap=broker.bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq",
-                consumer_group="bench", clickhouse_database="bench", alert_interval_s=3600,
-            )  # fmt: skip
-            service = ProcessorService(settings, client=client)
-            started = time.perf_counter()
-            service.start()
-            while service.stats.calls_written < expected:
-                assert service.failure is None, service.failure
-                time.sleep(0.01)
-            service_s = time.perf_counter() - started
-            service.stop()
-            stored = client.command("SELECT count() FROM bench.llm_calls FINAL")
-            assert stored == expected, stored
+            one_core = os.sched_getaffinity(0)
+            full = {}
+            for label, cores, workers in RUNS:
+                os.sched_setaffinity(0, one_core if cores == 1 else all_cores)
+                full[label] = run_service(broker.bootstrap, topic, client, label, workers, expected)
+            os.sched_setaffinity(0, one_core)
         finally:
             broker.stop()
 
     print(
-        f"{expected:,} GenAI spans (+{len(items):,} HTTP spans) in {len(items):,} messages of {args.per_message}, one core"
+        f"{expected:,} GenAI spans (+{len(items):,} HTTP spans) in {len(items):,} messages of {args.per_message}; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     print(f"bare protobuf parse          {rate(parsed, bare_s)}")
     print(f"Kafka fetch (kafka-python)   {rate(parsed, fetch_s)}   (a bare consumer reading the same messages)")
@@ -187,8 +185,40 @@ def main() -> None:
         print(f"our decoder                  {rate(parsed, ours_s)}   {baseline_s / ours_s:6.1%} of its speed")
     print(f"decode + enrich              {rate(parsed, enrich_s)}   {bare_s / enrich_s:6.1%} of bare parse")
     print(f"chDB insert + histograms     {rate(parsed, write_s)}   (the writer alone, same batches)")
-    print(f"full processor (Kafka->chDB) {rate(parsed, service_s)}   {bare_s / service_s:6.1%} of bare parse")
-    print(f"ratio bare parse / full processor: {service_s / bare_s:.1f}x")
+    for label, (total_s, steady_s) in full.items():
+        print(
+            f"full processor, {label:<22} {rate(parsed, total_s)}   {decode_s / total_s:5.2f} x decoder-only; "
+            f"after start-up (group join): {parsed / steady_s:>9,.0f} spans/s, {decode_s / steady_s:5.2f} x decoder-only"
+        )
+
+
+# (label, cores, decode workers): the same topic read by a fresh group into a fresh database each time.
+RUNS = (("one core", 1, 0), ("two cores, in-process", 2, 0), ("two cores, 1 decode worker", 2, 1))
+
+
+def run_service(
+    bootstrap: str, topic: str, client: Client, label: str, workers: int, expected: int
+) -> tuple[float, float]:
+    """(seconds from start to all rows written, seconds from partitions assigned to all rows written)."""
+    name = "bench_" + "".join(c if c.isalnum() else "_" for c in label)
+    settings = ProcessorSettings(
+        kafka_bootstrap=bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq", consumer_group=name,
+        clickhouse_database=name, alert_interval_s=3600, decode_workers=workers,
+    )  # fmt: skip
+    service = ProcessorService(settings, client=client)
+    started = time.perf_counter()
+    assigned = 0.0
+    service.start()
+    while service.stats.calls_written < expected:
+        assert service.failure is None, service.failure
+        if not assigned and service.partitions:
+            assigned = time.perf_counter()
+        time.sleep(0.01)
+    done = time.perf_counter()
+    service.stop()
+    stored = client.command(f"SELECT count() FROM {name}.llm_calls FINAL")
+    assert stored == expected, stored
+    return done - started, done - (assigned or started)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ from cutover.kafka_clients import KafkaConnection
 from cutover.store import StoreBusy, client_for
 from processors import metrics
 from processors.alerts import AlertEvaluator
-from processors.decode import decode
+from processors.decode_pool import Decoder
+from processors.decode_pool import Outcome as DecodeOutcome
 from processors.dlq import DeadLetter, DeadLetterQueue
 from processors.enrich import Enricher, row_dicts
 from processors.failures import PermanentWriteError, permanent_cause
@@ -273,6 +274,7 @@ class ProcessorService:
         self._enricher = Enricher(PriceBook.load(settings.prices_file, fallback=settings.price_fallback), refusal)
         self._alerts: AlertEvaluator | None = None
         self._logs: LogsJoiner | None = None
+        self._decoder: Decoder | None = None  # made by the consuming thread on its first poll
         self._stopping = threading.Event()  # asked to stop (signal, stop(), a failure)
         self._give_up = threading.Event()  # a stop's deadline passed during a retry
         self._threads: list[threading.Thread] = []
@@ -369,6 +371,8 @@ class ProcessorService:
         stop_within(self._threads, timeout, self._give_up)
         if self._logs is not None:
             self._logs.stop(timeout)
+        if self._decoder is not None:
+            self._decoder.close()
         parts = self._parts
         if parts is not None:
             parts.content.stop()
@@ -448,26 +452,27 @@ class ProcessorService:
         return self._parts
 
     def _take_all(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        for records in polled.values():
-            for record in records:
-                self.decode(record)
-                if (
-                    len(self._batch.rows) >= self.settings.batch_max_calls
-                    and self._flush(patient=True) is Outcome.REVOKED
-                ):
-                    # A rebalance reset our positions to the committed offsets: the rest of this
-                    # poll will be read again (by us or the new owner), so taking it now could
-                    # commit past records that were never written.
-                    return
+        if self._decoder is None:
+            # Made by the consuming thread: decode workers are bound to the thread that spawns them.
+            self._decoder = Decoder(self.settings.decode_workers)
+        records = [record for records in polled.values() for record in records]
+        for record, outcome in self._decoder.outcomes(records):
+            self.decode(record, outcome)
+            if len(self._batch.rows) >= self.settings.batch_max_calls and self._flush(patient=True) is Outcome.REVOKED:
+                # A rebalance reset our positions to the committed offsets: the rest of this
+                # poll will be read again (by us or the new owner), so taking it now could
+                # commit past records that were never written.
+                return
 
-    def decode(self, record: ConsumerRecord) -> None:
-        """The decode step: one Kafka record into the batch in hand (rows, or a dead letter with its reason)."""
+    def decode(self, record: ConsumerRecord, outcome: DecodeOutcome) -> None:
+        """The decode step: one Kafka record, decoded here or by a decode worker, into the batch in hand
+        (rows, or a dead letter with its reason)."""
         batch = self._batch
         if batch.empty():
             batch.started = time.monotonic()
         counts = batch.counts
         try:
-            decoded = decode(record.value, record.partition, record.offset)
+            decoded = outcome.get()
         except Exception as error:
             reason: str | None = f"processor error while decoding: {type(error).__name__}: {error}"
         else:

@@ -27,6 +27,12 @@ class ProcessorSettings(BudgetSettings):
     poll_max_records: int = Field(
         default=2_000, ge=1, le=100_000, description="Kafka messages fetched per consumer poll."
     )
+    decode_workers: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="Worker processes that decode OTLP for the processor (0 = decode in the processor itself). 1 puts a second core to work: the main process keeps Kafka, enrichment and the ClickHouse writes.",
+    )
     histogram_interval_s: float = Field(
         default=0.0,
         ge=0,

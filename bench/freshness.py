@@ -1,0 +1,195 @@
+"""Freshness: how long after a call ends its row can be queried, at a sustained rate.
+
+    .venv/bin/python bench/freshness.py [--rate 5000] [--seconds 120] [--settle 15]
+
+Starts its own Kafka broker and a private chDB path, runs the processor (default settings,
+`CUTOVER_*` from the environment apply) in this process, and in a child process emits GenAI
+spans at `--rate` calls/s through the real client path: `collectors.instrument` (our span
+processor, the SDK's batch processor, `KafkaSpanExporter`) -> Kafka. The OpenAI call itself
+is left out (each span is made with the instrumentation's tracer): at 5,000 calls/s the
+SDK + simulator would need the cores the pipeline is measured on. Calls come in traces of
+`CALLS_PER_TRACE` under an "agent run" root span (which the processor skips).
+
+A poller queries `llm_calls` every `--poll-s` seconds, as a dashboard would, and records for
+each new row (poll time - span end time): the freshness an SRE sees, over-estimated by at
+most one poll interval. Prints p50/p90/p99/max, the rate achieved, and rows never seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cutover import semconv  # noqa: E402
+from cutover.local_kafka import LocalBroker, free_port  # noqa: E402
+from cutover.store import open_client  # noqa: E402
+from processors.service import ProcessorService  # noqa: E402
+from processors.settings import ProcessorSettings  # noqa: E402
+
+MODELS = ("gpt-5.4", "gpt-5.5")
+# Calls per trace (an agent run): the exporter writes one Kafka message per trace and batch, so
+# one call per trace would cost the emitter a producer.send per call.
+CALLS_PER_TRACE = 10
+TASKS = ("coding", "knowledge", "rag", "simple")
+
+
+def emit(rate: float, seconds: float) -> None:
+    """Child process: `rate` calls/s of GenAI spans for `seconds` through collectors.instrument."""
+    from opentelemetry import trace
+
+    from collectors.instrument import instrument
+
+    instrumentation = instrument(service_name="freshness-bench")
+    tracer = instrumentation.tracer_provider.get_tracer("bench.freshness")
+    rng = random.Random(5)
+    root: trace.Span | None = None
+    context = None
+    started = time.monotonic()
+    sent = 0
+    while (elapsed := time.monotonic() - started) < seconds:
+        due = int(elapsed * rate)
+        while sent < due:
+            now = time.time_ns()
+            latency_ns = int(rng.lognormvariate(6.5, 0.6) * 1e6)  # ~700 ms median
+            if sent % CALLS_PER_TRACE == 0:
+                if root is not None:
+                    root.end()
+                root = tracer.start_span("agent run")
+                context = trace.set_span_in_context(root)
+            span = tracer.start_span(f"chat {MODELS[sent % 2]}", context=context, start_time=now - latency_ns)
+            span.set_attributes(
+                {
+                    semconv.OPERATION: "chat",
+                    semconv.PROVIDER: "openai",
+                    semconv.REQUEST_MODEL: MODELS[sent % 2],
+                    semconv.RESPONSE_MODEL: MODELS[sent % 2],
+                    semconv.INPUT_TOKENS: rng.randint(50, 3000),
+                    semconv.OUTPUT_TOKENS: rng.randint(10, 800),
+                    semconv.FINISH_REASONS: ("stop",),
+                    semconv.TASK: TASKS[sent % 4],
+                }
+            )
+            span.end(end_time=now)
+            sent += 1
+        time.sleep(0.005)
+    if root is not None:
+        root.end()
+    instrumentation.force_flush()
+    batch_dropped = instrumentation.batch_processor.dropped
+    print(f"sent {sent} dropped {instrumentation.dropped} (batch queue full: {batch_dropped})", flush=True)
+    instrumentation.shutdown()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=5000)
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--settle", type=float, default=15, help="seconds to wait for the last rows")
+    parser.add_argument("--poll-s", type=float, default=0.1)
+    parser.add_argument("--emit", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.emit:
+        emit(args.rate, args.seconds)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="cutover-fresh-") as scratch:
+        broker = LocalBroker(
+            state=Path(scratch) / "kafka",
+            libs=REPO / ".cutover" / "kafka" / "libs",
+            port=free_port(),
+            controller_port=free_port(),
+            partitions=4,
+        )
+        broker.start()
+        try:
+            topic = "fresh_spans"
+            broker.create_topics([topic, f"{topic}_dlq"])
+            client = open_client(f"chdb://{Path(scratch) / 'chdb'}")
+            settings = ProcessorSettings(
+                kafka_bootstrap=broker.bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq",
+                consumer_group="fresh", clickhouse_database="fresh",
+            )  # fmt: skip
+            service = ProcessorService(settings, client=client)
+            service.start()
+            while not service.partitions:
+                time.sleep(0.05)
+            seen: set[str] = set()
+            ages: list[float] = []
+            to_insert: list[float] = []  # span end -> the insert carrying its row began (ingested_at)
+            stop = threading.Event()
+
+            def poll() -> None:
+                watermark = "1970-01-01 00:00:00.000"
+                while not stop.wait(args.poll_s):
+                    rows = client.query(
+                        "SELECT span_id, toUnixTimestamp64Micro(start_time) + toInt64(latency_ms * 1000), "
+                        "toString(ingested_at), toUnixTimestamp64Milli(ingested_at) "
+                        "FROM fresh.llm_calls WHERE ingested_at >= %(w)s",
+                        parameters={"w": watermark},
+                    ).result_rows
+                    now = time.time()
+                    for span_id, end_us, ingested, ingested_ms in rows:
+                        if span_id not in seen:
+                            seen.add(span_id)
+                            ages.append(now - end_us / 1e6)
+                            to_insert.append(ingested_ms / 1e3 - end_us / 1e6)
+                        watermark = max(watermark, ingested)
+
+            poller = threading.Thread(target=poll, daemon=True)
+            poller.start()
+            env = {**os.environ, "CUTOVER_KAFKA_BOOTSTRAP": broker.bootstrap, "CUTOVER_SPANS_TOPIC": topic}
+            started = time.monotonic()
+            child = subprocess.run(
+                [sys.executable, __file__, "--emit", f"--rate={args.rate}", f"--seconds={args.seconds}"],
+                env=env, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            emitted_s = time.monotonic() - started
+            sent = int(child.stdout.split()[1])
+            if child.stderr.strip():
+                print("emitter log (last lines):", *child.stderr.strip().splitlines()[-3:], sep="\n  ")
+            deadline = time.monotonic() + args.settle
+            while len(seen) < sent and time.monotonic() < deadline:
+                time.sleep(0.2)
+            stop.set()
+            poller.join()
+            service.stop()
+        finally:
+            broker.stop()
+
+    ages.sort()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"{child.stdout.strip()}; emitted for {emitted_s:.1f} s = {sent / emitted_s:,.0f} calls/s; load average {load}"
+    )
+    print(f"rows queryable: {len(ages):,} of {sent:,} ({sent - len(ages):,} not seen within {args.settle:.0f} s)")
+    if ages:
+        print(
+            f"freshness (poll time - span end), s: p50 {percentile(ages, 0.5):.2f}  p90 {percentile(ages, 0.9):.2f}  "
+            f"p99 {percentile(ages, 0.99):.2f}  max {ages[-1]:.2f}   (polled every {args.poll_s} s)"
+        )
+        to_insert.sort()
+        print(
+            f"  of which span end -> insert began (ingested_at): p50 {percentile(to_insert, 0.5):.2f}  "
+            f"p99 {percentile(to_insert, 0.99):.2f}; the rest is the insert, histograms and the poll"
+        )
+    print(
+        f"processor settings: batch_max_wait_s={settings.batch_max_wait_s} histogram_interval_s={settings.histogram_interval_s} decode_workers={settings.decode_workers}"
+    )
+
+
+if __name__ == "__main__":
+    main()

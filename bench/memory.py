@@ -1,0 +1,194 @@
+"""Processor memory over a long stream: RSS sampled every second while it consumes `--spans` calls.
+
+    .venv/bin/python bench/memory.py [--spans 10000000] [--content 0.1] [--per-message 100]
+
+Starts its own Kafka broker and a private chDB path, runs the processor with default settings
+(`CUTOVER_*` from the environment apply) in this process, and feeds the topic from a child
+process: calls start within the last minute (a live stream: histograms touch the current
+minutes), a `--content` fraction of them with content captured (prompt, ~1 KB answer,
+reference answer: each goes through the hallucination worker's bounded queue).
+
+Prints the RSS curve, anonymous and file-backed apart (this process and any decode workers:
+the processor's whole footprint)
+at warm-up (first 10% of the stream), middle and end, its max after warm-up, and the largest
+hallucination backlog seen, next to the queue's bound. Target: flat under 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import pyarrow as pa  # noqa: E402
+from kafka import KafkaProducer  # noqa: E402
+
+from cutover import semconv  # noqa: E402
+from cutover.local_kafka import LocalBroker, free_port  # noqa: E402
+from cutover.store import open_client  # noqa: E402
+from processors.service import ProcessorService  # noqa: E402
+from processors.settings import ProcessorSettings  # noqa: E402
+from tests.processor_workload import _kv, make_calls, request_bytes  # noqa: E402
+
+CHUNK = 20_000  # calls the feeder generates at a time
+WORDS = [
+    "the",
+    "capital",
+    "of",
+    "france",
+    "is",
+    "paris",
+    "which",
+    "lies",
+    "on",
+    "the",
+    "seine",
+    "and",
+    "has",
+    "about",
+    "two",
+    "million",
+    "people",
+]
+
+
+def feed(bootstrap: str, topic: str, spans: int, content: float, per_message: int) -> None:
+    """Child process: `spans` calls in messages of `per_message`, `content` of them with captured text."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_request_size=16_777_216)
+    every = max(1, round(1 / content)) if content > 0 else 0
+    for chunk_at in range(0, spans, CHUNK):
+        calls = make_calls(min(CHUNK, spans - chunk_at), seed=chunk_at, spread_s=60)
+        for i, call in enumerate(calls):
+            call.start_ns = time.time_ns() - 60_000_000_000 + (i * 60_000_000_000) // CHUNK
+            call.output_text = ""
+            call.api_refusal = False
+            call.finish_reason = "stop"
+            if every and (chunk_at + i) % every == 0 and not call.error_type:
+                n = chunk_at + i
+                call.output_text = " ".join(WORDS[(n + k) % len(WORDS)] for k in range(180)) + f" ({n})"
+        for at in range(0, len(calls), per_message):
+            request = ExportTraceServiceRequest.FromString(request_bytes(calls[at : at + per_message]))
+            for span in request.resource_spans[0].scope_spans[0].spans:
+                if any(kv.key == semconv.OUTPUT_MESSAGES for kv in span.attributes):
+                    span.attributes.append(_kv(semconv.REFERENCE_ANSWER, "Paris is the capital of France."))
+            producer.send(topic, request.SerializeToString())
+    producer.flush()
+    producer.close()
+
+
+def rss_mb(pids: list[int]) -> tuple[float, float]:
+    """(anonymous, file-backed) resident MB of these processes. File-backed pages are mostly
+    chDB's mapped engine code (~300 MB at start): shared, clean, reclaimable, not grown by the stream."""
+    anon = file = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("RssAnon:"):
+                        anon += int(line.split()[1])
+                    elif line.startswith(("RssFile:", "RssShmem:")):
+                        file += int(line.split()[1])
+        except OSError:
+            pass
+    return anon / 1024, file / 1024
+
+
+def children() -> list[int]:
+    """This process's child processes other than the feeder (decode workers, their forkserver)."""
+    try:
+        with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as listing:
+            return [int(pid) for pid in listing.read().split()]
+    except OSError:
+        return []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=10_000_000)
+    parser.add_argument("--content", type=float, default=0.1)
+    parser.add_argument("--per-message", type=int, default=100)
+    parser.add_argument("--feed", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.feed:
+        feed(args.feed[0], args.feed[1], args.spans, args.content, args.per_message)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="cutover-memory-") as scratch:
+        broker = LocalBroker(
+            state=Path(scratch) / "kafka",
+            libs=REPO / ".cutover" / "kafka" / "libs",
+            port=free_port(),
+            controller_port=free_port(),
+            partitions=4,
+        )
+        broker.start()
+        try:
+            topic = "memory_spans"
+            broker.create_topics([topic, f"{topic}_dlq"])
+            feeder = subprocess.Popen(
+                [sys.executable, __file__, f"--spans={args.spans}", f"--content={args.content}",
+                 f"--per-message={args.per_message}", "--feed", broker.bootstrap, topic],
+            )  # fmt: skip
+            client = open_client(f"chdb://{Path(scratch) / 'chdb'}")
+            settings = ProcessorSettings(
+                kafka_bootstrap=broker.bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq",
+                consumer_group="memory", clickhouse_database="memory",
+            )  # fmt: skip
+            service = ProcessorService(settings, client=client)
+            started = time.monotonic()
+            service.start()
+            curve: list[tuple[float, int, float, float, int]] = []  # (s, calls, anon MB, file MB, backlog)
+            hallucination = service._hallucination
+            while service.stats.calls_written < args.spans:
+                assert service.failure is None, service.failure
+                pids = [os.getpid(), *(pid for pid in children() if pid != feeder.pid)]
+                backlog = hallucination.backlog if hallucination is not None else 0
+                anon, file = rss_mb(pids)
+                curve.append((time.monotonic() - started, service.stats.calls_written, anon, file, backlog))
+                time.sleep(1.0)
+            elapsed = time.monotonic() - started
+            tracked = client.command("SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'")
+            stats = service.stats.as_dict()
+            checked = hallucination.stats.as_dict() if hallucination is not None else {}
+            service.stop()
+            feeder.wait()
+        finally:
+            broker.stop()
+
+    warm = [c for c in curve if c[1] <= args.spans * 0.1] or curve[:1]
+    after = [c for c in curve if c[1] > args.spans * 0.1] or curve
+    mid = min(curve, key=lambda c: abs(c[1] - args.spans / 2))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"{args.spans:,} calls ({args.content:.0%} with content) in {elapsed:.0f} s = {args.spans / elapsed:,.0f} calls/s; "
+        f"{len(curve)} RSS samples; load average {load}"
+    )
+    for name, at in (("anonymous (heap)", 2), ("file-backed", 3)):
+        print(
+            f"RSS {name} MB: warm-up (first 10% of calls) max {max(c[at] for c in warm):.0f}; "
+            f"mid {mid[at]:.0f} at {mid[1]:,} calls; end {curve[-1][at]:.0f}; "
+            f"after warm-up min {min(c[at] for c in after):.0f} max {max(c[at] for c in after):.0f}"
+        )
+    print(
+        f"at the end: chDB MemoryTracking {int(tracked) / 2**20:.0f} MB; Python heap blocks {sys.getallocatedblocks():,}; "
+        f"Arrow pool {pa.default_memory_pool().bytes_allocated() / 2**20:.0f} MB "
+        f"(peak {pa.default_memory_pool().max_memory() / 2**20:.0f} MB)"
+    )
+    print(
+        f"hallucination backlog: max {max(c[4] for c in curve):,} (bound {settings.hallucination_queue_size:,}); "
+        f"worker {checked}"
+    )
+    print(f"processor: {stats}")
+
+
+if __name__ == "__main__":
+    main()
