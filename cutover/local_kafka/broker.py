@@ -104,7 +104,10 @@ class LocalBroker:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         users = self.scram.storage_arguments() if self.scram is not None else []
         done = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self._properties), *users),
+            # `--cluster-id=ID` in one word: a base64 id may start with "-" and read as an option.
+            self._java(
+                "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self._properties), *users
+            ),
             capture_output=True,
             text=True,
         )
