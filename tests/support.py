@@ -6,6 +6,7 @@ import importlib
 import json
 import pkgutil
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -67,11 +68,12 @@ def inked_share(image_path: Path, left: int = 320) -> float:
     return sum(histogram[:200]) / sum(histogram)
 
 
-def screenshot(url: str, path: Path, height: int = 1800, attempts: int = 3, min_ink: float = 0.002) -> float:
+def screenshot(url: str, path: Path, height: int = 1800, attempts: int = 6, min_ink: float = 0.002) -> float:
     """A headless-Chromium screenshot of a Streamlit page; returns its inked share.
 
     Streamlit draws over a websocket after the page loads, which Chromium's virtual time does not
-    wait for; on a busy machine the first capture can still be the loading skeleton, so retry.
+    wait for; on a busy machine the first capture can still be the loading skeleton (or a blank
+    page while a slow script runs), so retry, waiting longer each time.
     """
     import shutil
     import tempfile
@@ -82,7 +84,8 @@ def screenshot(url: str, path: Path, height: int = 1800, attempts: int = 3, min_
     assert chromium, "headless Chromium is missing: run scripts/system-deps.sh"
     path.parent.mkdir(parents=True, exist_ok=True)
     ink = 0.0
-    for _ in range(attempts):
+    for attempt in range(attempts):
+        time.sleep(5 * attempt)
         path.unlink(missing_ok=True)
         with tempfile.TemporaryDirectory() as profile:
             done = subprocess.run(
