@@ -6,8 +6,8 @@ import importlib
 import json
 import pkgutil
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
 from pydantic_settings import BaseSettings
