@@ -99,7 +99,9 @@ def crafted(ch_client, ch_database, chdb_path, monkeypatch):
 
 def _window(at) -> tuple[datetime, datetime]:
     found = re.match(r"(\S+ \S+) to (\S+ \S+) UTC", at.sidebar.caption[0].value)
-    return tuple(datetime.fromisoformat(x) for x in found.groups())  # type: ignore[return-value]
+    assert found, at.sidebar.caption[0].value
+    start, end = (datetime.fromisoformat(x) for x in found.groups())
+    return start, end
 
 
 def _pairs_sql(db: str, where: str) -> str:
