@@ -6,7 +6,7 @@ A metric *passes* when its whole 95% interval lies within the tolerance (non-inf
 group with fewer pairs than `dashboard_scorecard_min_pairs` is on hold whatever its intervals say;
 otherwise any failed metric makes a regression, any unsure one a hold, and none a ready.
 Tests: p95 latency ratio, paired percentile bootstrap; error/timeout/refusal/flag rate differences,
-Newcomb hybrid score; agreement, Wilson; cost per call ratio, paired delta method.
+Newcomb hybrid score; agreement (`pair_agreement.judge`), Wilson; cost per call ratio, paired delta method.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _ratio_check(
 
 
 def checks(pairs: pd.DataFrame, settings: DashboardSettings) -> list[Check]:
-    """Every metric of one group of pairs (`queries.readiness_pairs` rows)."""
+    """Every metric of one group of pairs (`queries.readiness_pairs` rows judged by `pair_agreement.judge`)."""
     s = settings
     n = len(pairs)
     out: list[Check] = []
@@ -116,23 +116,20 @@ def checks(pairs: pd.DataFrame, settings: DashboardSettings) -> list[Check]:
     flags = (int(pairs["primary_flag"].sum()), int(pairs["shadow_flag"].sum()))
     checked = (int(pairs["primary_checked"].sum()), int(pairs["shadow_checked"].sum()))
     out.append(_rate_check("hallucination-flag rate", flags, checked, s.dashboard_scorecard_max_flag_increase))
-    # Same outcome: both errors, both refusals, or both answers (an error is never counted as a refusal).
-    same = int(
-        (
-            (pairs["primary_error"] == pairs["shadow_error"])
-            & ((pairs["primary_error"] == 1) | (pairs["primary_refusal"] == pairs["shadow_refusal"]))
-        ).sum()
-    )
-    agreement = stats.rate(same, n)
+    # `pair_agreement.judge` judged the pairs (cutover.agreement: on both answers' text where captured).
+    judged = pairs[pairs["agree"].notna()]
+    on_text = int(judged["on_text"].sum())
+    test = f"Wilson; {on_text:,} pairs judged on their answers' text, {len(judged) - on_text:,} on the outcome alone"
+    agreement = stats.rate(int(judged["agree"].astype(bool).sum()), len(judged))
     if agreement is None:
         out.append(
-            Check("agreement", "share", None, None, None, s.dashboard_scorecard_min_agreement, "Wilson", "n/a", None)
+            Check("agreement", "share", None, None, None, s.dashboard_scorecard_min_agreement, test, "n/a", None)
         )
     else:
         status, more = _settle(agreement, s.dashboard_scorecard_min_agreement, higher_is_worse=False)
         out.append(
             Check("agreement", "share", None, agreement.estimate, agreement, s.dashboard_scorecard_min_agreement,
-                  "Wilson", status, more)
+                  test, status, more)
         )  # fmt: skip
     priced = pairs.dropna(subset=["primary_cost_usd", "shadow_cost_usd"])
     p_cost, s_cost = priced["primary_cost_usd"].to_numpy(float), priced["shadow_cost_usd"].to_numpy(float)
@@ -204,7 +201,7 @@ _READ = [
     f"{side}_{name}"
     for side in ("primary", "shadow")
     for name in ("latency_ms", "error", "timeout", "refusal", "checked", "flag", "cost_usd")
-]
+] + ["agree", "on_text"]
 
 
 def by_group(pairs: pd.DataFrame, column: str, settings: DashboardSettings) -> list[Scorecard]:
