@@ -344,29 +344,33 @@ def alerts(client: Client, db: str, f: Filters, limit: int = 500) -> pd.DataFram
 def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataFrame:
     """The newest complete primary/shadow pairs with everything the scorecard and projection compare:
     per side latency, error, timeout, refusal, hallucination check and flag, cost, and whether the
-    answer's text was captured (for `pair_texts`)."""
+    answer's text was captured (for `pair_texts`).
+
+    Not FINAL: only mirrored calls are read (PREWHERE), and each side's newest version is taken by
+    argMax, the row FINAL would keep; a side counts once however often it was replayed."""
     side = """
-        anyIf(model, shadow_role = '{r}') AS {r}_model,
-        anyIf(latency_ms, shadow_role = '{r}') AS {r}_latency_ms,
-        anyIf(is_error, shadow_role = '{r}') AS {r}_error,
-        anyIf(is_timeout, shadow_role = '{r}') AS {r}_timeout,
-        anyIf(is_refusal, shadow_role = '{r}') AS {r}_refusal,
-        anyIf(hallucination_checked, shadow_role = '{r}') AS {r}_checked,
-        anyIf(hallucination_flag, shadow_role = '{r}') AS {r}_flag,
-        toNullable(toFloat64(anyIf(cost_usd, shadow_role = '{r}'))) AS {r}_cost_usd,
-        anyIf(content_captured, shadow_role = '{r}') AS {r}_captured"""
+        argMaxIf(model, version, shadow_role = '{r}') AS {r}_model,
+        argMaxIf(latency_ms, version, shadow_role = '{r}') AS {r}_latency_ms,
+        argMaxIf(is_error, version, shadow_role = '{r}') AS {r}_error,
+        argMaxIf(is_timeout, version, shadow_role = '{r}') AS {r}_timeout,
+        argMaxIf(is_refusal, version, shadow_role = '{r}') AS {r}_refusal,
+        argMaxIf(hallucination_checked, version, shadow_role = '{r}') AS {r}_checked,
+        argMaxIf(hallucination_flag, version, shadow_role = '{r}') AS {r}_flag,
+        toNullable(toFloat64(argMaxIf(cost_usd, version, shadow_role = '{r}'))) AS {r}_cost_usd,
+        argMaxIf(content_captured, version, shadow_role = '{r}') AS {r}_captured"""
     return _df(
         client,
         f"""
         SELECT shadow_pair_id, max(start_time) AS last_seen,
-               anyIf(task, shadow_role = 'primary') AS pair_task,
-               anyIf(service, shadow_role = 'primary') AS pair_service,
+               argMaxIf(task, version, shadow_role = 'primary') AS pair_task,
+               argMaxIf(service, version, shadow_role = 'primary') AS pair_service,
                {side.format(r="primary")},
                {side.format(r="shadow")}
-        FROM {db}.llm_calls FINAL
-        WHERE shadow_pair_id != '' AND {_where(models=False)}
+        FROM {db}.llm_calls
+        PREWHERE shadow_pair_id != ''
+        WHERE {_where(models=False)}
         GROUP BY shadow_pair_id
-        HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
+        HAVING uniqExactIf(span_id, shadow_role = 'primary') = 1 AND uniqExactIf(span_id, shadow_role = 'shadow') = 1
         ORDER BY last_seen DESC
         LIMIT %(limit)s
         """,

@@ -94,6 +94,18 @@ def craft(client, db: str, end: datetime, minutes: int = 50) -> None:
                 "prim": PRIMARY, "p_ref": p_refuse,
             },
         )  # fmt: skip
+    # A later version (a hallucination verdict that clears a flag) of some candidate calls, then replays of the
+    # first version of those and of some pairs: the page must read what FINAL reads.
+    client.command(f"SYSTEM STOP MERGES {db}.llm_calls")  # as a busy store would hold them: not yet merged
+    revised = "task = 'extract' AND shadow_role = 'shadow' AND hallucination_flag = 1 AND cityHash64(span_id) % 2 = 0"
+    client.command(
+        f"""INSERT INTO {db}.llm_calls SELECT * REPLACE (2 AS version, 0 AS hallucination_flag)
+            FROM (SELECT * FROM {db}.llm_calls WHERE {revised})"""  # REPLACE aliases would shadow WHERE columns
+    )
+    client.command(
+        f"""INSERT INTO {db}.llm_calls SELECT * FROM {db}.llm_calls
+            WHERE version = 1 AND shadow_pair_id != '' AND ({revised} OR cityHash64(shadow_pair_id) % 10 = 0)"""
+    )
     recompute(client, db, [start + timedelta(minutes=i) for i in range(minutes + 1)])
 
 
