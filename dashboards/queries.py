@@ -346,31 +346,31 @@ def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataF
     per side latency, error, timeout, refusal, hallucination check and flag, cost, and whether the
     answer's text was captured (for `pair_texts`).
 
-    Not FINAL: only mirrored calls are read (PREWHERE), and each side's newest version is taken by
-    argMax, the row FINAL would keep; a side counts once however often it was replayed."""
+    Only mirrored calls are read: the PREWHERE drops the others before FINAL merges versions (every version
+    of a call has the same pair id), which ClickHouse does not move to PREWHERE by itself under FINAL."""
     side = """
-        argMaxIf(model, version, shadow_role = '{r}') AS {r}_model,
-        argMaxIf(latency_ms, version, shadow_role = '{r}') AS {r}_latency_ms,
-        argMaxIf(is_error, version, shadow_role = '{r}') AS {r}_error,
-        argMaxIf(is_timeout, version, shadow_role = '{r}') AS {r}_timeout,
-        argMaxIf(is_refusal, version, shadow_role = '{r}') AS {r}_refusal,
-        argMaxIf(hallucination_checked, version, shadow_role = '{r}') AS {r}_checked,
-        argMaxIf(hallucination_flag, version, shadow_role = '{r}') AS {r}_flag,
-        toNullable(toFloat64(argMaxIf(cost_usd, version, shadow_role = '{r}'))) AS {r}_cost_usd,
-        argMaxIf(content_captured, version, shadow_role = '{r}') AS {r}_captured"""
+        anyIf(model, shadow_role = '{r}') AS {r}_model,
+        anyIf(latency_ms, shadow_role = '{r}') AS {r}_latency_ms,
+        anyIf(is_error, shadow_role = '{r}') AS {r}_error,
+        anyIf(is_timeout, shadow_role = '{r}') AS {r}_timeout,
+        anyIf(is_refusal, shadow_role = '{r}') AS {r}_refusal,
+        anyIf(hallucination_checked, shadow_role = '{r}') AS {r}_checked,
+        anyIf(hallucination_flag, shadow_role = '{r}') AS {r}_flag,
+        toNullable(toFloat64(anyIf(cost_usd, shadow_role = '{r}'))) AS {r}_cost_usd,
+        anyIf(content_captured, shadow_role = '{r}') AS {r}_captured"""
     return _df(
         client,
         f"""
         SELECT shadow_pair_id, max(start_time) AS last_seen,
-               argMaxIf(task, version, shadow_role = 'primary') AS pair_task,
-               argMaxIf(service, version, shadow_role = 'primary') AS pair_service,
+               anyIf(task, shadow_role = 'primary') AS pair_task,
+               anyIf(service, shadow_role = 'primary') AS pair_service,
                {side.format(r="primary")},
                {side.format(r="shadow")}
-        FROM {db}.llm_calls
+        FROM {db}.llm_calls FINAL
         PREWHERE shadow_pair_id != ''
         WHERE {_where(models=False)}
         GROUP BY shadow_pair_id
-        HAVING uniqExactIf(span_id, shadow_role = 'primary') = 1 AND uniqExactIf(span_id, shadow_role = 'shadow') = 1
+        HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
         ORDER BY last_seen DESC
         LIMIT %(limit)s
         """,
@@ -389,10 +389,14 @@ def pair_texts(client: Client, db: str, f: Filters, pair_ids: list[str], max_cha
                anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'primary') AS primary_text,
                anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'shadow') AS shadow_text
         FROM {db}.llm_calls FINAL
-        WHERE shadow_pair_id IN %(ids)s AND {_where(models=False)}
+        PREWHERE shadow_pair_id IN %(ids)s
+        WHERE {_where(models=False)}
         GROUP BY shadow_pair_id
         """,
         f.params(ids=tuple(pair_ids), chars=max_chars),
+        # The ids are spliced into the text (server-side binding cannot mix with the filters' binding): a few
+        # thousand of them outgrow the default 256 KiB limit on a query's size.
+        {**_FINAL, "max_query_size": 65_536 + sum(2 * len(i) + 4 for i in pair_ids)},
     )
 
 
