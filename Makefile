@@ -25,6 +25,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Both tiers: the unit tier (fakes, seconds) first, then the integration tier (real broker and chDB).
 test: lint system-deps

@@ -24,7 +24,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cutover.store import open_client
-from dashboards import projection, queries, scorecard, timeseries
+from dashboards import pair_agreement, projection, queries, scorecard, timeseries
 from dashboards.queries import Filters
 from dashboards.settings import DashboardSettings
 from tests.dashboard_seed import seed
@@ -74,10 +74,25 @@ def main() -> None:
     settings = DashboardSettings()
     fetched: dict[Filters, object] = {}
 
+    def judged_pairs(f: Filters) -> pd.DataFrame:
+        """The pairs with their agreement judged (the answers' text read for the newest pairs of each task)."""
+        pairs = queries.readiness_pairs(client, DB, f, 50_000)
+        return pair_agreement.judge(
+            pairs, "task", queries.pair_texts(client, DB, f, pair_agreement.to_read(pairs, "task"))
+        )
+
+    ids: dict[Filters, list[str]] = {}
+
+    def text_ids(f: Filters) -> list[str]:
+        """The pairs whose answers the scorecard reads (found once per range: the text query is timed alone)."""
+        if f not in ids:
+            ids[f] = pair_agreement.to_read(queries.readiness_pairs(client, DB, f, 50_000), "task")
+        return ids[f]
+
     def readiness_math(f: Filters) -> None:
-        """The Readiness page's statistics on pairs fetched once (bootstraps, Newcomb, delta method)."""
+        """The Readiness page's statistics on pairs fetched and judged once (bootstraps, Newcomb, delta method)."""
         if f not in fetched:
-            fetched[f] = (queries.readiness_pairs(client, DB, f, 50_000), queries.serving_volume(client, DB, f))
+            fetched[f] = (judged_pairs(f), queries.serving_volume(client, DB, f))
         pairs, volume = fetched[f]  # type: ignore[misc]
         scorecard.by_group(pairs, "task", settings)
         tasks = projection.per_task(pairs, volume[volume["model"] == MODELS[0]], f.minutes, 1.0, 200)
@@ -85,7 +100,7 @@ def main() -> None:
 
     def readiness_page(f: Filters) -> None:
         """Everything one render of the Readiness page reads and computes (Streamlit's drawing aside)."""
-        pairs = queries.readiness_pairs(client, DB, f, 50_000)
+        pairs = judged_pairs(f)
         volume = queries.serving_volume(client, DB, f)
         scorecard.by_group(pairs, "task", settings)
         projection.total(projection.per_task(pairs, volume[volume["model"] == MODELS[0]], f.minutes, 1.0, 200))
@@ -136,6 +151,7 @@ def main() -> None:
         ("shadow: pairs (50,000 newest)", lambda f: queries.shadow_pairs(client, DB, f, 50_000)),
         ("alerts", lambda f: queries.alerts(client, DB, f)),
         ("readiness: pairs (50,000 newest)", lambda f: queries.readiness_pairs(client, DB, f, 50_000)),
+        ("readiness: answers' text for agreement", lambda f: queries.pair_texts(client, DB, f, text_ids(f))),
         ("readiness: served volume per model x task", lambda f: queries.serving_volume(client, DB, f)),
         ("readiness: traffic share by role", lambda f: queries.traffic_by_role(client, DB, f, f.grain_minutes)),
         (

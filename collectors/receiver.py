@@ -63,7 +63,7 @@ class Rejection(Exception):
 RequestT = TypeVar("RequestT", ExportTraceServiceRequest, ExportLogsServiceRequest)
 
 
-def decode(body: bytes, media_type: str, kind: type[RequestT] = ExportTraceServiceRequest) -> RequestT:
+def decode(body: bytes, media_type: str, kind: type[RequestT]) -> RequestT:
     """Parse an OTLP protobuf or OTLP/JSON body; `Rejection(400)` says what is wrong."""
     if media_type == PROTOBUF:
         try:

@@ -343,7 +343,11 @@ def alerts(client: Client, db: str, f: Filters, limit: int = 500) -> pd.DataFram
 
 def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataFrame:
     """The newest complete primary/shadow pairs with everything the scorecard and projection compare:
-    per side latency, error, timeout, refusal, hallucination check and flag, cost and client timeout."""
+    per side latency, error, timeout, refusal, hallucination check and flag, cost, and whether the
+    answer's text was captured (for `pair_texts`).
+
+    Only mirrored calls are read: the PREWHERE drops the others before FINAL merges versions (every version
+    of a call has the same pair id), which ClickHouse does not move to PREWHERE by itself under FINAL."""
     side = """
         anyIf(model, shadow_role = '{r}') AS {r}_model,
         anyIf(latency_ms, shadow_role = '{r}') AS {r}_latency_ms,
@@ -352,7 +356,8 @@ def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataF
         anyIf(is_refusal, shadow_role = '{r}') AS {r}_refusal,
         anyIf(hallucination_checked, shadow_role = '{r}') AS {r}_checked,
         anyIf(hallucination_flag, shadow_role = '{r}') AS {r}_flag,
-        toNullable(toFloat64(anyIf(cost_usd, shadow_role = '{r}'))) AS {r}_cost_usd"""
+        toNullable(toFloat64(anyIf(cost_usd, shadow_role = '{r}'))) AS {r}_cost_usd,
+        anyIf(content_captured, shadow_role = '{r}') AS {r}_captured"""
     return _df(
         client,
         f"""
@@ -362,7 +367,8 @@ def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataF
                {side.format(r="primary")},
                {side.format(r="shadow")}
         FROM {db}.llm_calls FINAL
-        WHERE shadow_pair_id != '' AND {_where(models=False)}
+        PREWHERE shadow_pair_id != ''
+        WHERE {_where(models=False)}
         GROUP BY shadow_pair_id
         HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
         ORDER BY last_seen DESC
@@ -370,6 +376,28 @@ def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataF
         """,
         f.params(limit=limit),
     ).rename(columns={"pair_task": "task", "pair_service": "service"})  # aliases may not shadow filtered columns
+
+
+def pair_texts(client: Client, db: str, f: Filters, pair_ids: list[str], max_chars: int = 4000) -> pd.DataFrame:
+    """Both answers (first `max_chars` characters) of the given pairs (`readiness_pairs` ids of the range)."""
+    if not pair_ids:
+        return pd.DataFrame(columns=["shadow_pair_id", "primary_text", "shadow_text"])
+    return _df(
+        client,
+        f"""
+        SELECT shadow_pair_id,
+               anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'primary') AS primary_text,
+               anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'shadow') AS shadow_text
+        FROM {db}.llm_calls FINAL
+        PREWHERE shadow_pair_id IN %(ids)s
+        WHERE {_where(models=False)}
+        GROUP BY shadow_pair_id
+        """,
+        f.params(ids=tuple(pair_ids), chars=max_chars),
+        # The ids are spliced into the text (server-side binding cannot mix with the filters' binding): a few
+        # thousand of them outgrow the default 256 KiB limit on a query's size.
+        {**_FINAL, "max_query_size": 65_536 + sum(2 * len(i) + 4 for i in pair_ids)},
+    )
 
 
 def serving_volume(client: Client, db: str, f: Filters) -> pd.DataFrame:

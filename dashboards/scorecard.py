@@ -6,7 +6,7 @@ A metric *passes* when its whole 95% interval lies within the tolerance (non-inf
 group with fewer pairs than `dashboard_scorecard_min_pairs` is on hold whatever its intervals say;
 otherwise any failed metric makes a regression, any unsure one a hold, and none a ready.
 Tests: p95 latency ratio, paired percentile bootstrap; error/timeout/refusal/flag rate differences,
-Newcomb hybrid score; agreement, Wilson; cost per call ratio, paired delta method.
+Newcomb hybrid score; agreement (`pair_agreement.judge`), Wilson; cost per call ratio, paired delta method.
 """
 
 from __future__ import annotations
@@ -68,15 +68,26 @@ def _settle(change: stats.Delta, limit: float, higher_is_worse: bool) -> tuple[S
 def _rate_check(metric: str, k: tuple[int, int], n: tuple[int, int], limit: float) -> Check:
     """k, n: (primary, candidate) counts; the change is candidate - primary."""
     change = stats.rate_difference(k[1], n[1], k[0], n[0])
-    rates = [k[i] / n[i] if n[i] else None for i in (0, 1)]
+    primary, candidate = (k[i] / n[i] if n[i] else None for i in (0, 1))
     if change is None:
-        return Check(metric, "points", *rates, None, limit, "Newcomb hybrid score", "n/a", None)
+        return Check(metric, "points", primary, candidate, None, limit, "Newcomb hybrid score", "n/a", None)
     status, more = _settle(change, limit, higher_is_worse=True)
-    return Check(metric, "points", *rates, change, limit, "Newcomb hybrid score", status, more)
+    return Check(metric, "points", primary, candidate, change, limit, "Newcomb hybrid score", status, more)
+
+
+def _ratio_check(
+    metric: str, sides: tuple[float, float] | None, change: stats.Delta | None, limit: float, test: str
+) -> Check:
+    """sides: (primary, candidate) figures, None when no pair has them; the change is candidate / primary - 1."""
+    primary, candidate = sides if sides is not None else (None, None)
+    if change is None:
+        return Check(metric, "ratio", primary, candidate, None, limit, test, "n/a", None)
+    status, more = _settle(change, limit, higher_is_worse=True)
+    return Check(metric, "ratio", primary, candidate, change, limit, test, status, more)
 
 
 def checks(pairs: pd.DataFrame, settings: DashboardSettings) -> list[Check]:
-    """Every metric of one group of pairs (`queries.readiness_pairs` rows)."""
+    """Every metric of one group of pairs (`queries.readiness_pairs` rows judged by `pair_agreement.judge`)."""
     s = settings
     n = len(pairs)
     out: list[Check] = []
@@ -86,18 +97,15 @@ def checks(pairs: pd.DataFrame, settings: DashboardSettings) -> list[Check]:
         & ((pairs["shadow_error"] == 0) | (pairs["shadow_timeout"] == 1))
     ]
     p_lat, s_lat = timed["primary_latency_ms"].to_numpy(float), timed["shadow_latency_ms"].to_numpy(float)
-    p95 = stats.quantile_ratio(p_lat, s_lat, 0.95)
-    test = "paired bootstrap of the p95 ratio"
-    sides = (float(np.quantile(p_lat, 0.95)), float(np.quantile(s_lat, 0.95))) if len(timed) else (None, None)
-    if p95 is None:
-        out.append(
-            Check("p95 latency", "ratio", *sides, None, s.dashboard_scorecard_max_p95_increase, test, "n/a", None)
+    out.append(
+        _ratio_check(
+            "p95 latency",
+            (float(np.quantile(p_lat, 0.95)), float(np.quantile(s_lat, 0.95))) if len(timed) else None,
+            stats.quantile_ratio(p_lat, s_lat, 0.95),
+            s.dashboard_scorecard_max_p95_increase,
+            "paired bootstrap of the p95 ratio",
         )
-    else:
-        status, more = _settle(p95, s.dashboard_scorecard_max_p95_increase, True)
-        out.append(
-            Check("p95 latency", "ratio", *sides, p95, s.dashboard_scorecard_max_p95_increase, test, status, more)
-        )
+    )
     for metric, column, limit in (
         ("error rate", "error", s.dashboard_scorecard_max_error_increase),
         ("timeout rate", "timeout", s.dashboard_scorecard_max_timeout_increase),
@@ -108,38 +116,32 @@ def checks(pairs: pd.DataFrame, settings: DashboardSettings) -> list[Check]:
     flags = (int(pairs["primary_flag"].sum()), int(pairs["shadow_flag"].sum()))
     checked = (int(pairs["primary_checked"].sum()), int(pairs["shadow_checked"].sum()))
     out.append(_rate_check("hallucination-flag rate", flags, checked, s.dashboard_scorecard_max_flag_increase))
-    # Same outcome: both errors, both refusals, or both answers (an error is never counted as a refusal).
-    same = int(
-        (
-            (pairs["primary_error"] == pairs["shadow_error"])
-            & ((pairs["primary_error"] == 1) | (pairs["primary_refusal"] == pairs["shadow_refusal"]))
-        ).sum()
-    )
-    agreement = stats.rate(same, n)
+    # `pair_agreement.judge` judged the pairs (cutover.agreement: on both answers' text where captured).
+    judged = pairs[pairs["agree"].notna()]
+    on_text = int(judged["on_text"].sum())
+    test = f"Wilson; {on_text:,} pairs judged on their answers' text, {len(judged) - on_text:,} on the outcome alone"
+    agreement = stats.rate(int(judged["agree"].astype(bool).sum()), len(judged))
     if agreement is None:
         out.append(
-            Check("agreement", "share", None, None, None, s.dashboard_scorecard_min_agreement, "Wilson", "n/a", None)
+            Check("agreement", "share", None, None, None, s.dashboard_scorecard_min_agreement, test, "n/a", None)
         )
     else:
         status, more = _settle(agreement, s.dashboard_scorecard_min_agreement, higher_is_worse=False)
         out.append(
             Check("agreement", "share", None, agreement.estimate, agreement, s.dashboard_scorecard_min_agreement,
-                  "Wilson", status, more)
+                  test, status, more)
         )  # fmt: skip
     priced = pairs.dropna(subset=["primary_cost_usd", "shadow_cost_usd"])
     p_cost, s_cost = priced["primary_cost_usd"].to_numpy(float), priced["shadow_cost_usd"].to_numpy(float)
-    cost = stats.mean_ratio(p_cost, s_cost)
-    test = "paired delta method on the ratio of mean costs"
-    sides = (float(p_cost.mean()), float(s_cost.mean())) if len(priced) else (None, None)
-    if cost is None:
-        out.append(
-            Check("cost per call", "ratio", *sides, None, s.dashboard_scorecard_max_cost_increase, test, "n/a", None)
+    out.append(
+        _ratio_check(
+            "cost per call",
+            (float(p_cost.mean()), float(s_cost.mean())) if len(priced) else None,
+            stats.mean_ratio(p_cost, s_cost),
+            s.dashboard_scorecard_max_cost_increase,
+            "paired delta method on the ratio of mean costs",
         )
-    else:
-        status, more = _settle(cost, s.dashboard_scorecard_max_cost_increase, True)
-        out.append(
-            Check("cost per call", "ratio", *sides, cost, s.dashboard_scorecard_max_cost_increase, test, status, more)
-        )
+    )
     return out
 
 
@@ -199,7 +201,7 @@ _READ = [
     f"{side}_{name}"
     for side in ("primary", "shadow")
     for name in ("latency_ms", "error", "timeout", "refusal", "checked", "flag", "cost_usd")
-]
+] + ["agree", "on_text"]
 
 
 def by_group(pairs: pd.DataFrame, column: str, settings: DashboardSettings) -> list[Scorecard]:

@@ -87,8 +87,8 @@ class DashboardSettings(BudgetSettings):  # the budget lines use the processor's
         default=0.90,
         ge=0,
         le=1,
-        description="Scorecard: least share of pairs in which both models had the same outcome (answer, refusal "
-        "or error).",
+        description="Scorecard: least share of pairs in which the two models agree (cutover/agreement.py: same "
+        "outcome and, where both answers were captured, no conflicting facts and enough shared content).",
     )
     dashboard_scorecard_max_cost_increase: float = Field(
         default=0.60,

@@ -54,13 +54,13 @@ def display_bins(buckets: Mapping[int, int], per_decade: int = 10) -> pd.DataFra
     if not counts:
         return pd.DataFrame(columns=["low", "high", "count", "share"])
     bins = np.arange(min(counts), max(counts) + 1)
-    count = np.array([counts.get(int(b), 0) for b in bins])
+    per_bin = np.array([counts.get(int(b), 0) for b in bins])
     return pd.DataFrame(
         {
             "low": 10.0 ** (bins / per_decade),
             "high": 10.0 ** ((bins + 1) / per_decade),
-            "count": count,
-            "share": count / count.sum(),
+            "count": per_bin,
+            "share": per_bin / per_bin.sum(),
         }
     )
 

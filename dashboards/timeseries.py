@@ -35,7 +35,7 @@ def line(data: pd.DataFrame, title: str, dash: str | None = "percentile", height
     """`value` over `t`, one colour per model (and one dash per `dash` value)."""
     tooltip = ["t:T", "model", *([dash] if dash else []), alt.Tooltip("value:Q", format=",.1f")]
     encodings = {"strokeDash": f"{dash}:N"} if dash else {}
-    chart = (
+    chart: alt.Chart = (
         alt.Chart(data)
         .mark_line(point=len(data) < 60)
         .encode(

@@ -192,7 +192,7 @@ class PriceBook(BaseModel):
             if reasoning > out:
                 out = reasoning
             if rates.__class__ is PerCall:
-                per_call: PerCall = rates  # type: ignore[assignment]
+                per_call: PerCall = rates
                 add_cost(per_call.cost(datetime.fromtimestamp(start / 1_000_000, UTC), inp, cached, out, reasoning))
                 add_label(per_call.label)
                 add_source(per_call.source)

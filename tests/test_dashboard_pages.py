@@ -7,6 +7,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -52,8 +53,9 @@ def render(page: str) -> AppTest:
     return at
 
 
-def one(client, sql: str) -> tuple:
-    return client.query(sql).result_rows[0]
+def one(client, sql: str) -> tuple[Any, ...]:
+    row: tuple[Any, ...] = client.query(sql).result_rows[0]
+    return row
 
 
 def default_window(at: AppTest, column: str = "start_time") -> str:
@@ -61,6 +63,7 @@ def default_window(at: AppTest, column: str = "start_time") -> str:
     as a SQL condition on `column`."""
     assert at.selectbox(key="range").value == "Last hour"
     found = re.match(r"(\S+ \S+) to (\S+ \S+) UTC", at.sidebar.caption[0].value)
+    assert found, at.sidebar.caption[0].value
     start, end = (datetime.fromisoformat(x) for x in found.groups())
     assert end - start == timedelta(hours=1) and end - timedelta(minutes=1) < filters.now() <= end
     return f"{column} >= '{start}' AND {column} < '{end}'"
@@ -73,7 +76,9 @@ def number(text: str) -> float:
 
 def newest_call_age(client, db: str) -> float:
     """Seconds since the newest stored call started, on ClickHouse's clock."""
-    return one(client, f"SELECT dateDiff('millisecond', max(start_time), now64(3)) / 1000 FROM {db}.llm_calls")[0]
+    return float(
+        one(client, f"SELECT dateDiff('millisecond', max(start_time), now64(3)) / 1000 FROM {db}.llm_calls")[0]
+    )
 
 
 def shown_age(text: str, before: float, after: float) -> bool:
@@ -164,6 +169,7 @@ def test_overview_charts_equal_sql_over_raw_rows(seeded):
     # Six hours: 5-minute buckets, averaged per minute; a bucket cut by the range's start or still in progress is left out.
     at.selectbox(key="range").set_value("Last 6 hours").run()
     found = re.match(r"(\S+ \S+) to (\S+ \S+) UTC", at.sidebar.caption[0].value)
+    assert found, at.sidebar.caption[0].value
     start, end = (pd.Timestamp(x) for x in found.groups())
     whole = pd.date_range(start.ceil("5min"), end, freq="5min")
     whole = [t for t in whole if t + timedelta(minutes=5) <= min(end, filters.now())]
@@ -183,7 +189,7 @@ TILES = 13  # per model
 
 def traffic_minutes(client, db: str, model: str, start: datetime, end: datetime) -> float:
     """The minutes of [start, end) with the model's traffic: from its first call there to the end (or now)."""
-    first = one(
+    first: datetime = one(
         client,
         f"SELECT min(start_time) FROM {db}.llm_calls WHERE model = '{model}' AND start_time >= '{start}' AND start_time < '{end}'",
     )[0].replace(tzinfo=None)

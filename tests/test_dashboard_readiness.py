@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cutover import agreement
 from dashboards import filters, scorecard
 from dashboards.settings import DashboardSettings
 from processors.histograms import recompute
@@ -27,6 +28,14 @@ TASKS = {
     "legal": (40, 1.0, 0.999, 0.0, 0.0, 1.2),  # too few pairs: hold
 }
 LIVE_PER_PAIR = 9  # the primary serves 9 unmirrored calls for each mirrored one (a 10% shadow)
+# Answers, captured for 3 pairs in 4: the candidate mostly paraphrases, 1 pair in 50 changes a number and
+# 1 in 50 answers something else; uncaptured pairs can only be judged on their outcome.
+ANSWER = "Revenue rose 12% in 2025 to 4.1 billion dollars, the company said in its annual report."
+CANDIDATE_ANSWERS = [
+    "Revenue rose 15% in 2025 to 4.1 billion dollars, the company said in its annual report.",
+    "The weather in Paris stayed mild and sunny for the whole week.",
+    *["The company said in its annual report that revenue rose 12% in 2025, reaching 4.1 billion dollars."] * 48,
+]
 
 
 def _u(salt: str) -> str:
@@ -40,7 +49,7 @@ def craft(client, db: str, end: datetime, minutes: int = 50) -> None:
     columns = """(trace_id, span_id, start_time, service, environment, operation, model, response_model, provider, task,
                   latency_ms, input_tokens, output_tokens, cost_usd, is_error, is_refusal, client_timeout_s,
                   is_timeout, shadow_pair_id, shadow_role, hallucination_checked, hallucination_flag, ingested_at,
-                  version)"""
+                  version, content_captured, output_text)"""
     for task, (pairs, factor, rho, p_refuse, s_refuse, cost_factor) in TASKS.items():
         z1 = f"sqrt(-2 * log(greatest({_u('a' + task)}, 1e-9))) * cos(2 * pi() * {_u('b' + task)})"
         z2 = f"sqrt(-2 * log(greatest({_u('c' + task)}, 1e-9))) * cos(2 * pi() * {_u('d' + task)})"
@@ -59,13 +68,14 @@ def craft(client, db: str, end: datetime, minutes: int = 50) -> None:
                    0,
                    {_u("r" + task)} < if(shadow, %(s_ref)s, %(p_ref)s),
                    30, 0, concat(%(task)s, '-', toString(number)), if(shadow, 'shadow', 'primary'),
-                   1, {_u("f" + task)} < 0.02, now64(3, 'UTC'), 1
+                   1, {_u("f" + task)} < 0.02, now64(3, 'UTC'), 1, modulo(number, 4) != 3,
+                   if(shadow, %(answers)s[1 + modulo(number, 50)], %(answer)s)
             FROM numbers(%(n)s) ARRAY JOIN [0, 1] AS side
             """,
             parameters={
                 "start": start, "n": pairs, "span_us": minutes * 60_000_000, "task": task, "prim": PRIMARY,
                 "cand": CANDIDATE, "factor": factor, "rho": rho, "p_ref": p_refuse, "s_ref": s_refuse,
-                "cost": cost_factor,
+                "cost": cost_factor, "answer": ANSWER, "answers": CANDIDATE_ANSWERS,
             },
         )  # fmt: skip
         client.command(
@@ -76,7 +86,7 @@ def craft(client, db: str, end: datetime, minutes: int = 50) -> None:
                    ['web', 'mobile'][1 + modulo(number, 2)], 'production', 'chat', %(prim)s, %(prim)s, 'openai', %(task)s,
                    exp(7 + 0.5 * sqrt(-2 * log(greatest({_u("la" + task)}, 1e-9))) * cos(2 * pi() * {_u("lb" + task)})),
                    500, 200, toDecimal128(0.001 + 0.002 * {_u("lc" + task)}, 9), {_u("le" + task)} < 0.01,
-                   {_u("lr" + task)} < %(p_ref)s, 30, 0, '', '', 0, 0, now64(3, 'UTC'), 1
+                   {_u("lr" + task)} < %(p_ref)s, 30, 0, '', '', 0, 0, now64(3, 'UTC'), 1, 0, ''
             FROM numbers(%(n)s)
             """,
             parameters={
@@ -84,6 +94,18 @@ def craft(client, db: str, end: datetime, minutes: int = 50) -> None:
                 "prim": PRIMARY, "p_ref": p_refuse,
             },
         )  # fmt: skip
+    # A later version (a hallucination verdict that clears a flag) of some candidate calls, then replays of the
+    # first version of those and of some pairs: the page must read what FINAL reads.
+    client.command(f"SYSTEM STOP MERGES {db}.llm_calls")  # as a busy store would hold them: not yet merged
+    revised = "task = 'extract' AND shadow_role = 'shadow' AND hallucination_flag = 1 AND cityHash64(span_id) % 2 = 0"
+    client.command(
+        f"""INSERT INTO {db}.llm_calls SELECT * REPLACE (2 AS version, 0 AS hallucination_flag)
+            FROM (SELECT * FROM {db}.llm_calls WHERE {revised})"""  # REPLACE aliases would shadow WHERE columns
+    )
+    client.command(
+        f"""INSERT INTO {db}.llm_calls SELECT * FROM {db}.llm_calls
+            WHERE version = 1 AND shadow_pair_id != '' AND ({revised} OR cityHash64(shadow_pair_id) % 10 = 0)"""
+    )
     recompute(client, db, [start + timedelta(minutes=i) for i in range(minutes + 1)])
 
 
@@ -99,7 +121,9 @@ def crafted(ch_client, ch_database, chdb_path, monkeypatch):
 
 def _window(at) -> tuple[datetime, datetime]:
     found = re.match(r"(\S+ \S+) to (\S+ \S+) UTC", at.sidebar.caption[0].value)
-    return tuple(datetime.fromisoformat(x) for x in found.groups())  # type: ignore[return-value]
+    assert found, at.sidebar.caption[0].value
+    start, end = (datetime.fromisoformat(x) for x in found.groups())
+    return start, end
 
 
 def _pairs_sql(db: str, where: str) -> str:
@@ -180,20 +204,25 @@ def test_projection_and_scorecard_equal_sql_over_raw_rows(crafted):
             f"""SELECT task, count(), sum(p_is_refusal), sum(s_is_refusal),
                        quantileExactInclusive(0.95)(s_latency_ms) / quantileExactInclusive(0.95)(p_latency_ms) - 1,
                        avg(toFloat64(s_cost_usd)) / avg(toFloat64(p_cost_usd)) - 1,
-                       (sum(s_hallucination_flag) - sum(p_hallucination_flag)) / count(),
-                       countIf(multiIf(p_is_error = 1, 'error', p_is_refusal = 1, 'refusal', 'answer')
-                               = multiIf(s_is_error = 1, 'error', s_is_refusal = 1, 'refusal', 'answer')) / count()
+                       (sum(s_hallucination_flag) - sum(p_hallucination_flag)) / count()
                 FROM ({_pairs_sql(db, where)}) GROUP BY task"""
         ).result_rows
     }
+    agreements = agreement_by(client, db, where, "task")
+    assert 0.9 < agreements["extract"][0] < 0.98 and agreements["extract"][1] > 2000  # text judged, and it tells
+    on_text = sum(t for _, t in agreements.values())
+    judged = sum(TASKS[task][0] for task in TASKS)
+    told = [c.value for c in at.caption if c.value.startswith("Agreement is the Shadow page's")]
+    assert f"here {on_text:,} pairs on both answers' text and {judged - on_text:,} on the outcome alone" in told[0]
     for row in card.itertuples(index=False):
-        n, p_ref, s_ref, p95_ratio, cost_ratio, flag_change, agreement = figures[row.task]
+        n, p_ref, s_ref, p95_ratio, cost_ratio, flag_change = figures[row.task]
+        agreed, _ = agreements[row.task]
         cells = dict(zip(card.columns, row, strict=True))
         assert cells["pairs"] == n
         assert cells["p95 latency"].split(" [")[0].endswith(f"{p95_ratio:+.1%}"), cells["p95 latency"]
         assert cells["cost per call"].split(" [")[0].endswith(f"{cost_ratio:+.1%}"), cells["cost per call"]
         assert cells["hallucination-flag rate"].split(" [")[0].endswith(f"{flag_change * 100:+.2f} pts")
-        assert cells["agreement"].split(" [")[0].endswith(f" {agreement:.1%}"), cells["agreement"]
+        assert cells["agreement"].split(" [")[0].endswith(f" {agreed:.1%}"), cells["agreement"]
         # The refusal difference and its Newcomb interval, from two Wilson intervals computed here.
         low, high = newcomb(s_ref, n, p_ref, n)
         expected = f"{(s_ref - p_ref) / n * 100:+.2f} pts [{low * 100:+.2f} to {high * 100:+.2f} pts]"
@@ -201,6 +230,30 @@ def test_projection_and_scorecard_equal_sql_over_raw_rows(crafted):
         assert cells["refusal rate"][0] == (
             "✗" if row.task == "support" else "✓" if n >= 200 else cells["refusal rate"][0]
         )
+
+
+def agreement_by(client, db: str, where: str, by: str) -> dict[str, tuple[float, int]]:
+    """Per value of `by`: the share of its newest 5,000 pairs that agree by cutover.agreement (on both answers'
+    text where both were captured), and how many were judged on text; from the raw rows."""
+    rows = client.query(
+        f"""SELECT any({by}), max(start_time) AS seen,
+                  multiIf(anyIf(is_error, shadow_role = 'primary') = 1, 'error',
+                          anyIf(is_refusal, shadow_role = 'primary') = 1, 'refusal', 'answer'),
+                  multiIf(anyIf(is_error, shadow_role = 'shadow') = 1, 'error',
+                          anyIf(is_refusal, shadow_role = 'shadow') = 1, 'refusal', 'answer'),
+                  anyIf(if(content_captured = 1, output_text, ''), shadow_role = 'primary'),
+                  anyIf(if(content_captured = 1, output_text, ''), shadow_role = 'shadow')
+            FROM {db}.llm_calls FINAL WHERE shadow_pair_id != '' AND {where} GROUP BY shadow_pair_id
+            HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
+            ORDER BY seen DESC"""
+    ).result_rows
+    judged: dict[str, list[tuple[bool, bool]]] = {}
+    for group, _, outcome_p, outcome_s, text_p, text_s in rows:
+        mine = judged.setdefault(group, [])
+        if len(mine) < 5000:
+            verdict = agreement.pair_agrees(outcome_p, outcome_s, text_p or None, text_s or None)
+            mine.append((verdict.agree, outcome_p == outcome_s == "answer" and bool(text_p and text_s)))
+    return {g: (sum(a for a, _ in v) / len(v), sum(t for _, t in v)) for g, v in judged.items()}
 
 
 def pd_isna(value: object) -> bool:
@@ -247,9 +300,12 @@ def test_share_service_scorecard_advisor_and_rollout_equal_sql(crafted):
         ).result_rows
     }
     assert set(card["service"]) == set(counted) == {"web", "mobile"}
+    agreements = agreement_by(client, db, where, "service")
     for row in card.itertuples(index=False):
         n, change = counted[row.service]
         assert row.pairs == n
+        agreed = agreements[row.service][0]
+        assert row[list(card.columns).index("agreement")].split(" [")[0].endswith(f" {agreed:.1%}")
         # Support's +7 points diluted by extract's -1 point: about +1.5 points, not yet settled against +1.
         assert row[list(card.columns).index("refusal rate")].startswith(f"? {change * 100:+.2f} pts")
         assert row.verdict == "hold" and "refusal rate" in row.why
@@ -298,7 +354,7 @@ def _pairs_frame(n: int, cost_factor: float, checked: int) -> pd.DataFrame:
             f"{side}_latency_ms": lat, f"{side}_error": 0, f"{side}_timeout": 0, f"{side}_refusal": 0,
             f"{side}_checked": checked, f"{side}_flag": 0, f"{side}_cost_usd": price,
         }  # fmt: skip
-    return pd.DataFrame(frame)
+    return pd.DataFrame(frame | {"agree": True, "on_text": False})
 
 
 def test_a_metric_with_nothing_to_measure_is_named_not_held_and_cost_can_regress():

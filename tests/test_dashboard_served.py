@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,7 +79,8 @@ def agent(base: str, page: str) -> dict:
         data=json.dumps({"page": page, "query_params": parse_qs(QUERY.get(page, ""))}).encode(),
         headers={"content-type": "application/json"},
     )
-    return json.loads(urllib.request.urlopen(request, timeout=120).read())
+    answer: dict[Any, Any] = json.loads(urllib.request.urlopen(request, timeout=120).read())
+    return answer
 
 
 def nodes(tree: object, kind: str) -> list[dict]:

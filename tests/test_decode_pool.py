@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from processors.decode import Decoded, decode
-from processors.decode_pool import CHUNK_RECORDS, Decoder
+from processors.decode_pool import CHUNK_RECORDS, Decoder, Outcome
 from processors.service import ProcessorService
 from tests.processor_workload import make_calls, messages, produce
 from tests.test_processor_service import run_until_consumed, settings_for
@@ -16,7 +16,7 @@ class Record:
     offset: int
 
 
-def outcome_of(outcome) -> Decoded | str:
+def outcome_of(outcome: Outcome) -> Decoded | str:
     try:
         return outcome.get()
     except Exception as error:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import altair as alt
 import pandas as pd
@@ -19,7 +19,7 @@ def traffic_minutes(first_call: object, f: queries.Filters) -> float:
     """Minutes of the range with traffic: from the model's first call in it to the range's end (or now)."""
     first = pd.Timestamp(first_call)
     first = first.tz_convert(None) if first.tzinfo else first
-    start = max(first.to_pydatetime(), f.start)
+    start: datetime = max(first.to_pydatetime(), f.start)
     return max((min(f.end, filters.now()) - start).total_seconds() / 60, 1.0)
 
 

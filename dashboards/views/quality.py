@@ -26,8 +26,10 @@ for col, row in zip(cols, totals.itertuples(), strict=True):
         st.markdown(f"**{row.model}**")
         st.metric(
             "refusal rate",
-            context.pct(refusal.estimate),
-            help=f"95% CI {context.pct(refusal.low)} to {context.pct(refusal.high)} (Wilson), {int(row.calls):,} calls",
+            context.pct(refusal.estimate) if refusal else "no calls",
+            help=f"95% CI {context.pct(refusal.low)} to {context.pct(refusal.high)} (Wilson), {int(row.calls):,} calls"
+            if refusal
+            else None,
         )
         st.metric(
             "hallucination-flag rate",
@@ -60,14 +62,16 @@ def rate_chart(k: str, n: str, title: str) -> alt.LayerChart | None:
             alt.Tooltip(f"{n}:Q", title=n),
         ],
     )
-    return band + line
+    return alt.LayerChart(layer=[band, line])
 
 
 st.caption(f"Per {grain}-minute bucket; shaded bands are Wilson 95% confidence intervals.")
 left, right = st.columns(2)
 with left:
     st.subheader("Refusal rate")
-    st.altair_chart(rate_chart("refusals", "calls", "refusal rate"), width="stretch")
+    refusals = rate_chart("refusals", "calls", "refusal rate")
+    if refusals is not None:  # every bucket holds a call, so never None; narrowed for the type
+        st.altair_chart(refusals, width="stretch")
 with right:
     st.subheader("Hallucination-flag rate")
     chart = rate_chart("flagged", "checked", "flagged / checked")
@@ -82,7 +86,7 @@ agreement = queries.judge_agreement(client, db, f).set_index("check_name")
 trust_rows = []
 for check in rates.itertuples():
     flag_rate = stats.rate(int(check.flagged), int(check.ran))
-    row: dict[str, object] = {
+    trust: dict[str, object] = {
         "check": check.check_name,
         "calls checked": int(check.ran),
         "flag rate": context.pct(flag_rate.estimate) if flag_rate else "–",
@@ -92,7 +96,7 @@ for check in rates.itertuples():
         agree = stats.rate(int(a["agree"]), int(a["calls"]))
         precision = stats.rate(int(a["both"]), int(a["flagged"]))
         recall = stats.rate(int(a["both"]), int(a["judge_flagged"]))
-        row.update(
+        trust.update(
             {
                 "judged alongside": int(a["calls"]),
                 "agrees with judge": context.pct(agree.estimate) if agree else "–",
@@ -104,7 +108,7 @@ for check in rates.itertuples():
                 "recall vs judge": context.pct(recall.estimate) if recall else "judge flagged none",
             }
         )
-    trust_rows.append(row)
+    trust_rows.append(trust)
 if trust_rows:
     st.dataframe(pd.DataFrame(trust_rows), hide_index=True, width="stretch")
 st.caption(
@@ -124,11 +128,11 @@ if budget.empty:
         "on this traffic is unknown."
     )
 for judge in budget.itertuples():
-    cols = st.columns(4)
-    cols[0].metric("judge spend today", f"${judge.spent_usd:,.4f}", help=f"budget ${judge.budget_usd:,.2f}/day (UTC)")
-    cols[1].metric("judge requests today", f"{int(judge.requests or 0):,}", help=f"judge model {judge.judge_model}")
-    cols[2].metric("failed judge requests", f"{int(judge.failed or 0):,}", help="after retries; counted, never fatal")
-    cols[3].metric("skipped: budget spent", f"{int(judge.skipped_budget):,}")
+    tiles = st.columns(4)
+    tiles[0].metric("judge spend today", f"${judge.spent_usd:,.4f}", help=f"budget ${judge.budget_usd:,.2f}/day (UTC)")
+    tiles[1].metric("judge requests today", f"{int(judge.requests or 0):,}", help=f"judge model {judge.judge_model}")
+    tiles[2].metric("failed judge requests", f"{int(judge.failed or 0):,}", help="after retries; counted, never fatal")
+    tiles[3].metric("skipped: budget spent", f"{int(judge.skipped_budget):,}")
     if pd.notna(judge.exhausted_at):
         st.warning(
             f"The judge's daily budget is spent (${judge.spent_usd:,.4f} of ${judge.budget_usd:,.2f}): it stopped "

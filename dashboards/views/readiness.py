@@ -9,8 +9,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from cutover import agreement
 from cutover.histogram import bucket_bounds
-from dashboards import context, filters, projection, queries, scorecard, stats
+from dashboards import context, filters, pair_agreement, projection, queries, scorecard, stats
 
 st.title("Cutover readiness")
 f = filters.current()
@@ -107,6 +108,7 @@ st.caption(
 
 st.header("Readiness scorecard")
 by = st.radio("Per", ["task", "service"], horizontal=True, key="readiness_by")
+p = pair_agreement.judge(p, by, queries.pair_texts(client, db, f, pair_agreement.to_read(p, by)))
 cards = scorecard.by_group(p, by, settings)
 counts = pd.Series([c.verdict for c in cards]).value_counts()
 st.markdown(
@@ -130,11 +132,18 @@ st.caption(
     f"left out); error rate ≤ {s.dashboard_scorecard_max_error_increase * 100:+.2f} pts, timeout rate ≤ "
     f"{s.dashboard_scorecard_max_timeout_increase * 100:+.2f} pts, refusal rate ≤ "
     f"{s.dashboard_scorecard_max_refusal_increase * 100:+.2f} pts, hallucination-flag rate (flagged / checked) ≤ "
-    f"{s.dashboard_scorecard_max_flag_increase * 100:+.2f} pts (Newcomb hybrid score intervals); agreement (same outcome: "
-    f"answer, refusal or error) ≥ {s.dashboard_scorecard_min_agreement:.0%} (Wilson); cost per call ≤ "
+    f"{s.dashboard_scorecard_max_flag_increase * 100:+.2f} pts (Newcomb hybrid score intervals); agreement ≥ "
+    f"{s.dashboard_scorecard_min_agreement:.0%} (Wilson); cost per call ≤ "
     f"{s.dashboard_scorecard_max_cost_increase:+.0%} (paired delta method). Ready: every metric within its limit; "
     f"regression: one beyond it; hold: fewer than {least:,} pairs, or an interval still straddling its limit (the pairs "
     "it needs are estimated from the interval's width, which shrinks with the square root of the pairs)."
+)
+judged = p[p["agree"].notna()]
+on_text = int(judged["on_text"].sum())
+st.caption(
+    f"Agreement is the Shadow page's: {agreement.DEFINITION} Judged on each {by}'s newest "
+    f"{pair_agreement.PAIRS:,} pairs: here {on_text:,} pairs on both answers' text and {len(judged) - on_text:,} on "
+    "the outcome alone (an answer's text not captured, or a refusal or error on either side)."
 )
 
 # --- timeout advisor ----------------------------------------------------------------------------
