@@ -44,6 +44,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from cutover import kafka_clients
+from cutover.kafka_clients import KafkaConnection
 from processors.enrich import RefusalClassifier
 from processors.settings import ProcessorSettings
 
@@ -171,11 +173,11 @@ class LogsJoiner:
 
     def start(self) -> None:
         settings = self.settings
-        self._consumer = KafkaConsumer(
+        self._consumer = kafka_clients.consumer(
+            KafkaConnection.from_settings(settings),
+            "processor-logs",
             settings.logs_topic,
-            bootstrap_servers=settings.bootstrap_servers,
             group_id=f"{settings.consumer_group}-logs",
-            client_id="cutover-processor-logs",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             metadata_max_age_ms=30_000,

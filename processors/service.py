@@ -351,7 +351,7 @@ class ProcessorService:
         metrics.HALLUCINATION_SAMPLE_RATE.set_function(lambda: content.sample_rate)
         # GenAI content sent as OTLP log records: joined onto written rows by its own consumer thread.
         self._logs = LogsJoiner(client, database, settings, refusal, content.submit)
-        self._logs.start()
+        self._retrying(self._logs.start, what="Kafka connection")
         self._alerts = AlertEvaluator(client, database, settings)
         watch = GroupWatch(lambda: kafka_admin(settings), settings.spans_topic, settings.consumer_group, LAG_INTERVAL_S)
         return Parts(consumer, dlq, CallWriter(client, database), content, watch, member_id_of(consumer))
