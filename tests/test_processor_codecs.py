@@ -30,7 +30,7 @@ def test_a_compressed_batch_is_processed(kafka_broker, kafka_bootstrap, topic, c
     }
     assert stored == {(c.trace_id, c.span_id, c.input_tokens) for c in calls}
     # The batches really were stored compressed with that codec (the broker keeps the producer's).
-    segments = sorted(kafka_broker._data.glob(f"{topic}-*/*.log"))
+    segments = sorted(kafka_broker.data.glob(f"{topic}-*/*.log"))
     assert {codec} == {CODECS[c] for segment in segments for c in batch_codecs(segment)}
 
 

@@ -67,6 +67,11 @@ class LocalBroker:
         return self.state / "broker.log"
 
     @property
+    def data(self) -> Path:
+        """The broker's log directory: one folder of segment files per topic partition."""
+        return self.state / "data"
+
+    @property
     def _pid_file(self) -> Path:
         return self.state / "broker.pid"
 
@@ -76,9 +81,7 @@ class LocalBroker:
 
     @property
     def _config(self) -> BrokerConfig:
-        return BrokerConfig(
-            self.port, self.controller_port, self.partitions, self.state / "data", scram=self.scram, tls=self.tls
-        )
+        return BrokerConfig(self.port, self.controller_port, self.partitions, self.data, scram=self.scram, tls=self.tls)
 
     def pid(self) -> int | None:
         """The broker's pid if its process is alive."""
