@@ -53,13 +53,14 @@ from processors.enrich import Enricher, row_dicts
 from processors.failures import PermanentWriteError, permanent_cause
 from processors.group_watch import GroupSource, GroupView, GroupWatch
 from processors.hallucination import HallucinationWorker
+from processors.histograms import Group
 from processors.logs_join import LogsJoiner
 from processors.pricing import PriceBook
 from processors.refusal import refusal
 from processors.retry import backoff, stop_within
 from processors.schema import migrate
 from processors.settings import ProcessorSettings
-from processors.writer import CallWriter, touched_minutes
+from processors.writer import CallWriter, touched_groups
 
 log = logging.getLogger("cutover.processor")
 T = TypeVar("T")
@@ -135,7 +136,7 @@ class DeadLetterSink(Protocol):
 
 class Writer(Protocol):
     def insert(self, columns: dict[str, list[Any]]) -> int: ...
-    def recompute(self, minutes: set[datetime]) -> int: ...
+    def recompute(self, groups: set[Group]) -> int: ...
 
 
 class ContentSink(Protocol):
@@ -238,7 +239,7 @@ class _Written:
     """Batches in ClickHouse whose histograms, offset commit and stats wait for the next recompute."""
 
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    minutes: set[datetime] = field(default_factory=set)
+    groups: set[Group] = field(default_factory=set)
     counts: ProcessorStats = field(default_factory=ProcessorStats)
     since: float = 0.0
 
@@ -249,7 +250,7 @@ class _Written:
         if self.empty():
             self.since = time.monotonic()
         self.offsets.update(batch.offsets)
-        self.minutes.update(touched_minutes(columns["start_time"]))
+        self.groups.update(touched_groups(columns))
         counts = batch.counts
         counts.calls_written = len(batch.rows)
         counts.dlq = len(batch.letters)
@@ -528,7 +529,7 @@ class ProcessorService:
         parts = self._require()
         with self._step(State.SETTLING):
             outcome = self._attempt(
-                patient, (lambda: parts.writer.recompute(written.minutes), "histogram recompute", True)
+                patient, (lambda: parts.writer.recompute(written.groups), "histogram recompute", True)
             )
             if outcome is Outcome.REVOKED:
                 return outcome
