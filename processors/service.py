@@ -165,8 +165,10 @@ def kafka_consumer(settings: ProcessorSettings) -> KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=settings.poll_max_records,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
+        # kafka-python holds fetched responses until polled: 64 MB fetches were ~100 MB of
+        # heap at a backlog, for no throughput a 1-second batch needs (bench/memory.py).
+        fetch_max_bytes=settings.fetch_max_bytes,
+        max_partition_fetch_bytes=settings.partition_fetch_max_bytes,
         bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
         # A topic created (or grown) after start is seen within 30 s, not the default 5 min.
         metadata_max_age_ms=30_000,
