@@ -54,13 +54,13 @@ def arrow_type(clickhouse_type: str) -> pa.DataType:
 
 def touched_groups(columns: dict[str, list]) -> set[Group]:
     """The histogram groups (minute, model, operation, service, task) that a batch's calls fall in."""
-    keys = {
-        (start // _US_PER_MINUTE, *kind)
-        for start, *kind in zip(
-            columns["start_time"], columns["model"], columns["operation"], columns["service"], columns["task"],
+    keys = set(
+        zip(
+            [start // _US_PER_MINUTE for start in columns["start_time"]],
+            columns["model"], columns["operation"], columns["service"], columns["task"],
             strict=True,
         )
-    }  # fmt: skip
+    )  # fmt: skip
     minutes = {minute: datetime.fromtimestamp(minute * 60, tz=UTC).replace(tzinfo=None) for minute, *_ in keys}
     return {Group(minutes[minute], *kind) for minute, *kind in keys}
 
