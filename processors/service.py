@@ -8,13 +8,14 @@ it alive); nothing is committed, nothing is dropped. When the group rebalances m
 the batch is written once more if possible, otherwise dropped uncommitted, and the new
 owner re-reads it from the committed offsets.
 
-Histograms are recomputed after every batch by default. Each recompute rescans its minutes
-in `llm_calls FINAL` (~0.26 us per call in them), so at a sustained rate R the per-batch
-recompute of the current minute costs ~R x 30 x 0.26 us per batch: an estimated ~30% of a
+Histograms are recomputed after every batch by default. Each recompute rescans, in
+`llm_calls FINAL`, the (minute, model, operation, service, task) groups the batch touched
+(~0.26 us per call in them; groups it did not touch are left alone), so at a sustained rate
+R the per-batch recompute of the current minute costs ~R x 30 x 0.26 us per batch: an estimated ~30% of a
 core at 40k calls/s with one-second batches (measured: 7% of the full path for 600k calls
 in two minutes). `CUTOVER_HISTOGRAM_INTERVAL_S` spaces recomputes out:
 batches are still written (calls, cost, refusals fresh) as they fill, but their histograms
-are recomputed, and only then their offsets committed, once per interval for all minutes
+are recomputed, and only then their offsets committed, once per interval for all groups
 written since. The guarantee is unchanged (no offset is committed before the histograms
 of its calls); the trade-offs are histograms up to that many seconds behind the calls, and
 up to that many seconds of batches re-read (idempotently) after a crash or rebalance.
@@ -165,8 +166,8 @@ def kafka_consumer(settings: ProcessorSettings) -> KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=settings.poll_max_records,
-        # kafka-python holds fetched responses until polled: 64 MB fetches were ~100 MB of
-        # heap at a backlog, for no throughput a 1-second batch needs (bench/memory.py).
+        # kafka-python holds fetched responses until polled; a one-second batch needs far
+        # less than the 64 MB fetches we had (bench/memory.py: RSS the same either way).
         fetch_max_bytes=settings.fetch_max_bytes,
         max_partition_fetch_bytes=settings.partition_fetch_max_bytes,
         bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
