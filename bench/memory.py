@@ -221,7 +221,7 @@ def main() -> None:
             f"after warm-up min {min(c[at] for c in after):.0f} max {max(c[at] for c in after):.0f}"
         )
     print(
-        f"at the end: chDB MemoryTracking {int(tracked) / 2**20:.0f} MB; Python heap blocks {sys.getallocatedblocks():,}; "
+        f"at the end: chDB MemoryTracking {int(str(tracked)) / 2**20:.0f} MB; Python heap blocks {sys.getallocatedblocks():,}; "
         f"Arrow pool {pa.default_memory_pool().bytes_allocated() / 2**20:.0f} MB "
         f"(peak {pa.default_memory_pool().max_memory() / 2**20:.0f} MB)"
     )
