@@ -1,11 +1,13 @@
 """Freshness: how long after a call ends its row can be queried, at a sustained rate.
 
-    .venv/bin/python bench/freshness.py [--rate 5000] [--seconds 120] [--settle 15]
+    .venv/bin/python bench/freshness.py [--rate 5000] [--seconds 120] [--settle 15] [--emitters 4]
 
 Starts its own Kafka broker and a private chDB path, runs the processor (default settings,
 `CUTOVER_*` from the environment apply) in this process, and in a child process emits GenAI
 spans at `--rate` calls/s through the real client path: `collectors.instrument` (our span
-processor, the SDK's batch processor, `KafkaSpanExporter`) -> Kafka. The OpenAI call itself
+processor, the SDK's batch processor, `KafkaSpanExporter`) -> Kafka, split over `--emitters`
+processes as a service at 5,000 calls/s would be (one Python process's exporter thread tops
+out below that on a busy machine and its SDK queue drops the rest). The OpenAI call itself
 is left out (each span is made with the instrumentation's tracer): at 5,000 calls/s the
 SDK + simulator would need the cores the pipeline is measured on. Calls come in traces of
 `CALLS_PER_TRACE` under an "agent run" root span (which the processor skips).
@@ -30,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from collectors.settings import CollectorSettings  # noqa: E402
 from cutover import semconv  # noqa: E402
 from cutover.local_kafka import LocalBroker, free_port  # noqa: E402
 from cutover.store import open_client  # noqa: E402
@@ -43,7 +46,7 @@ CALLS_PER_TRACE = 10
 TASKS = ("coding", "knowledge", "rag", "simple")
 
 
-def emit(rate: float, seconds: float) -> None:
+def emit(rate: float, seconds: float, seed: int) -> None:
     """Child process: `rate` calls/s of GenAI spans for `seconds` through collectors.instrument."""
     from opentelemetry import trace
 
@@ -51,7 +54,7 @@ def emit(rate: float, seconds: float) -> None:
 
     instrumentation = instrument(service_name="freshness-bench")
     tracer = instrumentation.tracer_provider.get_tracer("bench.freshness")
-    rng = random.Random(5)
+    rng = random.Random(seed)
     root: trace.Span | None = None
     context = None
     started = time.monotonic()
@@ -100,10 +103,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--settle", type=float, default=15, help="seconds to wait for the last rows")
     parser.add_argument("--poll-s", type=float, default=0.1)
-    parser.add_argument("--emit", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--emitters", type=int, default=4, help="emitter processes sharing --rate")
+    parser.add_argument("--emit", type=int, metavar="SEED", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.emit:
-        emit(args.rate, args.seconds)
+    if args.emit is not None:
+        emit(args.rate, args.seconds, args.emit)
         return
 
     with tempfile.TemporaryDirectory(prefix="cutover-fresh-") as scratch:
@@ -153,14 +157,34 @@ def main() -> None:
             poller.start()
             env = {**os.environ, "CUTOVER_KAFKA_BOOTSTRAP": broker.bootstrap, "CUTOVER_SPANS_TOPIC": topic}
             started = time.monotonic()
-            child = subprocess.run(
-                [sys.executable, __file__, "--emit", f"--rate={args.rate}", f"--seconds={args.seconds}"],
-                env=env, capture_output=True, text=True, check=True,
-            )  # fmt: skip
+            emitters = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        __file__,
+                        f"--emit={seed}",
+                        f"--rate={args.rate / args.emitters}",
+                        f"--seconds={args.seconds}",
+                    ],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for seed in range(args.emitters)
+            ]
+            outputs = [emitter.communicate() for emitter in emitters]
             emitted_s = time.monotonic() - started
-            sent = int(child.stdout.split()[1])
-            if child.stderr.strip():
-                print("emitter log (last lines):", *child.stderr.strip().splitlines()[-3:], sep="\n  ")
+            for emitter, (_, err) in zip(emitters, outputs, strict=True):
+                if emitter.returncode:
+                    raise SystemExit(f"an emitter failed:\n{err}")
+            reports = [out.split() for out, _ in outputs]  # "sent N dropped D (batch queue full: Q)"
+            sent = sum(int(words[1]) for words in reports)
+            dropped = sum(int(words[3]) for words in reports)
+            queue_full = sum(int(words[7].rstrip(")")) for words in reports)
+            for _, err in outputs:
+                if err.strip():
+                    print("emitter log (last lines):", *err.strip().splitlines()[-3:], sep="\n  ")
             deadline = time.monotonic() + args.settle
             while len(seen) < sent and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -173,7 +197,8 @@ def main() -> None:
     ages.sort()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        f"{child.stdout.strip()}; emitted for {emitted_s:.1f} s = {sent / emitted_s:,.0f} calls/s; load average {load}"
+        f"{args.emitters} emitters sent {sent:,} spans, dropped {dropped:,} (SDK queue full: {queue_full:,}); "
+        f"emitted for {emitted_s:.1f} s = {sent / emitted_s:,.0f} calls/s; load average {load}"
     )
     print(f"rows queryable: {len(ages):,} of {sent:,} ({sent - len(ages):,} not seen within {args.settle:.0f} s)")
     if ages:
@@ -186,8 +211,10 @@ def main() -> None:
             f"  of which span end -> insert began (ingested_at): p50 {percentile(to_insert, 0.5):.2f}  "
             f"p99 {percentile(to_insert, 0.99):.2f}; the rest is the insert, histograms and the poll"
         )
+    exporter = CollectorSettings()
     print(
-        f"processor settings: batch_max_wait_s={settings.batch_max_wait_s} histogram_interval_s={settings.histogram_interval_s} decode_workers={settings.decode_workers}"
+        f"processor settings: batch_max_wait_s={settings.batch_max_wait_s} histogram_interval_s={settings.histogram_interval_s} decode_workers={settings.decode_workers}; "
+        f"exporter: schedule_delay_s={exporter.exporter_schedule_delay_s} queue_size={exporter.exporter_queue_size}"
     )
 
 

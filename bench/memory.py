@@ -17,6 +17,7 @@ hallucination backlog seen, next to the queue's bound. Target: flat under 300 MB
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import subprocess
 import sys
@@ -28,11 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import pyarrow as pa  # noqa: E402
+from clickhouse_connect.driver.client import Client  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
 from cutover import semconv  # noqa: E402
 from cutover.local_kafka import LocalBroker, free_port  # noqa: E402
 from cutover.store import open_client  # noqa: E402
+from processors.hallucination import HallucinationWorker  # noqa: E402
 from processors.service import ProcessorService  # noqa: E402
 from processors.settings import ProcessorSettings  # noqa: E402
 from tests.processor_workload import _kv, make_calls, request_bytes  # noqa: E402
@@ -102,6 +105,42 @@ def rss_mb(pids: list[int]) -> tuple[float, float]:
     return anon / 1024, file / 1024
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def glibc_heap_mb() -> tuple[float, float, float]:
+    """(from the OS, in use, free but kept) MB of glibc malloc over all its arenas: Python's large
+    objects, kafka-python's buffers and chDB's C++ allocations all come from it."""
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    mb = 2**20
+    return (info.arena + info.hblkhd) / mb, (info.uordblks + info.hblkhd) / mb, info.fordblks / mb
+
+
+def jemalloc_summary(client: Client) -> str:
+    """chDB's own allocator (jemalloc, in-process): its one-line totals (allocated, active, resident...).
+
+    MemoryTracking counts what chDB holds; freed pages jemalloc keeps (dirty, retained) are not in it."""
+    stats = str(client.query("SELECT stats FROM system.jemalloc_stats").result_rows[0][0])
+    return next((line.strip() for line in stats.splitlines() if line.startswith("Allocated:")), "no totals line")
+
+
 def children() -> list[int]:
     """This process's child processes other than the feeder (decode workers, their forkserver)."""
     try:
@@ -147,7 +186,8 @@ def main() -> None:
             started = time.monotonic()
             service.start()
             curve: list[tuple[float, int, float, float, int]] = []  # (s, calls, anon MB, file MB, backlog)
-            hallucination = service._hallucination
+            content = service._parts.content if service._parts is not None else None
+            hallucination = content if isinstance(content, HallucinationWorker) else None
             while service.stats.calls_written < args.spans:
                 assert service.failure is None, service.failure
                 pids = [os.getpid(), *(pid for pid in children() if pid != feeder.pid)]
@@ -156,6 +196,8 @@ def main() -> None:
                 curve.append((time.monotonic() - started, service.stats.calls_written, anon, file, backlog))
                 time.sleep(1.0)
             elapsed = time.monotonic() - started
+            heap = glibc_heap_mb()
+            jemalloc = jemalloc_summary(client)
             tracked = client.command("SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'")
             stats = service.stats.as_dict()
             checked = hallucination.stats.as_dict() if hallucination is not None else {}
@@ -179,9 +221,13 @@ def main() -> None:
             f"after warm-up min {min(c[at] for c in after):.0f} max {max(c[at] for c in after):.0f}"
         )
     print(
-        f"at the end: chDB MemoryTracking {int(tracked) / 2**20:.0f} MB; Python heap blocks {sys.getallocatedblocks():,}; "
+        f"at the end: chDB MemoryTracking {int(str(tracked)) / 2**20:.0f} MB; Python heap blocks {sys.getallocatedblocks():,}; "
         f"Arrow pool {pa.default_memory_pool().bytes_allocated() / 2**20:.0f} MB "
         f"(peak {pa.default_memory_pool().max_memory() / 2**20:.0f} MB)"
+    )
+    print(f"at the end: chDB jemalloc {jemalloc}")
+    print(
+        f"at the end: glibc malloc {heap[0]:.0f} MB from the OS, {heap[1]:.0f} MB in use, {heap[2]:.0f} MB free but kept"
     )
     print(
         f"hallucination backlog: max {max(c[4] for c in curve):,} (bound {settings.hallucination_queue_size:,}); "

@@ -105,6 +105,8 @@ def instrument(
             exporter or KafkaSpanExporter(settings),
             max_queue_size=settings.exporter_queue_size,
             max_export_batch_size=min(512, settings.exporter_queue_size),
+            # The SDK's default 5 s would be most of a call's way to the dashboard at low traffic.
+            schedule_delay_millis=settings.exporter_schedule_delay_s * 1000,
         )
         provider.add_span_processor(span_processor)
         provider.add_span_processor(batch)

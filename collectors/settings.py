@@ -33,6 +33,12 @@ class CollectorSettings(CutoverSettings):
         ge=1024 * 1024,
         description="Bytes of spans handed to Kafka and not yet acknowledged (broker slow or down); beyond it spans are dropped and counted.",
     )
+    exporter_schedule_delay_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="Seconds the in-app batch processor waits for a full batch (512 spans) before exporting what it has; bounds freshness at low traffic.",
+    )
     exporter_timeout_s: float = Field(
         default=10.0,
         gt=0,

@@ -8,13 +8,14 @@ it alive); nothing is committed, nothing is dropped. When the group rebalances m
 the batch is written once more if possible, otherwise dropped uncommitted, and the new
 owner re-reads it from the committed offsets.
 
-Histograms are recomputed after every batch by default. Each recompute rescans its minutes
-in `llm_calls FINAL` (~0.26 us per call in them), so at a sustained rate R the per-batch
-recompute of the current minute costs ~R x 30 x 0.26 us per batch: an estimated ~30% of a
+Histograms are recomputed after every batch by default. Each recompute rescans, in
+`llm_calls FINAL`, the (minute, model, operation, service, task) groups the batch touched
+(~0.26 us per call in them; groups it did not touch are left alone), so at a sustained rate
+R the per-batch recompute of the current minute costs ~R x 30 x 0.26 us per batch: an estimated ~30% of a
 core at 40k calls/s with one-second batches (measured: 7% of the full path for 600k calls
 in two minutes). `CUTOVER_HISTOGRAM_INTERVAL_S` spaces recomputes out:
 batches are still written (calls, cost, refusals fresh) as they fill, but their histograms
-are recomputed, and only then their offsets committed, once per interval for all minutes
+are recomputed, and only then their offsets committed, once per interval for all groups
 written since. The guarantee is unchanged (no offset is committed before the histograms
 of its calls); the trade-offs are histograms up to that many seconds behind the calls, and
 up to that many seconds of batches re-read (idempotently) after a crash or rebalance.
@@ -53,13 +54,14 @@ from processors.enrich import Enricher, row_dicts
 from processors.failures import PermanentWriteError, permanent_cause
 from processors.group_watch import GroupSource, GroupView, GroupWatch
 from processors.hallucination import HallucinationWorker
+from processors.histograms import Group
 from processors.logs_join import LogsJoiner
 from processors.pricing import PriceBook
 from processors.refusal import refusal
 from processors.retry import backoff, stop_within
 from processors.schema import migrate
 from processors.settings import ProcessorSettings
-from processors.writer import CallWriter, touched_minutes
+from processors.writer import CallWriter, touched_groups
 
 log = logging.getLogger("cutover.processor")
 T = TypeVar("T")
@@ -135,7 +137,7 @@ class DeadLetterSink(Protocol):
 
 class Writer(Protocol):
     def insert(self, columns: dict[str, list[Any]]) -> int: ...
-    def recompute(self, minutes: set[datetime]) -> int: ...
+    def recompute(self, groups: set[Group]) -> int: ...
 
 
 class ContentSink(Protocol):
@@ -164,8 +166,10 @@ def kafka_consumer(settings: ProcessorSettings) -> KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=settings.poll_max_records,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
+        # kafka-python holds fetched responses until polled; a one-second batch needs far
+        # less than the 64 MB fetches we had (bench/memory.py: RSS the same either way).
+        fetch_max_bytes=settings.fetch_max_bytes,
+        max_partition_fetch_bytes=settings.partition_fetch_max_bytes,
         bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
         # A topic created (or grown) after start is seen within 30 s, not the default 5 min.
         metadata_max_age_ms=30_000,
@@ -238,7 +242,7 @@ class _Written:
     """Batches in ClickHouse whose histograms, offset commit and stats wait for the next recompute."""
 
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    minutes: set[datetime] = field(default_factory=set)
+    groups: set[Group] = field(default_factory=set)
     counts: ProcessorStats = field(default_factory=ProcessorStats)
     since: float = 0.0
 
@@ -249,7 +253,7 @@ class _Written:
         if self.empty():
             self.since = time.monotonic()
         self.offsets.update(batch.offsets)
-        self.minutes.update(touched_minutes(columns["start_time"]))
+        self.groups.update(touched_groups(columns))
         counts = batch.counts
         counts.calls_written = len(batch.rows)
         counts.dlq = len(batch.letters)
@@ -528,7 +532,7 @@ class ProcessorService:
         parts = self._require()
         with self._step(State.SETTLING):
             outcome = self._attempt(
-                patient, (lambda: parts.writer.recompute(written.minutes), "histogram recompute", True)
+                patient, (lambda: parts.writer.recompute(written.groups), "histogram recompute", True)
             )
             if outcome is Outcome.REVOKED:
                 return outcome

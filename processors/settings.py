@@ -27,6 +27,18 @@ class ProcessorSettings(BudgetSettings):
     poll_max_records: int = Field(
         default=2_000, ge=1, le=100_000, description="Kafka messages fetched per consumer poll."
     )
+    fetch_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64 * 1024,
+        le=512 * 1024 * 1024,
+        description="Bytes the consumer asks Kafka for in one fetch (all partitions); fetched data waits in memory until polled. Kafka still returns a larger message whole.",
+    )
+    partition_fetch_max_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=64 * 1024,
+        le=512 * 1024 * 1024,
+        description="Bytes per partition in one fetch (a larger message still comes whole).",
+    )
     decode_workers: int = Field(
         default=0,
         ge=0,

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from processors.histograms import recompute
+from processors.histograms import Group, recompute_groups
 
 _US_PER_MINUTE = 60_000_000
 TABLE = "llm_calls"
@@ -52,12 +52,17 @@ def arrow_type(clickhouse_type: str) -> pa.DataType:
         raise TypeError(f"no Arrow mapping for ClickHouse type {clickhouse_type}") from None
 
 
-def touched_minutes(start_times_us: list[int]) -> list[datetime]:
-    """The UTC minutes (as datetimes) that a batch's start times fall in."""
-    return [
-        datetime.fromtimestamp(minute * 60, tz=UTC).replace(tzinfo=None)
-        for minute in sorted({start // _US_PER_MINUTE for start in start_times_us})
-    ]
+def touched_groups(columns: dict[str, list]) -> set[Group]:
+    """The histogram groups (minute, model, operation, service, task) that a batch's calls fall in."""
+    keys = set(
+        zip(
+            [start // _US_PER_MINUTE for start in columns["start_time"]],
+            columns["model"], columns["operation"], columns["service"], columns["task"],
+            strict=True,
+        )
+    )  # fmt: skip
+    minutes = {minute: datetime.fromtimestamp(minute * 60, tz=UTC).replace(tzinfo=None) for minute, *_ in keys}
+    return {Group(minutes[minute], *kind) for minute, *kind in keys}
 
 
 class CallWriter:
@@ -67,9 +72,9 @@ class CallWriter:
         self._types: dict[str, pa.DataType] | None = None
 
     def write(self, columns: dict[str, list]) -> int:
-        """Insert the batch and rebuild its minutes' histograms; returns rows written."""
+        """Insert the batch and rebuild the histograms of the groups it touched; returns rows written."""
         rows = self.insert(columns)
-        self.recompute(touched_minutes(columns["start_time"]))
+        self.recompute(touched_groups(columns))
         return rows
 
     def insert(self, columns: dict[str, list]) -> int:
@@ -96,6 +101,6 @@ class CallWriter:
         described: dict[str, str] = {str(name): str(kind) for name, kind in rows}
         return {name: arrow_type(described[name]) for name in columns}
 
-    def recompute(self, minutes: Iterable[datetime]) -> int:
-        """Rebuild the histograms of these minutes from the stored calls; returns how many minutes."""
-        return recompute(self.client, self.database, minutes)
+    def recompute(self, groups: Iterable[Group]) -> int:
+        """Rebuild the histograms of these groups from the stored calls; returns how many groups."""
+        return recompute_groups(self.client, self.database, groups)

@@ -26,6 +26,7 @@ from processors import service as service_module
 from processors.dlq import DeadLetter
 from processors.failures import PermanentWriteError, permanent_cause
 from processors.group_watch import GroupView
+from processors.histograms import Group
 from processors.service import TRANSITIONS, Parts, ProcessorService, State
 from processors.settings import ProcessorSettings
 from tests.processor_workload import make_calls, messages
@@ -139,11 +140,11 @@ class FakeStore:
             self.rows[span_id] = self.rows.get(span_id, 0) + 1
         return len(columns["span_id"])
 
-    def recompute(self, minutes: set[datetime]) -> int:
+    def recompute(self, groups: set[Group]) -> int:
         if self.recompute_errors:
             raise self.recompute_errors.pop(0)
-        self.recomputed |= minutes
-        return len(minutes)
+        self.recomputed |= {group.minute for group in groups}
+        return len(groups)
 
 
 @dataclass
