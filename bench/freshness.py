@@ -24,7 +24,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,9 +31,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from scratch import scratch_broker  # noqa: E402
+
 from collectors.settings import CollectorSettings  # noqa: E402
 from cutover import semconv  # noqa: E402
-from cutover.local_kafka import LocalBroker, free_port  # noqa: E402
 from cutover.store import open_client  # noqa: E402
 from processors.service import ProcessorService  # noqa: E402
 from processors.settings import ProcessorSettings  # noqa: E402
@@ -110,89 +110,78 @@ def main() -> None:
         emit(args.rate, args.seconds, args.emit)
         return
 
-    with tempfile.TemporaryDirectory(prefix="cutover-fresh-") as scratch:
-        broker = LocalBroker(
-            state=Path(scratch) / "kafka",
-            libs=REPO / ".cutover" / "kafka" / "libs",
-            port=free_port(),
-            controller_port=free_port(),
-            partitions=4,
-        )
-        broker.start()
-        try:
-            topic = "fresh_spans"
-            broker.create_topics([topic, f"{topic}_dlq"])
-            client = open_client(f"chdb://{Path(scratch) / 'chdb'}")
-            settings = ProcessorSettings(
-                kafka_bootstrap=broker.bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq",
-                consumer_group="fresh", clickhouse_database="fresh",
-            )  # fmt: skip
-            service = ProcessorService(settings, client=client)
-            service.start()
-            while not service.partitions:
-                time.sleep(0.05)
-            seen: set[str] = set()
-            ages: list[float] = []
-            to_insert: list[float] = []  # span end -> the insert carrying its row began (ingested_at)
-            stop = threading.Event()
+    with scratch_broker("cutover-fresh-") as (broker, scratch):
+        topic = "fresh_spans"
+        broker.create_topics([topic, f"{topic}_dlq"])
+        client = open_client(f"chdb://{scratch / 'chdb'}")
+        settings = ProcessorSettings(
+            kafka_bootstrap=broker.bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq",
+            consumer_group="fresh", clickhouse_database="fresh",
+        )  # fmt: skip
+        service = ProcessorService(settings, client=client)
+        service.start()
+        while not service.partitions:
+            time.sleep(0.05)
+        seen: set[str] = set()
+        ages: list[float] = []
+        to_insert: list[float] = []  # span end -> the insert carrying its row began (ingested_at)
+        stop = threading.Event()
 
-            def poll() -> None:
-                watermark = "1970-01-01 00:00:00.000"
-                while not stop.wait(args.poll_s):
-                    rows = client.query(
-                        "SELECT span_id, toUnixTimestamp64Micro(start_time) + toInt64(latency_ms * 1000), "
-                        "toString(ingested_at), toUnixTimestamp64Milli(ingested_at) "
-                        "FROM fresh.llm_calls WHERE ingested_at >= %(w)s",
-                        parameters={"w": watermark},
-                    ).result_rows
-                    now = time.time()
-                    for span_id, end_us, ingested, ingested_ms in rows:
-                        if span_id not in seen:
-                            seen.add(span_id)
-                            ages.append(now - end_us / 1e6)
-                            to_insert.append(ingested_ms / 1e3 - end_us / 1e6)
-                        watermark = max(watermark, ingested)
+        def poll() -> None:
+            watermark = "1970-01-01 00:00:00.000"
+            while not stop.wait(args.poll_s):
+                rows = client.query(
+                    "SELECT span_id, toUnixTimestamp64Micro(start_time) + toInt64(latency_ms * 1000), "
+                    "toString(ingested_at), toUnixTimestamp64Milli(ingested_at) "
+                    "FROM fresh.llm_calls WHERE ingested_at >= %(w)s",
+                    parameters={"w": watermark},
+                ).result_rows
+                now = time.time()
+                for span_id, end_us, ingested, ingested_ms in rows:
+                    if span_id not in seen:
+                        seen.add(span_id)
+                        ages.append(now - end_us / 1e6)
+                        to_insert.append(ingested_ms / 1e3 - end_us / 1e6)
+                    watermark = max(watermark, ingested)
 
-            poller = threading.Thread(target=poll, daemon=True)
-            poller.start()
-            env = {**os.environ, "CUTOVER_KAFKA_BOOTSTRAP": broker.bootstrap, "CUTOVER_SPANS_TOPIC": topic}
-            started = time.monotonic()
-            emitters = [
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        __file__,
-                        f"--emit={seed}",
-                        f"--rate={args.rate / args.emitters}",
-                        f"--seconds={args.seconds}",
-                    ],
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                for seed in range(args.emitters)
-            ]
-            outputs = [emitter.communicate() for emitter in emitters]
-            emitted_s = time.monotonic() - started
-            for emitter, (_, err) in zip(emitters, outputs, strict=True):
-                if emitter.returncode:
-                    raise SystemExit(f"an emitter failed:\n{err}")
-            reports = [out.split() for out, _ in outputs]  # "sent N dropped D (batch queue full: Q)"
-            sent = sum(int(words[1]) for words in reports)
-            dropped = sum(int(words[3]) for words in reports)
-            queue_full = sum(int(words[7].rstrip(")")) for words in reports)
-            for _, err in outputs:
-                if err.strip():
-                    print("emitter log (last lines):", *err.strip().splitlines()[-3:], sep="\n  ")
-            deadline = time.monotonic() + args.settle
-            while len(seen) < sent and time.monotonic() < deadline:
-                time.sleep(0.2)
-            stop.set()
-            poller.join()
-            service.stop()
-        finally:
-            broker.stop()
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        env = {**os.environ, "CUTOVER_KAFKA_BOOTSTRAP": broker.bootstrap, "CUTOVER_SPANS_TOPIC": topic}
+        started = time.monotonic()
+        emitters = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    f"--emit={seed}",
+                    f"--rate={args.rate / args.emitters}",
+                    f"--seconds={args.seconds}",
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for seed in range(args.emitters)
+        ]
+        outputs = [emitter.communicate() for emitter in emitters]
+        emitted_s = time.monotonic() - started
+        for emitter, (_, err) in zip(emitters, outputs, strict=True):
+            if emitter.returncode:
+                raise SystemExit(f"an emitter failed:\n{err}")
+        reports = [out.split() for out, _ in outputs]  # "sent N dropped D (batch queue full: Q)"
+        sent = sum(int(words[1]) for words in reports)
+        dropped = sum(int(words[3]) for words in reports)
+        queue_full = sum(int(words[7].rstrip(")")) for words in reports)
+        for _, err in outputs:
+            if err.strip():
+                print("emitter log (last lines):", *err.strip().splitlines()[-3:], sep="\n  ")
+        deadline = time.monotonic() + args.settle
+        while len(seen) < sent and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stop.set()
+        poller.join()
+        service.stop()
 
     ages.sort()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())

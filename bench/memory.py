@@ -21,7 +21,6 @@ import ctypes
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,9 +30,9 @@ sys.path.insert(0, str(REPO))
 import pyarrow as pa  # noqa: E402
 from clickhouse_connect.driver.client import Client  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
+from scratch import scratch_broker  # noqa: E402
 
 from cutover import semconv  # noqa: E402
-from cutover.local_kafka import LocalBroker, free_port  # noqa: E402
 from cutover.store import open_client  # noqa: E402
 from processors.hallucination import HallucinationWorker  # noqa: E402
 from processors.service import ProcessorService  # noqa: E402
@@ -161,50 +160,39 @@ def main() -> None:
         feed(args.feed[0], args.feed[1], args.spans, args.content, args.per_message)
         return
 
-    with tempfile.TemporaryDirectory(prefix="cutover-memory-") as scratch:
-        broker = LocalBroker(
-            state=Path(scratch) / "kafka",
-            libs=REPO / ".cutover" / "kafka" / "libs",
-            port=free_port(),
-            controller_port=free_port(),
-            partitions=4,
-        )
-        broker.start()
-        try:
-            topic = "memory_spans"
-            broker.create_topics([topic, f"{topic}_dlq"])
-            feeder = subprocess.Popen(
-                [sys.executable, __file__, f"--spans={args.spans}", f"--content={args.content}",
-                 f"--per-message={args.per_message}", "--feed", broker.bootstrap, topic],
-            )  # fmt: skip
-            client = open_client(f"chdb://{Path(scratch) / 'chdb'}")
-            settings = ProcessorSettings(
-                kafka_bootstrap=broker.bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq",
-                consumer_group="memory", clickhouse_database="memory",
-            )  # fmt: skip
-            service = ProcessorService(settings, client=client)
-            started = time.monotonic()
-            service.start()
-            curve: list[tuple[float, int, float, float, int]] = []  # (s, calls, anon MB, file MB, backlog)
-            content = service._parts.content if service._parts is not None else None
-            hallucination = content if isinstance(content, HallucinationWorker) else None
-            while service.stats.calls_written < args.spans:
-                assert service.failure is None, service.failure
-                pids = [os.getpid(), *(pid for pid in children() if pid != feeder.pid)]
-                backlog = hallucination.backlog if hallucination is not None else 0
-                anon, file = rss_mb(pids)
-                curve.append((time.monotonic() - started, service.stats.calls_written, anon, file, backlog))
-                time.sleep(1.0)
-            elapsed = time.monotonic() - started
-            heap = glibc_heap_mb()
-            jemalloc = jemalloc_summary(client)
-            tracked = client.command("SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'")
-            stats = service.stats.as_dict()
-            checked = hallucination.stats.as_dict() if hallucination is not None else {}
-            service.stop()
-            feeder.wait()
-        finally:
-            broker.stop()
+    with scratch_broker("cutover-memory-") as (broker, scratch):
+        topic = "memory_spans"
+        broker.create_topics([topic, f"{topic}_dlq"])
+        feeder = subprocess.Popen(
+            [sys.executable, __file__, f"--spans={args.spans}", f"--content={args.content}",
+             f"--per-message={args.per_message}", "--feed", broker.bootstrap, topic],
+        )  # fmt: skip
+        client = open_client(f"chdb://{scratch / 'chdb'}")
+        settings = ProcessorSettings(
+            kafka_bootstrap=broker.bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq",
+            consumer_group="memory", clickhouse_database="memory",
+        )  # fmt: skip
+        service = ProcessorService(settings, client=client)
+        started = time.monotonic()
+        service.start()
+        curve: list[tuple[float, int, float, float, int]] = []  # (s, calls, anon MB, file MB, backlog)
+        content = service._parts.content if service._parts is not None else None
+        hallucination = content if isinstance(content, HallucinationWorker) else None
+        while service.stats.calls_written < args.spans:
+            assert service.failure is None, service.failure
+            pids = [os.getpid(), *(pid for pid in children() if pid != feeder.pid)]
+            backlog = hallucination.backlog if hallucination is not None else 0
+            anon, file = rss_mb(pids)
+            curve.append((time.monotonic() - started, service.stats.calls_written, anon, file, backlog))
+            time.sleep(1.0)
+        elapsed = time.monotonic() - started
+        heap = glibc_heap_mb()
+        jemalloc = jemalloc_summary(client)
+        tracked = client.command("SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'")
+        stats = service.stats.as_dict()
+        checked = hallucination.stats.as_dict() if hallucination is not None else {}
+        service.stop()
+        feeder.wait()
 
     warm = [c for c in curve if c[1] <= args.spans * 0.1] or curve[:1]
     after = [c for c in curve if c[1] > args.spans * 0.1] or curve

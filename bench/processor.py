@@ -28,7 +28,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import types
 from collections.abc import Callable
@@ -40,8 +39,8 @@ sys.path.insert(0, str(REPO))
 from clickhouse_connect.driver.client import Client  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+from scratch import scratch_broker  # noqa: E402
 
-from cutover.local_kafka import LocalBroker, free_port  # noqa: E402
 from cutover.store import open_client  # noqa: E402
 from processors.decode import decode  # noqa: E402
 from processors.enrich import Enricher  # noqa: E402
@@ -103,73 +102,62 @@ def main() -> None:
     args = parser.parse_args()
     baseline = decoder_at(args.baseline_decoder) if args.baseline_decoder else None
 
-    with tempfile.TemporaryDirectory(prefix="cutover-bench-") as scratch:
-        broker = LocalBroker(
-            state=Path(scratch) / "kafka",
-            libs=REPO / ".cutover" / "kafka" / "libs",
-            port=free_port(),
-            controller_port=free_port(),
-            partitions=4,
-        )
-        broker.start()
+    with scratch_broker("cutover-bench-") as (broker, scratch):
         # One core for this process, pinned after the broker started: a child inherits the
         # mask, and a broker sharing the core would be measured as processor time.
         all_cores = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {min(all_cores)})
-        try:
-            topic = "bench_spans"
-            broker.create_topics([topic])
-            calls = make_calls(args.spans, seed=1, spread_s=3600)
-            items = list(messages(calls, per_message=args.per_message))
-            produce(broker.bootstrap, topic, items)
-            started = time.perf_counter()
-            values = read_topic(broker.bootstrap, topic, len(items))
-            fetch_s = time.perf_counter() - started
-            assert len(values) == len(items)
+        topic = "bench_spans"
+        broker.create_topics([topic])
+        calls = make_calls(args.spans, seed=1, spread_s=3600)
+        items = list(messages(calls, per_message=args.per_message))
+        produce(broker.bootstrap, topic, items)
+        started = time.perf_counter()
+        values = read_topic(broker.bootstrap, topic, len(items))
+        fetch_s = time.perf_counter() - started
+        assert len(values) == len(items)
 
-            started = time.perf_counter()
-            parsed = 0
-            for value in values:
-                request = ExportTraceServiceRequest.FromString(value)
-                for resource_spans in request.resource_spans:
-                    for scope_spans in resource_spans.scope_spans:
-                        parsed += len(scope_spans.spans)
-            bare_s = time.perf_counter() - started
+        started = time.perf_counter()
+        parsed = 0
+        for value in values:
+            request = ExportTraceServiceRequest.FromString(value)
+            for resource_spans in request.resource_spans:
+                for scope_spans in resource_spans.scope_spans:
+                    parsed += len(scope_spans.spans)
+        bare_s = time.perf_counter() - started
 
-            started = time.perf_counter()
-            rows = [row for value in values for row in decode(value).rows]
-            decode_s = time.perf_counter() - started
-            assert len(rows) == len(calls)
-            if baseline is not None:
-                baseline_s, ours_s = compare_decoders(values, baseline, args.rounds)
+        started = time.perf_counter()
+        rows = [row for value in values for row in decode(value).rows]
+        decode_s = time.perf_counter() - started
+        assert len(rows) == len(calls)
+        if baseline is not None:
+            baseline_s, ours_s = compare_decoders(values, baseline, args.rounds)
 
-            enricher = Enricher(PriceBook.load(), refusal)
-            started = time.perf_counter()
-            batches = [
-                enricher.columns([row for value in values[at : at + 100] for row in decode(value).rows])
-                for at in range(0, len(values), 100)
-            ]
-            enrich_s = time.perf_counter() - started
+        enricher = Enricher(PriceBook.load(), refusal)
+        started = time.perf_counter()
+        batches = [
+            enricher.columns([row for value in values[at : at + 100] for row in decode(value).rows])
+            for at in range(0, len(values), 100)
+        ]
+        enrich_s = time.perf_counter() - started
 
-            client = open_client(f"chdb://{Path(scratch) / 'chdb'}")
-            migrate(client, "bench_write", 0)
-            writer = CallWriter(client, "bench_write")
-            started = time.perf_counter()
-            for columns in batches:
-                writer.write(columns)
-            write_s = time.perf_counter() - started
-            # The full path runs as a real processor would: without the earlier stages' 200k
-            # rows in memory for its garbage collector to walk.
-            expected = len(calls)
-            del calls, values, rows, batches, columns
-            one_core = os.sched_getaffinity(0)
-            full = {}
-            for label, cores, workers in RUNS:
-                os.sched_setaffinity(0, one_core if cores == 1 else all_cores)
-                full[label] = run_service(broker.bootstrap, topic, client, label, workers, expected)
-            os.sched_setaffinity(0, one_core)
-        finally:
-            broker.stop()
+        client = open_client(f"chdb://{scratch / 'chdb'}")
+        migrate(client, "bench_write", 0)
+        writer = CallWriter(client, "bench_write")
+        started = time.perf_counter()
+        for columns in batches:
+            writer.write(columns)
+        write_s = time.perf_counter() - started
+        # The full path runs as a real processor would: without the earlier stages' 200k
+        # rows in memory for its garbage collector to walk.
+        expected = len(calls)
+        del calls, values, rows, batches, columns
+        one_core = os.sched_getaffinity(0)
+        full = {}
+        for label, cores, workers in RUNS:
+            os.sched_setaffinity(0, one_core if cores == 1 else all_cores)
+            full[label] = run_service(broker.bootstrap, topic, client, label, workers, expected)
+        os.sched_setaffinity(0, one_core)
 
     print(
         f"{expected:,} GenAI spans (+{len(items):,} HTTP spans) in {len(items):,} messages of {args.per_message}; "

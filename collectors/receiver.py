@@ -43,6 +43,7 @@ from starlette.routing import Route
 from collectors import metrics
 from collectors.otlp_kafka import LazyProducer, TraceMessage, new_producer, split_by_trace
 from collectors.settings import CollectorSettings
+from cutover import metrics_http
 from cutover.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -311,7 +312,7 @@ def serve(settings: CollectorSettings) -> None:
     import uvicorn
 
     setup_logging()
-    metrics.serve(settings.collector_metrics_port)
+    metrics_http.serve(settings.collector_metrics_port)
 
     print(
         f"cutover collect: OTLP/HTTP on http://{settings.collect_host}:{settings.collect_port}/v1/traces "

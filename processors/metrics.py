@@ -6,14 +6,11 @@ a scrape and the progress line agree. Per process: instances sharing a process a
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 from processors.group_watch import GroupView
-
-log = logging.getLogger("cutover.processor")
 
 _COUNTED = {
     "messages": "Kafka messages consumed and committed",
@@ -45,20 +42,6 @@ HALLUCINATION_SAMPLE_RATE = Gauge(
     "cutover_processor_hallucination_sample_rate",
     "Share of the last batch's checkable calls queued for hallucination checks (1 = every call)",
 )
-_served: set[int] = set()
-
-
-def serve(port: int) -> None:
-    """Serve `/metrics` on `port` once per process (0 = off); a busy port is logged, not fatal."""
-    if port == 0 or port in _served:
-        return
-    try:
-        start_http_server(port)
-    except OSError as error:
-        log.warning("cannot serve metrics on port %d (%s); running without /metrics", port, error.strerror)
-        return
-    _served.add(port)
-    log.info("metrics on http://0.0.0.0:%d/metrics", port)
 
 
 def count(values: Mapping[str, int]) -> None:

@@ -42,7 +42,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from cutover import kafka_clients
+from cutover import kafka_clients, metrics_http
 from cutover.kafka_clients import KafkaConnection
 from cutover.store import StoreBusy, client_for
 from processors import metrics
@@ -366,7 +366,7 @@ class ProcessorService:
             self._enter(State.CONNECTING)
         self._parts = parts
         parts.consumer.subscribe([self.settings.spans_topic], listener=_Rebalance(self))
-        metrics.serve(self.settings.processor_metrics_port)
+        metrics_http.serve(self.settings.processor_metrics_port)
         self._enter(State.CONSUMING)
 
     def stop(self, timeout: float = 30) -> None:
