@@ -20,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from functools import partial
@@ -32,9 +31,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from scratch import scratch_broker  # noqa: E402
+
 from collectors.instrument import instrument  # noqa: E402
 from collectors.shadow import ShadowMirror  # noqa: E402
-from cutover.local_kafka import LocalBroker, free_port  # noqa: E402
+from cutover.local_kafka import free_port  # noqa: E402
 from simulator.profiles import DEFAULT_PROFILES  # noqa: E402
 from simulator.server import NONCE_HEADER  # noqa: E402
 from simulator.workload import load_corpus  # noqa: E402
@@ -197,28 +198,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=400, help="calls per side of each comparison")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        broker = LocalBroker(
-            state=folder / "kafka",
-            libs=REPO / ".cutover" / "kafka" / "libs",
-            port=free_port(),
-            controller_port=free_port(),
-            partitions=4,
-        )
-        broker.start()
+    with scratch_broker("cutover-bench-collectors-") as (broker, folder):
         os.environ.update(CUTOVER_KAFKA_BOOTSTRAP=broker.bootstrap, CUTOVER_SPANS_TOPIC="bench_spans")
         profiles = _fault_free_profiles(folder)
-        try:
-            for time_scale, bench in ((0.0, bench_overhead), (0.02, bench_shadow)):
-                simulator, base_url = _start_simulator(profiles, time_scale)
-                try:
-                    bench(base_url, args.calls)
-                finally:
-                    simulator.terminate()
-                    simulator.wait(timeout=10)
-        finally:
-            broker.stop()
+        for time_scale, bench in ((0.0, bench_overhead), (0.02, bench_shadow)):
+            simulator, base_url = _start_simulator(profiles, time_scale)
+            try:
+                bench(base_url, args.calls)
+            finally:
+                simulator.terminate()
+                simulator.wait(timeout=10)
 
 
 if __name__ == "__main__":
