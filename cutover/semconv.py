@@ -15,7 +15,6 @@ OPERATION = "gen_ai.operation.name"
 PROVIDER = "gen_ai.provider.name"
 REQUEST_MODEL = "gen_ai.request.model"
 RESPONSE_MODEL = "gen_ai.response.model"
-RESPONSE_ID = "gen_ai.response.id"
 FINISH_REASONS = "gen_ai.response.finish_reasons"
 INPUT_TOKENS = "gen_ai.usage.input_tokens"
 OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
@@ -37,5 +36,3 @@ SHADOW_ROLE = "cutover.shadow.role"  # "primary" or "shadow"
 REFERENCE_ANSWER = "cutover.reference_answer"  # known-good answer, content capture only
 CONTEXT = "cutover.context"  # retrieved context supplied to a RAG call, content capture only
 LABEL_PREFIX = "cutover.label."  # any further application labels
-
-SHADOW_ROLES = ("primary", "shadow")
