@@ -308,12 +308,14 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                                 raise _Invalid(f"stream duration {duration_s} s")
                             start = end - int(duration_s * 1e9)
                         elif (
+                            # Logfire 5.x keeps only the model in `request_data`, so a stream's request
+                            # span is told by what it lacks: usage, output and an error (a failed stream
+                            # has no result span, so its request span is the call).
                             input_v is None
                             and output_v is None
+                            and output_raw_v is None
                             and error_type_v is None
-                            and span.status.code != _STATUS_ERROR  # a failed stream has no result span
-                            and params_v is not None
-                            and _json_object(params_v.string_value).get("stream") is True
+                            and span.status.code != _STATUS_ERROR
                         ):
                             merged += 1  # its stream's result span carries the call
                             continue

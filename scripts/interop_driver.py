@@ -22,6 +22,11 @@ from typing import Any
 
 MODELS = ("gpt-5.4", "gpt-5.5")
 TIMEOUT_S = 3.0
+# The simulator draws each outcome from (seed, request, nonce): this nonce prefix gives the 40
+# calls of tests/test_interop.py every case at least once per sync/stream (API and prose
+# refusals, rate limits, timeouts) with only two 3 s timeouts; the test checks the coverage.
+NONCE_HEADER = "x-cutover-nonce"
+NONCE_PREFIX = "interop-16:"
 
 
 def setup_otel(collector: str) -> tuple[Any, Any]:
@@ -93,6 +98,7 @@ def call(client: Any, index: int) -> dict[str, Any]:
     stream = index % 4 >= 2
     prompt = f"Question {index}: explain briefly why the sky is blue, take {index % 7 + 1} sentences."
     truth: dict[str, Any] = {"index": index, "model": model, "stream": stream, "prompt": prompt}
+    headers = {NONCE_HEADER: f"{NONCE_PREFIX}{index}"}
     try:
         if stream:
             chunks = client.chat.completions.create(
@@ -100,6 +106,7 @@ def call(client: Any, index: int) -> dict[str, Any]:
                 messages=[{"role": "user", "content": prompt}],
                 stream=True,
                 stream_options={"include_usage": True},
+                extra_headers=headers,
             )
             text, finish, usage, refusal = [], "", None, ""
             for chunk in chunks:
@@ -111,7 +118,9 @@ def call(client: Any, index: int) -> dict[str, Any]:
                     finish = choice.finish_reason or finish
             truth.update(text="".join(text), finish_reason=finish, refusal=refusal)
         else:
-            response = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}])
+            response = client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": prompt}], extra_headers=headers
+            )
             choice = response.choices[0]
             usage = response.usage
             truth.update(
