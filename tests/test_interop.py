@@ -5,7 +5,9 @@ SDK, instrumented by it, calls `cutover simulate` (two models, half streamed, ra
 timeouts, refusals, content capture on) and exports OTLP/HTTP traces and logs to `cutover
 collect`; the processor writes the rows from the broker into chDB. Each row is compared with
 what the simulator returned to the client (the driver's ground truth, joined by trace id).
-TTFT is asserted only for libraries that record it at all (`RECORDS_TTFT`).
+What a library does not record at all (`GIVES`: TTFT, an API refusal's text) is asserted
+absent; the README's table row for each library must equal the one rendered from what its
+run observed (also written to artifacts/interop.md).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -34,8 +37,46 @@ sys.path.insert(0, str(REPO / "scripts"))
 from interop import LIBRARIES  # noqa: E402
 
 CALLS = 40
-# Libraries that record a time to first token on streamed calls, in some convention.
-RECORDS_TTFT = {"official", "openllmetry-0.62", "openlit", "logfire"}
+ARTIFACT = REPO / "artifacts" / "interop.md"
+
+
+@dataclass(frozen=True)
+class Gives:
+    """What a library records beyond model, tokens, cost and errors (which every library must get right)."""
+
+    ttft: bool  # a time to first token on streamed calls
+    refusal_sync: bool  # the text of an API refusal (`message.refusal`) of a call that did not stream
+    refusal_stream: bool  # ... of a streamed call (`delta.refusal`)
+
+
+# Library -> (README name, what it records); the run must observe exactly this.
+GIVES: dict[str, tuple[str, Gives]] = {
+    "official": ("official `opentelemetry-instrumentation-genai-openai` 1.3b0", Gives(True, True, True)),
+    "openai-v2": ("`opentelemetry-instrumentation-openai-v2` 2.4b0, event mode", Gives(False, True, True)),
+    "openllmetry-0.62": ("OpenLLMetry 0.62.4", Gives(True, True, False)),
+    "openllmetry-0.47": ("OpenLLMetry 0.47.5", Gives(True, True, False)),
+    "openlit": ("OpenLIT 1.45.0", Gives(True, False, False)),
+    "openinference": ("OpenInference 0.1.66", Gives(True, True, False)),
+    "logfire": ("Logfire 5.4.0", Gives(False, True, True)),
+}
+
+
+def table_row(library: str, landed: int, gives: Gives) -> str:
+    """The README table row of one library, as its run observed it."""
+    refusal = {(True, True): "yes", (True, False): "calls that did not stream only", (False, False): "no"}
+    return (
+        f"| {GIVES[library][0]} | {landed}/{CALLS} | right | {'yes' if gives.ttft else 'not recorded'} "
+        f"| {refusal.get((gives.refusal_sync, gives.refusal_stream), 'streamed calls only')} |"
+    )
+
+
+def record_row(library: str, row: str) -> None:
+    """Keeps artifacts/interop.md's row of this library current (the table to paste into the README)."""
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    lines = ARTIFACT.read_text().splitlines() if ARTIFACT.exists() else []
+    prefix = f"| {GIVES[library][0]} |"
+    lines = [line for line in lines if not line.startswith(prefix)] + [row]
+    ARTIFACT.write_text("\n".join(sorted(lines)) + "\n")
 
 
 def start_simulator(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen, str]:
@@ -70,6 +111,7 @@ def start_simulator(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Pop
 def test_every_call_lands_as_one_right_row(
     library, kafka_broker, kafka_bootstrap, topic, ch_client, ch_database, cutover_env, tmp_path
 ):
+    gives = GIVES[library][1]
     logs_topic = f"logs_{uuid.uuid4().hex[:8]}"
     kafka_broker.create_topics([logs_topic])
     simulator, simulator_url = start_simulator(cutover_env, tmp_path)
@@ -131,12 +173,18 @@ def test_every_call_lands_as_one_right_row(
 
     book = PriceBook.load()
     problems: list[str] = []
+    # (case, sync/stream) -> observed "recorded?" values; one library must be consistent across its calls.
+    seen: dict[tuple[str, bool], set[bool]] = {}
+    landed = 0
     for truth in truths:
         row = rows.get(truth["trace_id"])
         where = f"call {truth['index']} ({'stream' if truth['stream'] else 'sync'}, {truth['error_type'] or 'ok'})"
+        case = truth["error_type"] or ("api_refusal" if truth.get("refusal") else "ok")
+        seen.setdefault((case, truth["stream"]), set())
         if row is None:
             problems.append(f"{where}: no row")
             continue
+        landed += 1
         (count, model, inp, cached, out, reasoning, cost, source, is_error, error_type, is_timeout) = row[:11]
         is_refusal, ttft, latency, input_text, output_text, captured = row[11:]
         expect = {
@@ -149,19 +197,39 @@ def test_every_call_lands_as_one_right_row(
         if not truth["error_type"]:
             tokens = (truth["input_tokens"], truth["cached_tokens"], truth["output_tokens"], truth["reasoning_tokens"])
             priced = book.cost(truth["model"], datetime.now(UTC).date(), *tokens)[0]
-            refused = bool(truth["refusal"]) or truth["text"] in REFUSALS
+            api_refusal = bool(truth["refusal"])
+            recorded = (gives.refusal_stream if truth["stream"] else gives.refusal_sync) or not api_refusal
+            if api_refusal:
+                seen[(case, truth["stream"])].add(output_text == truth["refusal"])
             expect.update(
                 tokens=((inp, cached, out, reasoning), tokens),
                 cost=(None if cost is None else Decimal(cost), priced),
                 price_source=(source, "book"),
-                is_refusal=(bool(is_refusal), refused),
+                # an API refusal whose text the library does not record is absent, so not counted
+                is_refusal=(bool(is_refusal), (api_refusal and recorded) or truth["text"] in REFUSALS),
                 content_captured=(bool(captured), True),
-                output_text=(output_text, truth["text"] or truth["refusal"]),
+                output_text=(output_text, (truth["text"] or truth["refusal"]) if recorded else ""),
                 prompt_in_input=(truth["prompt"] in input_text, True),
             )
-            if truth["stream"] and library in RECORDS_TTFT:
-                expect["ttft_recorded"] = (ttft is not None and 0 < ttft <= latency, True)
+            if truth["stream"]:
+                seen[("ttft", True)] = seen.get(("ttft", True), set()) | {ttft is not None}
+                want_ttft = ttft is not None and 0 < ttft <= latency if gives.ttft else ttft is None
+                expect["ttft" if gives.ttft else "ttft_absent"] = (want_ttft, True)
         problems.extend(
             f"{where}: {name} is {got!r}, expected {want!r}" for name, (got, want) in expect.items() if got != want
         )
+    # The run must exercise every case on both paths, or a capability would be claimed unseen.
+    for case in ("ok", "api_refusal", "RateLimitError", "APITimeoutError"):
+        for stream in (False, True):
+            if (case, stream) not in seen:
+                problems.append(f"no {'streamed' if stream else 'sync'} call with outcome {case}")
+    observed = Gives(
+        ttft=seen.get(("ttft", True)) == {True},
+        refusal_sync=seen.get(("api_refusal", False)) == {True},
+        refusal_stream=seen.get(("api_refusal", True)) == {True},
+    )
+    row_text = table_row(library, landed, observed)
+    record_row(library, row_text)
     assert not problems, f"{library}: {len(problems)} problems:\n" + "\n".join(problems[:40])
+    assert observed == gives
+    assert row_text in (REPO / "README.md").read_text().splitlines(), f"README's row for {library} is not {row_text}"
