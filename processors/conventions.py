@@ -18,9 +18,9 @@ from cutover import semconv
     OPERATION, MODEL, RESPONSE_MODEL, PROVIDER, INPUT_TOKENS, OUTPUT_TOKENS, CACHED, REASONING,
     TTFT_S, FINISH, ERROR_TYPE, REFUSAL, TASK, CLIENT_TIMEOUT, PAIR, ROLE, INPUT_MESSAGES,
     OUTPUT_MESSAGES, CONTEXT, REFERENCE, STREAM_TTFT_S, IS_STREAM, SPAN_KIND, INVOCATION_PARAMETERS,
-    DURATION_S, MSG_TEMPLATE, INDEXED_MARK,
-) = range(27)  # fmt: skip
-SLOT_COUNT = 27
+    DURATION_S, MSG_TEMPLATE, INDEXED_MARK, RESPONSE_JSON,
+) = range(28)  # fmt: skip
+SLOT_COUNT = 28
 
 CONVENTIONS: dict[str, dict[str, int]] = {
     # OpenTelemetry GenAI semantic conventions (current), as the official instrumentation sends them.
@@ -96,6 +96,8 @@ CONVENTIONS: dict[str, dict[str, int]] = {
         "llm.input_messages.0.message.content": INDEXED_MARK,
         "llm.output_messages.0.message.role": INDEXED_MARK,
         "llm.output_messages.0.message.content": INDEXED_MARK,
+        # The whole response as JSON: the only place an API refusal's text is (read when no output text).
+        "output.value": RESPONSE_JSON,
     },
     # Logfire (Pydantic): a stream's usage arrives on a zero-length result span with `duration`.
     "logfire": {

@@ -178,6 +178,16 @@ def _output_finish_reason(raw: str) -> str:
     return ""
 
 
+def _response_refusal(raw: str) -> str:
+    """The API refusal text of a chat completion's JSON (OpenInference's `output.value`), or ""."""
+    response = _json_object(raw)
+    choices = response.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    message = first.get("message") if isinstance(first, dict) else None
+    refusal = message.get("refusal") if isinstance(message, dict) else None
+    return refusal if isinstance(refusal, str) else ""
+
+
 def _indexed_messages(attributes: Iterable[KeyValue]) -> tuple[str, str, str]:
     """(input text, output text, finish reason) of indexed message attributes (older semconv, OpenInference)."""
     parts: dict[bool, list[tuple[int, int, str]]] = {True: [], False: []}
@@ -283,7 +293,7 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                     operation_v, model_v, response_model_v, provider_v, input_v, output_v, cached_v,
                     reasoning_v, ttfc_v, finish_v, error_type_v, refusal_v, task_v, client_timeout_v,
                     pair_v, role_v, input_raw_v, output_raw_v, context_v, reference_v, stream_ttft_v,
-                    is_stream_v, kind_v, params_v, duration_v, template_v, indexed_v,
+                    is_stream_v, kind_v, params_v, duration_v, template_v, indexed_v, response_json_v,
                 ) = found  # fmt: skip
                 try:
                     if kind_v is not None and kind_v.string_value not in cv.CALL_SPAN_KINDS:
@@ -402,6 +412,10 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                         output_text = output_text or indexed_output
                         finish_reason = finish_reason or indexed_finish
                         content_captured = bool(input_text or output_text)
+                    if not output_text and response_json_v is not None:
+                        output_text = _response_refusal(response_json_v.string_value)
+                        api_refusal = api_refusal or bool(output_text)
+                        content_captured = content_captured or bool(output_text)
                     start_time = start // 1000
                     operation = operation or "unknown"
                     trace_id = trace_bytes.hex()

@@ -52,11 +52,11 @@ class Gives:
 # Library -> (README name, what it records); the run must observe exactly this.
 GIVES: dict[str, tuple[str, Gives]] = {
     "official": ("official `opentelemetry-instrumentation-genai-openai` 1.3b0", Gives(True, True, True)),
-    "openai-v2": ("`opentelemetry-instrumentation-openai-v2` 2.4b0, event mode", Gives(False, True, True)),
+    "openai-v2": ("`opentelemetry-instrumentation-openai-v2` 2.4b0, event mode", Gives(False, False, False)),
     "openllmetry-0.62": ("OpenLLMetry 0.62.4", Gives(True, True, False)),
     "openllmetry-0.47": ("OpenLLMetry 0.47.5", Gives(True, True, False)),
     "openlit": ("OpenLIT 1.45.0", Gives(True, False, False)),
-    "openinference": ("OpenInference 0.1.66", Gives(True, True, False)),
+    "openinference": ("OpenInference 0.1.66", Gives(True, True, True)),
     "logfire": ("Logfire 5.4.0", Gives(False, True, True)),
 }
 

@@ -313,6 +313,17 @@ def test_openinference_llm_spans_map_and_other_kinds_are_skipped():
     assert (failed["model"], failed["is_error"], failed["error_type"]) == ("gpt-5.5", True, "RateLimitError")
     assert failed["tokens_reported"] is False
 
+    # An API refusal's text is only in the response JSON (`output.value`).
+    response = '{"choices": [{"message": {"refusal": "I can\'t assist with that.", "role": "assistant"}}]}'
+    refused = decoded_row(
+        one_span_request(
+            {"openinference.span.kind": "LLM", "llm.model_name": "gpt-5.4", "llm.token_count.prompt": 24,
+             "llm.token_count.completion": 7, "llm.output_messages.0.message.role": "assistant",
+             "output.value": response},
+        )
+    )  # fmt: skip
+    assert (refused["output_text"], refused["api_refusal"]) == ("I can't assist with that.", True)
+
     chain = decode(one_span_request({"openinference.span.kind": "CHAIN", "input.value": "x"}))
     assert (chain.rows, chain.skipped_non_genai, chain.error) == ([], 1, "")
 
