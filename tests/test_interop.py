@@ -61,11 +61,16 @@ GIVES: dict[str, tuple[str, Gives]] = {
 }
 
 
-def table_row(library: str, landed: int, gives: Gives) -> str:
+# What every library must get right on every call (the table's "model, tokens, cost, error" column).
+CORE = frozenset({"rows", "model", "is_error", "error_type", "is_timeout", "tokens", "cost", "price_source"})
+
+
+def table_row(library: str, landed: int, core_right: bool, gives: Gives) -> str:
     """The README table row of one library, as its run observed it."""
     refusal = {(True, True): "yes", (True, False): "calls that did not stream only", (False, False): "no"}
     return (
-        f"| {GIVES[library][0]} | {landed}/{CALLS} | right | {'yes' if gives.ttft else 'not recorded'} "
+        f"| {GIVES[library][0]} | {landed}/{CALLS} | {'right' if core_right else 'WRONG'} "
+        f"| {'yes' if gives.ttft else 'not recorded'} "
         f"| {refusal.get((gives.refusal_sync, gives.refusal_stream), 'streamed calls only')} |"
     )
 
@@ -173,6 +178,7 @@ def test_every_call_lands_as_one_right_row(
 
     book = PriceBook.load()
     problems: list[str] = []
+    core_right = True
     # (case, sync/stream) -> observed "recorded?" values; one library must be consistent across its calls.
     seen: dict[tuple[str, bool], set[bool]] = {}
     landed = 0
@@ -215,9 +221,9 @@ def test_every_call_lands_as_one_right_row(
                 seen[("ttft", True)] = seen.get(("ttft", True), set()) | {ttft is not None}
                 want_ttft = ttft is not None and 0 < ttft <= latency if gives.ttft else ttft is None
                 expect["ttft" if gives.ttft else "ttft_absent"] = (want_ttft, True)
-        problems.extend(
-            f"{where}: {name} is {got!r}, expected {want!r}" for name, (got, want) in expect.items() if got != want
-        )
+        wrong = [name for name, (got, want) in expect.items() if got != want]
+        core_right = core_right and not CORE.intersection(wrong)
+        problems.extend(f"{where}: {name} is {expect[name][0]!r}, expected {expect[name][1]!r}" for name in wrong)
     # The run must exercise every case on both paths, or a capability would be claimed unseen.
     for case in ("ok", "api_refusal", "RateLimitError", "APITimeoutError"):
         for stream in (False, True):
@@ -228,8 +234,15 @@ def test_every_call_lands_as_one_right_row(
         refusal_sync=seen.get(("api_refusal", False)) == {True},
         refusal_stream=seen.get(("api_refusal", True)) == {True},
     )
-    row_text = table_row(library, landed, observed)
+    row_text = table_row(library, landed, core_right, observed)
     record_row(library, row_text)
     assert not problems, f"{library}: {len(problems)} problems:\n" + "\n".join(problems[:40])
     assert observed == gives
     assert row_text in (REPO / "README.md").read_text().splitlines(), f"README's row for {library} is not {row_text}"
+
+
+def test_readme_table_has_one_row_per_library_as_declared() -> None:
+    """The README's table is GIVES rendered (the slow test above holds each row to its observed run)."""
+    readme = (REPO / "README.md").read_text().splitlines()
+    rows = [line for line in readme if line.startswith("| ") and any(f"| {n} |" in line for n, _ in GIVES.values())]
+    assert rows == [table_row(library, CALLS, True, gives) for library, (_, gives) in GIVES.items()]
