@@ -124,9 +124,10 @@ INDEXED_MESSAGES: dict[str, bool] = {
     "llm.output_messages.": False,
 }
 # `<rest>` of an indexed attribute that holds message text (OpenInference may split a message
-# into `message.contents.<j>.message_content.text` parts; OpenLLMetry puts an API refusal's
-# text in `refusal`), and the one holding a finish reason.
-INDEXED_TEXT = ("content", "message.content", "refusal")
+# into `message.contents.<j>.message_content.text` parts), the one holding an API refusal's
+# text (OpenLLMetry 0.47), and the one holding a finish reason.
+INDEXED_TEXT = ("content", "message.content")
+INDEXED_REFUSAL = "refusal"
 INDEXED_TEXT_PARTS = ("message.contents.", ".message_content.text")
 INDEXED_FINISH = "finish_reason"
 

@@ -188,10 +188,11 @@ def _response_refusal(raw: str) -> str:
     return refusal if isinstance(refusal, str) else ""
 
 
-def _indexed_messages(attributes: Iterable[KeyValue]) -> tuple[str, str, str]:
-    """(input text, output text, finish reason) of indexed message attributes (older semconv, OpenInference)."""
+def _indexed_messages(attributes: Iterable[KeyValue]) -> tuple[str, str, str, bool]:
+    """(input text, output text, finish reason, API refusal?) of indexed message attributes (older semconv, OpenInference)."""
     parts: dict[bool, list[tuple[int, int, str]]] = {True: [], False: []}
     finish = ""
+    refused = False
     for kv in attributes:
         key = kv.key
         prefix = next((p for p in _INDEXED_PREFIXES if key.startswith(p)), "")
@@ -202,6 +203,9 @@ def _indexed_messages(attributes: Iterable[KeyValue]) -> tuple[str, str, str]:
             continue
         if rest in cv.INDEXED_TEXT:
             parts[cv.INDEXED_MESSAGES[prefix]].append((int(index), -1, kv.value.string_value))
+        elif rest == cv.INDEXED_REFUSAL and not cv.INDEXED_MESSAGES[prefix]:
+            parts[False].append((int(index), -1, kv.value.string_value))
+            refused = refused or bool(kv.value.string_value)
         elif rest.startswith(cv.INDEXED_TEXT_PARTS[0]) and rest.endswith(cv.INDEXED_TEXT_PARTS[1]):
             part = rest[len(cv.INDEXED_TEXT_PARTS[0]) : -len(cv.INDEXED_TEXT_PARTS[1])]
             if part.isdigit():
@@ -209,7 +213,7 @@ def _indexed_messages(attributes: Iterable[KeyValue]) -> tuple[str, str, str]:
         elif rest == cv.INDEXED_FINISH and not finish and not cv.INDEXED_MESSAGES[prefix]:
             finish = kv.value.string_value
     joined = ["\n\n".join(text for _, _, text in sorted(parts[side]) if text) for side in (True, False)]
-    return joined[0], joined[1], finish
+    return joined[0], joined[1], finish, refused
 
 
 def _first_chunk_s(span: Span) -> float | None:
@@ -407,7 +411,10 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                         finish_reason = _output_finish_reason(output_raw)
                     content_captured = bool(input_raw or output_raw)
                     if indexed_v is not None:
-                        indexed_input, indexed_output, indexed_finish = _indexed_messages(span.attributes)
+                        indexed_input, indexed_output, indexed_finish, indexed_refusal = _indexed_messages(
+                            span.attributes
+                        )
+                        api_refusal = api_refusal or indexed_refusal
                         input_text = input_text or indexed_input
                         output_text = output_text or indexed_output
                         finish_reason = finish_reason or indexed_finish

@@ -212,6 +212,7 @@ def test_older_genai_semconv_as_openllmetry_0_47_sends_it():
         )
     )  # fmt: skip
     assert (refused["reasoning_tokens"], refused["output_text"]) == (2, "I can't assist with that.")
+    assert refused["api_refusal"] is True
 
 
 def test_openllmetry_cache_reasoning_and_ttft_from_the_first_chunk_event():
