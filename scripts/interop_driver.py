@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 MODELS = ("gpt-5.4", "gpt-5.5")
@@ -76,9 +77,17 @@ def instrument(library: str, tracer_provider: Any, collector: str) -> None:
 
         OpenAIInstrumentor().instrument(tracer_provider=tracer_provider)
     elif library == "openlit":
+        import tempfile
+
         import openlit
 
-        openlit.init(otlp_endpoint=collector, capture_message_content=True, disable_metrics=True)
+        # openlit fetches its price list from GitHub unless given one: the tests use no internet,
+        # and its own cost attribute is not what we bill by
+        prices = Path(tempfile.mkdtemp()) / "openlit-prices.json"
+        prices.write_text('{"chat": {}}')
+        openlit.init(
+            otlp_endpoint=collector, capture_message_content=True, disable_metrics=True, pricing_json=str(prices)
+        )
     elif library == "openinference":
         from openinference.instrumentation.openai import OpenAIInstrumentor
 
