@@ -27,7 +27,9 @@ TIMEOUT_S = 3.0
 # calls of tests/test_interop.py every case at least once per sync/stream (API and prose
 # refusals, rate limits, timeouts) with only two 3 s timeouts; the test checks the coverage.
 NONCE_HEADER = "x-cutover-nonce"
-NONCE_PREFIX = "interop-16:"
+# A system prompt the simulator may serve from its prompt cache (cached input tokens).
+SYSTEM = "You are a concise physics tutor. Answer in plain prose, without lists or formulas."
+NONCE_PREFIX = "interop-218:"
 
 
 def setup_otel(collector: str) -> tuple[Any, Any]:
@@ -112,7 +114,7 @@ def call(client: Any, index: int) -> dict[str, Any]:
         if stream:
             chunks = client.chat.completions.create(
                 model=model,
-                messages=[{"role": "user", "content": prompt}],
+                messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
                 stream=True,
                 stream_options={"include_usage": True},
                 extra_headers=headers,
@@ -128,7 +130,9 @@ def call(client: Any, index: int) -> dict[str, Any]:
             truth.update(text="".join(text), finish_reason=finish, refusal=refusal)
         else:
             response = client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": prompt}], extra_headers=headers
+                model=model,
+                messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+                extra_headers=headers,
             )
             choice = response.choices[0]
             usage = response.usage

@@ -89,6 +89,9 @@ def start_simulator(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Pop
     for profile in profiles["models"].values():  # enough errors, timeouts and refusals in 40 calls
         profile["faults"] = {"rate_limited": 0.08, "server_error": 0.0, "stall": 0.05}
         profile["refusal"] = dict(profile["refusal"], rate={k: 0.15 for k in profile["refusal"]["rate"]})
+        # cached and reasoning tokens on many calls, so a library that drops them is caught (and mispriced)
+        profile["reasoning_share"] = {k: 0.3 for k in profile["reasoning_share"]}
+        profile["cache_hit_rate"] = 0.5
     path = tmp_path / "profiles.yaml"
     path.write_text(yaml.safe_dump(profiles))
     port = free_port()
@@ -229,6 +232,9 @@ def test_every_call_lands_as_one_right_row(
         for stream in (False, True):
             if (case, stream) not in seen:
                 problems.append(f"no {'streamed' if stream else 'sync'} call with outcome {case}")
+    for tokens in ("cached_tokens", "reasoning_tokens"):
+        if not any(truth.get(tokens) for truth in truths):
+            problems.append(f"no call with {tokens}: their mapping is not exercised")
     observed = Gives(
         ttft=seen.get(("ttft", True)) == {True},
         refusal_sync=seen.get(("api_refusal", False)) == {True},
