@@ -42,36 +42,48 @@ ARTIFACT = REPO / "artifacts" / "interop.md"
 
 @dataclass(frozen=True)
 class Gives:
-    """What a library records beyond model, tokens, cost and errors (which every library must get right)."""
+    """What a library records beyond model, input/output tokens and errors (which it must get right).
+
+    Each capability is (on calls that did not stream, on streamed calls).
+    """
 
     ttft: bool  # a time to first token on streamed calls
-    refusal_sync: bool  # the text of an API refusal (`message.refusal`) of a call that did not stream
-    refusal_stream: bool  # ... of a streamed call (`delta.refusal`)
+    cached: tuple[bool, bool]  # cached input tokens (else 0, and the call is billed at the full input rate)
+    reasoning: tuple[bool, bool]  # reasoning tokens (billed as output either way)
+    refusal: tuple[bool, bool]  # the text of an API refusal (`message.refusal` / `delta.refusal`)
 
 
+BOTH, SYNC, NEITHER = (True, True), (True, False), (False, False)
 # Library -> (README name, what it records); the run must observe exactly this.
 GIVES: dict[str, tuple[str, Gives]] = {
-    "official": ("official `opentelemetry-instrumentation-genai-openai` 1.3b0", Gives(True, True, True)),
-    "openai-v2": ("`opentelemetry-instrumentation-openai-v2` 2.4b0, event mode", Gives(False, False, False)),
-    "openllmetry-0.62": ("OpenLLMetry 0.62.4", Gives(True, True, False)),
-    "openllmetry-0.47": ("OpenLLMetry 0.47.5", Gives(True, True, False)),
-    "openlit": ("OpenLIT 1.45.0", Gives(True, False, False)),
-    "openinference": ("OpenInference 0.1.66", Gives(True, True, True)),
-    "logfire": ("Logfire 5.4.0", Gives(False, True, True)),
+    "official": ("official `opentelemetry-instrumentation-genai-openai` 1.3b0", Gives(True, BOTH, BOTH, BOTH)),
+    "openai-v2": (
+        "`opentelemetry-instrumentation-openai-v2` 2.4b0, event mode",
+        Gives(False, NEITHER, NEITHER, NEITHER),
+    ),
+    "openllmetry-0.62": ("OpenLLMetry 0.62.4", Gives(True, BOTH, SYNC, SYNC)),
+    "openllmetry-0.47": ("OpenLLMetry 0.47.5", Gives(True, BOTH, SYNC, SYNC)),
+    "openlit": ("OpenLIT 1.45.0", Gives(True, BOTH, NEITHER, NEITHER)),
+    "openinference": ("OpenInference 0.1.66", Gives(True, BOTH, BOTH, BOTH)),
+    "logfire": ("Logfire 5.4.0", Gives(False, BOTH, NEITHER, BOTH)),
 }
 
-
-# What every library must get right on every call (the table's "model, tokens, cost, error" column).
+# What every library must get right on every call (the table's "model, tokens, cost, error" column);
+# tokens and cost as far as the library reports them (a cached count it drops is in its own column).
 CORE = frozenset({"rows", "model", "is_error", "error_type", "is_timeout", "tokens", "cost", "price_source"})
+
+
+def paths(recorded: tuple[bool, bool]) -> str:
+    return {BOTH: "yes", SYNC: "calls that did not stream only", NEITHER: "no"}.get(recorded, "streamed calls only")
 
 
 def table_row(library: str, landed: int, core_right: bool, gives: Gives) -> str:
     """The README table row of one library, as its run observed it."""
-    refusal = {(True, True): "yes", (True, False): "calls that did not stream only", (False, False): "no"}
+    cached = paths(gives.cached) + ("" if gives.cached == BOTH else " (over-billed)")
     return (
         f"| {GIVES[library][0]} | {landed}/{CALLS} | {'right' if core_right else 'WRONG'} "
-        f"| {'yes' if gives.ttft else 'not recorded'} "
-        f"| {refusal.get((gives.refusal_sync, gives.refusal_stream), 'streamed calls only')} |"
+        f"| {'yes' if gives.ttft else 'not recorded'} | {cached} | {paths(gives.reasoning)} "
+        f"| {paths(gives.refusal)} |"
     )
 
 
@@ -204,14 +216,24 @@ def test_every_call_lands_as_one_right_row(
             "is_timeout": (bool(is_timeout), truth["error_type"] == "APITimeoutError"),
         }
         if not truth["error_type"]:
-            tokens = (truth["input_tokens"], truth["cached_tokens"], truth["output_tokens"], truth["reasoning_tokens"])
-            priced = book.cost(truth["model"], datetime.now(UTC).date(), *tokens)[0]
+            path = 1 if truth["stream"] else 0
             api_refusal = bool(truth["refusal"])
-            recorded = (gives.refusal_stream if truth["stream"] else gives.refusal_sync) or not api_refusal
+            recorded = gives.refusal[path] or not api_refusal
             if api_refusal:
                 seen[(case, truth["stream"])].add(output_text == truth["refusal"])
+            for name, got in (("cached_tokens", cached), ("reasoning_tokens", reasoning)):
+                if truth[name]:
+                    seen.setdefault((name, truth["stream"]), set()).add(got == truth[name])
+            # what the library reports: a count it does not record is 0, and the call billed accordingly
+            reported = (
+                truth["input_tokens"],
+                truth["cached_tokens"] if gives.cached[path] else 0,
+                truth["output_tokens"],
+                truth["reasoning_tokens"] if gives.reasoning[path] else 0,
+            )
+            priced = book.cost(truth["model"], datetime.now(UTC).date(), *reported)[0]
             expect.update(
-                tokens=((inp, cached, out, reasoning), tokens),
+                tokens=((inp, cached, out, reasoning), reported),
                 cost=(None if cost is None else Decimal(cost), priced),
                 price_source=(source, "book"),
                 # an API refusal whose text the library does not record is absent, so not counted
@@ -233,12 +255,18 @@ def test_every_call_lands_as_one_right_row(
             if (case, stream) not in seen:
                 problems.append(f"no {'streamed' if stream else 'sync'} call with outcome {case}")
     for tokens in ("cached_tokens", "reasoning_tokens"):
-        if not any(truth.get(tokens) for truth in truths):
-            problems.append(f"no call with {tokens}: their mapping is not exercised")
+        for stream in (False, True):
+            if (tokens, stream) not in seen:
+                problems.append(f"no {'streamed' if stream else 'sync'} call with {tokens}: not exercised")
+
+    def both(case: str) -> tuple[bool, bool]:
+        return (seen.get((case, False)) == {True}, seen.get((case, True)) == {True})
+
     observed = Gives(
         ttft=seen.get(("ttft", True)) == {True},
-        refusal_sync=seen.get(("api_refusal", False)) == {True},
-        refusal_stream=seen.get(("api_refusal", True)) == {True},
+        cached=both("cached_tokens"),
+        reasoning=both("reasoning_tokens"),
+        refusal=both("api_refusal"),
     )
     row_text = table_row(library, landed, core_right, observed)
     record_row(library, row_text)
