@@ -18,9 +18,9 @@ from cutover import semconv
     OPERATION, MODEL, RESPONSE_MODEL, PROVIDER, INPUT_TOKENS, OUTPUT_TOKENS, CACHED, REASONING,
     TTFT_S, FINISH, ERROR_TYPE, REFUSAL, TASK, CLIENT_TIMEOUT, PAIR, ROLE, INPUT_MESSAGES,
     OUTPUT_MESSAGES, CONTEXT, REFERENCE, STREAM_TTFT_S, IS_STREAM, SPAN_KIND, INVOCATION_PARAMETERS,
-    DURATION_S, MSG_TEMPLATE, INDEXED_MARK, RESPONSE_JSON,
-) = range(28)  # fmt: skip
-SLOT_COUNT = 28
+    DURATION_S, MSG_TEMPLATE, INDEXED_MARK, RESPONSE_JSON, USAGE_JSON,
+) = range(29)  # fmt: skip
+SLOT_COUNT = 29
 
 CONVENTIONS: dict[str, dict[str, int]] = {
     # OpenTelemetry GenAI semantic conventions (current), as the official instrumentation sends them.
@@ -104,6 +104,8 @@ CONVENTIONS: dict[str, dict[str, int]] = {
         "duration": DURATION_S,
         "logfire.msg_template": MSG_TEMPLATE,
         "request_data": INVOCATION_PARAMETERS,  # the request's JSON, like OpenInference's parameters
+        # The API's usage object as JSON: the only place Logfire puts reasoning tokens (read when absent).
+        "gen_ai.usage.raw": USAGE_JSON,
     },
 }
 

@@ -178,6 +178,17 @@ def _output_finish_reason(raw: str) -> str:
     return ""
 
 
+def _usage_details(raw: str) -> tuple[int, int]:
+    """(cached input, reasoning) tokens of an OpenAI usage object's JSON (Logfire's `gen_ai.usage.raw`)."""
+    usage = _json_object(raw)
+    counts = []
+    for details, key in (("prompt_tokens_details", "cached_tokens"), ("completion_tokens_details", "reasoning_tokens")):
+        inner = usage.get(details)
+        value = inner.get(key) if isinstance(inner, dict) else None
+        counts.append(value if isinstance(value, int) and not isinstance(value, bool) else 0)
+    return counts[0], counts[1]
+
+
 def _response_refusal(raw: str) -> str:
     """The API refusal text of a chat completion's JSON (OpenInference's `output.value`), or ""."""
     response = _json_object(raw)
@@ -298,6 +309,7 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                     reasoning_v, ttfc_v, finish_v, error_type_v, refusal_v, task_v, client_timeout_v,
                     pair_v, role_v, input_raw_v, output_raw_v, context_v, reference_v, stream_ttft_v,
                     is_stream_v, kind_v, params_v, duration_v, template_v, indexed_v, response_json_v,
+                    usage_json_v,
                 ) = found  # fmt: skip
                 try:
                     if kind_v is not None and kind_v.string_value not in cv.CALL_SPAN_KINDS:
@@ -342,6 +354,10 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                     output_tokens = 0 if output_v is None else output_v.int_value or _int(output_v)
                     cached_input_tokens = 0 if cached_v is None else cached_v.int_value or _int(cached_v)
                     reasoning_tokens = 0 if reasoning_v is None else reasoning_v.int_value or _int(reasoning_v)
+                    if usage_json_v is not None and (reasoning_v is None or cached_v is None):
+                        cached_raw, reasoning_raw = _usage_details(usage_json_v.string_value)
+                        cached_input_tokens = cached_input_tokens if cached_v is not None else cached_raw
+                        reasoning_tokens = reasoning_tokens if reasoning_v is not None else reasoning_raw
                     ttfc = None if ttfc_v is None else _number(ttfc_v)
                     # Reading `span.events` costs ~3% of a span's decode: only for conventions that
                     # record the first chunk as an event (OpenLLMetry marks streams, OpenInference its kind).

@@ -65,7 +65,7 @@ GIVES: dict[str, tuple[str, Gives]] = {
     "openllmetry-0.47": ("OpenLLMetry 0.47.5", Gives(True, BOTH, SYNC, SYNC)),
     "openlit": ("OpenLIT 1.45.0", Gives(True, BOTH, NEITHER, NEITHER)),
     "openinference": ("OpenInference 0.1.66", Gives(True, BOTH, BOTH, BOTH)),
-    "logfire": ("Logfire 5.4.0", Gives(False, BOTH, NEITHER, BOTH)),
+    "logfire": ("Logfire 5.4.0", Gives(False, BOTH, BOTH, BOTH)),
 }
 
 # What every library must get right on every call (the table's "model, tokens, cost, error" column);

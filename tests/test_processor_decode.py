@@ -345,7 +345,9 @@ def test_logfire_stream_result_span_carries_the_call_and_its_request_span_is_mer
     }  # fmt: skip
     merged = decode(one_span_request(request_span, latency_ns=40_000_000))
     assert (merged.rows, merged.merged, merged.error) == ([], 1, "")
-    row = decoded_row(one_span_request(result_span, latency_ns=0))
+    usage = '{"prompt_tokens": 50, "completion_tokens": 25, "completion_tokens_details": {"reasoning_tokens": 9}}'
+    row = decoded_row(one_span_request({**result_span, "gen_ai.usage.raw": usage}, latency_ns=0))
+    assert (row["reasoning_tokens"], row["cached_input_tokens"]) == (9, 0)
     assert row["latency_ms"] == 2500.0 and row["start_time"] == (START_NS - 2_500_000_000) // 1000
     assert (row["input_tokens"], row["output_tokens"], row["finish_reason"]) == (50, 25, "stop")
 
