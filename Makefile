@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-unit lint install system-deps bench clean
+.PHONY: demo test test-unit lint install interop-deps system-deps bench clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,11 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 install: $(INSTALLED)
+
+# One virtualenv per GenAI instrumentation library for tests/test_interop.py (from PyPI; reused
+# while its pinned requirements are unchanged).
+interop-deps: install
+	$(BIN)/python scripts/interop.py install
 
 # Headless Chromium for the dashboard's screenshot tests (Debian's package; needs root).
 system-deps:
@@ -28,7 +33,7 @@ lint: install
 	$(BIN)/mypy
 
 # Both tiers: the unit tier (fakes, seconds) first, then the integration tier (real broker and chDB).
-test: lint system-deps
+test: lint system-deps interop-deps
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 

@@ -18,9 +18,9 @@ from cutover import semconv
     OPERATION, MODEL, RESPONSE_MODEL, PROVIDER, INPUT_TOKENS, OUTPUT_TOKENS, CACHED, REASONING,
     TTFT_S, FINISH, ERROR_TYPE, REFUSAL, TASK, CLIENT_TIMEOUT, PAIR, ROLE, INPUT_MESSAGES,
     OUTPUT_MESSAGES, CONTEXT, REFERENCE, STREAM_TTFT_S, IS_STREAM, SPAN_KIND, INVOCATION_PARAMETERS,
-    DURATION_S, MSG_TEMPLATE, INDEXED_MARK,
-) = range(27)  # fmt: skip
-SLOT_COUNT = 27
+    DURATION_S, MSG_TEMPLATE, INDEXED_MARK, RESPONSE_JSON, USAGE_JSON,
+) = range(29)  # fmt: skip
+SLOT_COUNT = 29
 
 CONVENTIONS: dict[str, dict[str, int]] = {
     # OpenTelemetry GenAI semantic conventions (current), as the official instrumentation sends them.
@@ -60,6 +60,7 @@ CONVENTIONS: dict[str, dict[str, int]] = {
         "gen_ai.completion.0.role": INDEXED_MARK,
         "gen_ai.completion.0.content": INDEXED_MARK,
         "gen_ai.completion.0.finish_reason": INDEXED_MARK,
+        "gen_ai.completion.0.refusal": INDEXED_MARK,
     },
     # OpenLLMetry (traceloop `opentelemetry-instrumentation-openai`).
     "openllmetry": {
@@ -68,13 +69,16 @@ CONVENTIONS: dict[str, dict[str, int]] = {
         "llm.usage.completion_tokens": OUTPUT_TOKENS,
         "gen_ai.usage.cache_read_input_tokens": CACHED,
         "gen_ai.usage.reasoning_tokens": REASONING,
+        "llm.usage.reasoning_tokens": REASONING,  # 0.47
         "llm.is_streaming": IS_STREAM,
+        "gen_ai.is_streaming": IS_STREAM,  # 0.62
         "gen_ai.response.finish_reason": FINISH,
     },
     # OpenLIT: its TTFT attribute is also set (to the latency) on calls that did not stream.
     "openlit": {
         "gen_ai.server.time_to_first_token": STREAM_TTFT_S,
         "gen_ai.request.is_stream": IS_STREAM,
+        "gen_ai.request.stream": IS_STREAM,  # 1.45
     },
     # OpenInference (Arize `openinference-instrumentation-openai`).
     "openinference": {
@@ -92,12 +96,16 @@ CONVENTIONS: dict[str, dict[str, int]] = {
         "llm.input_messages.0.message.content": INDEXED_MARK,
         "llm.output_messages.0.message.role": INDEXED_MARK,
         "llm.output_messages.0.message.content": INDEXED_MARK,
+        # The whole response as JSON: the only place an API refusal's text is (read when no output text).
+        "output.value": RESPONSE_JSON,
     },
     # Logfire (Pydantic): a stream's usage arrives on a zero-length result span with `duration`.
     "logfire": {
         "duration": DURATION_S,
         "logfire.msg_template": MSG_TEMPLATE,
         "request_data": INVOCATION_PARAMETERS,  # the request's JSON, like OpenInference's parameters
+        # The API's usage object as JSON: the only place Logfire puts reasoning tokens (read when absent).
+        "gen_ai.usage.raw": USAGE_JSON,
     },
 }
 
@@ -118,15 +126,24 @@ INDEXED_MESSAGES: dict[str, bool] = {
     "llm.output_messages.": False,
 }
 # `<rest>` of an indexed attribute that holds message text (OpenInference may split a message
-# into `message.contents.<j>.message_content.text` parts), and the one holding a finish reason.
+# into `message.contents.<j>.message_content.text` parts), the one holding an API refusal's
+# text (OpenLLMetry 0.47), and the one holding a finish reason.
 INDEXED_TEXT = ("content", "message.content")
+INDEXED_REFUSAL = "refusal"
 INDEXED_TEXT_PARTS = ("message.contents.", ".message_content.text")
 INDEXED_FINISH = "finish_reason"
 
 # Span events whose time marks the first streamed chunk (the first such event is the TTFT):
-# OpenLLMetry (`llm.content.completion.chunk`, `gen_ai.completion.chunk` in newer
-# releases), OpenInference (`First Token Stream Event`).
-FIRST_CHUNK_EVENTS = frozenset({"llm.content.completion.chunk", "gen_ai.completion.chunk", "First Token Stream Event"})
+# OpenLLMetry (`llm.content.completion.chunk`; `gen_ai.content.completion.chunk` in 0.62,
+# `gen_ai.completion.chunk` in some releases), OpenInference (`First Token Stream Event`).
+FIRST_CHUNK_EVENTS = frozenset(
+    {
+        "llm.content.completion.chunk",
+        "gen_ai.content.completion.chunk",
+        "gen_ai.completion.chunk",
+        "First Token Stream Event",
+    }
+)
 # The exception event every OpenTelemetry SDK records (`span.record_exception`).
 EXCEPTION_EVENT = "exception"
 EXCEPTION_TYPE = "exception.type"

@@ -178,10 +178,32 @@ def _output_finish_reason(raw: str) -> str:
     return ""
 
 
-def _indexed_messages(attributes: Iterable[KeyValue]) -> tuple[str, str, str]:
-    """(input text, output text, finish reason) of indexed message attributes (older semconv, OpenInference)."""
+def _usage_details(raw: str) -> tuple[int, int]:
+    """(cached input, reasoning) tokens of an OpenAI usage object's JSON (Logfire's `gen_ai.usage.raw`)."""
+    usage = _json_object(raw)
+    counts = []
+    for details, key in (("prompt_tokens_details", "cached_tokens"), ("completion_tokens_details", "reasoning_tokens")):
+        inner = usage.get(details)
+        value = inner.get(key) if isinstance(inner, dict) else None
+        counts.append(value if isinstance(value, int) and not isinstance(value, bool) else 0)
+    return counts[0], counts[1]
+
+
+def _response_refusal(raw: str) -> str:
+    """The API refusal text of a chat completion's JSON (OpenInference's `output.value`), or ""."""
+    response = _json_object(raw)
+    choices = response.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    message = first.get("message") if isinstance(first, dict) else None
+    refusal = message.get("refusal") if isinstance(message, dict) else None
+    return refusal if isinstance(refusal, str) else ""
+
+
+def _indexed_messages(attributes: Iterable[KeyValue]) -> tuple[str, str, str, bool]:
+    """(input text, output text, finish reason, API refusal?) of indexed message attributes (older semconv, OpenInference)."""
     parts: dict[bool, list[tuple[int, int, str]]] = {True: [], False: []}
     finish = ""
+    refused = False
     for kv in attributes:
         key = kv.key
         prefix = next((p for p in _INDEXED_PREFIXES if key.startswith(p)), "")
@@ -192,6 +214,9 @@ def _indexed_messages(attributes: Iterable[KeyValue]) -> tuple[str, str, str]:
             continue
         if rest in cv.INDEXED_TEXT:
             parts[cv.INDEXED_MESSAGES[prefix]].append((int(index), -1, kv.value.string_value))
+        elif rest == cv.INDEXED_REFUSAL and not cv.INDEXED_MESSAGES[prefix]:
+            parts[False].append((int(index), -1, kv.value.string_value))
+            refused = refused or bool(kv.value.string_value)
         elif rest.startswith(cv.INDEXED_TEXT_PARTS[0]) and rest.endswith(cv.INDEXED_TEXT_PARTS[1]):
             part = rest[len(cv.INDEXED_TEXT_PARTS[0]) : -len(cv.INDEXED_TEXT_PARTS[1])]
             if part.isdigit():
@@ -199,7 +224,7 @@ def _indexed_messages(attributes: Iterable[KeyValue]) -> tuple[str, str, str]:
         elif rest == cv.INDEXED_FINISH and not finish and not cv.INDEXED_MESSAGES[prefix]:
             finish = kv.value.string_value
     joined = ["\n\n".join(text for _, _, text in sorted(parts[side]) if text) for side in (True, False)]
-    return joined[0], joined[1], finish
+    return joined[0], joined[1], finish, refused
 
 
 def _first_chunk_s(span: Span) -> float | None:
@@ -283,7 +308,8 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                     operation_v, model_v, response_model_v, provider_v, input_v, output_v, cached_v,
                     reasoning_v, ttfc_v, finish_v, error_type_v, refusal_v, task_v, client_timeout_v,
                     pair_v, role_v, input_raw_v, output_raw_v, context_v, reference_v, stream_ttft_v,
-                    is_stream_v, kind_v, params_v, duration_v, template_v, indexed_v,
+                    is_stream_v, kind_v, params_v, duration_v, template_v, indexed_v, response_json_v,
+                    usage_json_v,
                 ) = found  # fmt: skip
                 try:
                     if kind_v is not None and kind_v.string_value not in cv.CALL_SPAN_KINDS:
@@ -308,12 +334,14 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                                 raise _Invalid(f"stream duration {duration_s} s")
                             start = end - int(duration_s * 1e9)
                         elif (
+                            # Logfire 5.x keeps only the model in `request_data`, so a stream's request
+                            # span is told by what it lacks: usage, output and an error (a failed stream
+                            # has no result span, so its request span is the call).
                             input_v is None
                             and output_v is None
+                            and output_raw_v is None
                             and error_type_v is None
-                            and span.status.code != _STATUS_ERROR  # a failed stream has no result span
-                            and params_v is not None
-                            and _json_object(params_v.string_value).get("stream") is True
+                            and span.status.code != _STATUS_ERROR
                         ):
                             merged += 1  # its stream's result span carries the call
                             continue
@@ -326,6 +354,10 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                     output_tokens = 0 if output_v is None else output_v.int_value or _int(output_v)
                     cached_input_tokens = 0 if cached_v is None else cached_v.int_value or _int(cached_v)
                     reasoning_tokens = 0 if reasoning_v is None else reasoning_v.int_value or _int(reasoning_v)
+                    if usage_json_v is not None and (reasoning_v is None or cached_v is None):
+                        cached_raw, reasoning_raw = _usage_details(usage_json_v.string_value)
+                        cached_input_tokens = cached_input_tokens if cached_v is not None else cached_raw
+                        reasoning_tokens = reasoning_tokens if reasoning_v is not None else reasoning_raw
                     ttfc = None if ttfc_v is None else _number(ttfc_v)
                     # Reading `span.events` costs ~3% of a span's decode: only for conventions that
                     # record the first chunk as an event (OpenLLMetry marks streams, OpenInference its kind).
@@ -395,11 +427,18 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                         finish_reason = _output_finish_reason(output_raw)
                     content_captured = bool(input_raw or output_raw)
                     if indexed_v is not None:
-                        indexed_input, indexed_output, indexed_finish = _indexed_messages(span.attributes)
+                        indexed_input, indexed_output, indexed_finish, indexed_refusal = _indexed_messages(
+                            span.attributes
+                        )
+                        api_refusal = api_refusal or indexed_refusal
                         input_text = input_text or indexed_input
                         output_text = output_text or indexed_output
                         finish_reason = finish_reason or indexed_finish
                         content_captured = bool(input_text or output_text)
+                    if not output_text and response_json_v is not None:
+                        output_text = _response_refusal(response_json_v.string_value)
+                        api_refusal = api_refusal or bool(output_text)
+                        content_captured = content_captured or bool(output_text)
                     start_time = start // 1000
                     operation = operation or "unknown"
                     trace_id = trace_bytes.hex()

@@ -1,6 +1,6 @@
 """Interop harness: each GenAI instrumentation library in its own virtualenv, from PyPI.
 
-    python scripts/interop.py install [LIBRARY ...]     # all when none named
+    python scripts/interop.py install [--jobs N] [LIBRARY ...]     # all when none named
     python scripts/interop.py run LIBRARY --simulator URL --collector URL [--calls N]
 
 `install` makes `.cutover/interop/<library>` with the library, the real `openai` SDK and the
@@ -16,7 +16,9 @@ import argparse
 import hashlib
 import json
 import subprocess
+import time
 import venv
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,6 +88,8 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     installing = commands.add_parser("install")
     installing.add_argument("libraries", nargs="*", help=f"any of {', '.join(LIBRARIES)} (default: all)")
+    # pip mostly waits on downloads, so a few venvs at once halve a fresh machine's install
+    installing.add_argument("--jobs", type=int, default=3, help="venvs installed at once (default 3)")
     running = commands.add_parser("run")
     running.add_argument("library", choices=list(LIBRARIES))
     running.add_argument("--simulator", required=True)
@@ -96,8 +100,17 @@ def main() -> None:
         unknown = sorted(set(args.libraries) - set(LIBRARIES))
         if unknown:
             parser.error(f"unknown libraries {unknown}; known: {', '.join(LIBRARIES)}")
-        for library in args.libraries or LIBRARIES:
-            print(f"{library}: {install(library)}", flush=True)
+        started = time.monotonic()
+
+        def timed(library: str) -> str:
+            begun = time.monotonic()
+            python = install(library)
+            return f"{library}: {python} ({time.monotonic() - begun:.0f} s)"
+
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for line in pool.map(timed, args.libraries or list(LIBRARIES)):
+                print(line, flush=True)
+        print(f"interop venvs ready in {time.monotonic() - started:.0f} s", flush=True)
     else:
         for truth in run(args.library, args.simulator, args.collector, args.calls):
             print(json.dumps(truth))

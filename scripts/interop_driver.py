@@ -18,10 +18,18 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 MODELS = ("gpt-5.4", "gpt-5.5")
 TIMEOUT_S = 3.0
+# The simulator draws each outcome from (seed, request, nonce): this nonce prefix gives the 40
+# calls of tests/test_interop.py every case at least once per sync/stream (API and prose
+# refusals, rate limits, timeouts) with only two 3 s timeouts; the test checks the coverage.
+NONCE_HEADER = "x-cutover-nonce"
+# A system prompt the simulator may serve from its prompt cache (cached input tokens).
+SYSTEM = "You are a concise physics tutor. Answer in plain prose, without lists or formulas."
+NONCE_PREFIX = "interop-218:"
 
 
 def setup_otel(collector: str) -> tuple[Any, Any]:
@@ -71,9 +79,17 @@ def instrument(library: str, tracer_provider: Any, collector: str) -> None:
 
         OpenAIInstrumentor().instrument(tracer_provider=tracer_provider)
     elif library == "openlit":
+        import tempfile
+
         import openlit
 
-        openlit.init(otlp_endpoint=collector, capture_message_content=True, disable_metrics=True)
+        # openlit fetches its price list from GitHub unless given one: the tests use no internet,
+        # and its own cost attribute is not what we bill by
+        prices = Path(tempfile.mkdtemp()) / "openlit-prices.json"
+        prices.write_text('{"chat": {}}')
+        openlit.init(
+            otlp_endpoint=collector, capture_message_content=True, disable_metrics=True, pricing_json=str(prices)
+        )
     elif library == "openinference":
         from openinference.instrumentation.openai import OpenAIInstrumentor
 
@@ -93,13 +109,15 @@ def call(client: Any, index: int) -> dict[str, Any]:
     stream = index % 4 >= 2
     prompt = f"Question {index}: explain briefly why the sky is blue, take {index % 7 + 1} sentences."
     truth: dict[str, Any] = {"index": index, "model": model, "stream": stream, "prompt": prompt}
+    headers = {NONCE_HEADER: f"{NONCE_PREFIX}{index}"}
     try:
         if stream:
             chunks = client.chat.completions.create(
                 model=model,
-                messages=[{"role": "user", "content": prompt}],
+                messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
                 stream=True,
                 stream_options={"include_usage": True},
+                extra_headers=headers,
             )
             text, finish, usage, refusal = [], "", None, ""
             for chunk in chunks:
@@ -111,7 +129,11 @@ def call(client: Any, index: int) -> dict[str, Any]:
                     finish = choice.finish_reason or finish
             truth.update(text="".join(text), finish_reason=finish, refusal=refusal)
         else:
-            response = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}])
+            response = client.chat.completions.create(
+                model=model,
+                messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+                extra_headers=headers,
+            )
             choice = response.choices[0]
             usage = response.usage
             truth.update(

@@ -200,6 +200,20 @@ def test_older_genai_semconv_as_openllmetry_0_47_sends_it():
     assert row["input_text"] == "Be brief.\n\nCapital of France?" and row["output_text"] == "Paris."
     assert row["finish_reason"] == "stop" and row["content_captured"] is True and row["ttft_ms"] is None
 
+    # 0.47 names reasoning under `llm.usage.*` and sends an API refusal's text as `refusal`.
+    refused = decoded_row(
+        one_span_request(
+            {
+                "llm.request.type": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-5.4",
+                "gen_ai.usage.prompt_tokens": 24, "gen_ai.usage.completion_tokens": 7,
+                "llm.usage.reasoning_tokens": 2, "gen_ai.prompt.0.content": "Q?",
+                "gen_ai.completion.0.role": "assistant", "gen_ai.completion.0.refusal": "I can't assist with that.",
+            }
+        )
+    )  # fmt: skip
+    assert (refused["reasoning_tokens"], refused["output_text"]) == (2, "I can't assist with that.")
+    assert refused["api_refusal"] is True
+
 
 def test_openllmetry_cache_reasoning_and_ttft_from_the_first_chunk_event():
     chunk = "llm.content.completion.chunk"
@@ -225,6 +239,14 @@ def test_openllmetry_cache_reasoning_and_ttft_from_the_first_chunk_event():
     assert row["ttft_ms"] == 250.0 and row["finish_reason"] == "stop"
     assert math.isclose(row["output_tokens_per_s"], 80 * 1000 / 1250.0)
 
+    # 0.62 marks a stream with `gen_ai.is_streaming` and each chunk with `gen_ai.content.completion.chunk`.
+    newer = {
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-5.5",
+        "gen_ai.is_streaming": True, "gen_ai.usage.input_tokens": 24, "gen_ai.usage.output_tokens": 80,
+    }  # fmt: skip
+    chunks = [("gen_ai.content.completion.chunk", t, {}) for t in (60_000_000, 90_000_000)]
+    assert decoded_row(one_span_request(newer, events=chunks))["ttft_ms"] == 60.0
+
 
 def test_openlit_ttft_is_read_only_for_streamed_calls():
     common = {
@@ -236,6 +258,11 @@ def test_openlit_ttft_is_read_only_for_streamed_calls():
     assert decoded_row(one_span_request(streamed))["ttft_ms"] == 400.0
     plain = {**common, "gen_ai.request.is_stream": False, "gen_ai.server.time_to_first_token": 1.5}
     assert decoded_row(one_span_request(plain))["ttft_ms"] is None
+    # 1.45 names the flag `gen_ai.request.stream`.
+    newer = {**common, "gen_ai.request.stream": True, "gen_ai.server.time_to_first_token": 0.09}
+    assert decoded_row(one_span_request(newer))["ttft_ms"] == 90.0
+    newer_plain = {**common, "gen_ai.request.stream": False, "gen_ai.server.time_to_first_token": 0.5}
+    assert decoded_row(one_span_request(newer_plain))["ttft_ms"] is None
 
 
 def test_openinference_llm_spans_map_and_other_kinds_are_skipped():
@@ -287,6 +314,17 @@ def test_openinference_llm_spans_map_and_other_kinds_are_skipped():
     assert (failed["model"], failed["is_error"], failed["error_type"]) == ("gpt-5.5", True, "RateLimitError")
     assert failed["tokens_reported"] is False
 
+    # An API refusal's text is only in the response JSON (`output.value`).
+    response = '{"choices": [{"message": {"refusal": "I can\'t assist with that.", "role": "assistant"}}]}'
+    refused = decoded_row(
+        one_span_request(
+            {"openinference.span.kind": "LLM", "llm.model_name": "gpt-5.4", "llm.token_count.prompt": 24,
+             "llm.token_count.completion": 7, "llm.output_messages.0.message.role": "assistant",
+             "output.value": response},
+        )
+    )  # fmt: skip
+    assert (refused["output_text"], refused["api_refusal"]) == ("I can't assist with that.", True)
+
     chain = decode(one_span_request({"openinference.span.kind": "CHAIN", "input.value": "x"}))
     assert (chain.rows, chain.skipped_non_genai, chain.error) == ([], 1, "")
 
@@ -307,9 +345,15 @@ def test_logfire_stream_result_span_carries_the_call_and_its_request_span_is_mer
     }  # fmt: skip
     merged = decode(one_span_request(request_span, latency_ns=40_000_000))
     assert (merged.rows, merged.merged, merged.error) == ([], 1, "")
-    row = decoded_row(one_span_request(result_span, latency_ns=0))
+    usage = '{"prompt_tokens": 50, "completion_tokens": 25, "completion_tokens_details": {"reasoning_tokens": 9}}'
+    row = decoded_row(one_span_request({**result_span, "gen_ai.usage.raw": usage}, latency_ns=0))
+    assert (row["reasoning_tokens"], row["cached_input_tokens"]) == (9, 0)
     assert row["latency_ms"] == 2500.0 and row["start_time"] == (START_NS - 2_500_000_000) // 1000
     assert (row["input_tokens"], row["output_tokens"], row["finish_reason"]) == (50, 25, "stop")
+
+    # Logfire 5.x keeps only the model in `request_data`: the request span is still merged.
+    only_model = {**request_span, "request_data": '{"model":"gpt-5.5"}', "gen_ai.input.messages": "[]"}
+    assert decode(one_span_request(only_model, latency_ns=10_000_000)).merged == 1
 
     # A stream refused at the request (429) has no result span: its request span is the call.
     failed = decoded_row(one_span_request(request_span, latency_ns=40_000_000, error=True))
