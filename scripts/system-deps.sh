@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the tests need beyond Python: Chromium for the dashboard screenshots.
+# Debian packages the tests need beyond Python: Chromium for the dashboard screenshots (driven by the `dev`
+# extra's Playwright, which never downloads a browser of its own).
 # Java 17+ and Maven are checked (not installed) by `cutover kafka start`, which names them if missing.
 set -euo pipefail
 if command -v chromium >/dev/null 2>&1; then

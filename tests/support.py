@@ -7,7 +7,6 @@ import json
 import pkgutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from pydantic_settings import BaseSettings
@@ -54,9 +53,21 @@ def settings_variables() -> set[str]:
 
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--virtual-time-budget=20000",
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+# Streamlit marks its root with the script's run state and the websocket's state; a page is drawn when the script
+# has finished over a live connection, no placeholder skeleton is left, the main block holds an element and every
+# chart has drawn its canvas or svg (vega-embed fills its container after the data arrives).
+_DRAWN = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app !== null
+        && app.dataset.testScriptState === 'notRunning'
+        && app.dataset.testConnectionState === 'CONNECTED'
+        && document.querySelector('[data-testid="stStatusWidget"], [data-testid^="stSkeleton"], [data-testid="stAppSkeleton"]') === null
+        && document.querySelector('[data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"] > *') !== null
+        && [...document.querySelectorAll('.vega-embed')].every((chart) => chart.querySelector('canvas, svg') !== null);
+}"""
 
 
 def inked_share(image_path: Path, left: int = 320) -> float:
@@ -68,33 +79,38 @@ def inked_share(image_path: Path, left: int = 320) -> float:
     return sum(histogram[:200]) / sum(histogram)
 
 
-def screenshot(url: str, path: Path, height: int = 1800, attempts: int = 6, min_ink: float = 0.002) -> float:
-    """A headless-Chromium screenshot of a Streamlit page; returns its inked share.
+def screenshot(url: str, path: Path, height: int = 1800, timeout_s: float = 180) -> float:
+    """A screenshot of a Streamlit page in the system's headless Chromium once the page is drawn; returns its inked share.
 
-    Streamlit draws over a websocket after the page loads, which Chromium's virtual time does not
-    wait for; on a busy machine the first capture can still be the loading skeleton (or a blank
-    page while a slow script runs), so retry, waiting longer each time.
+    Streamlit draws over a websocket after the page loads, which neither the load event nor Chromium's
+    virtual time waits for; Playwright polls the page until Streamlit reports it is idle with content.
     """
     import shutil
-    import tempfile
 
-    from PIL import Image
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium")
     assert chromium, "headless Chromium is missing: run scripts/system-deps.sh"
     path.parent.mkdir(parents=True, exist_ok=True)
-    ink = 0.0
-    for attempt in range(attempts):
-        time.sleep(5 * attempt)
-        path.unlink(missing_ok=True)
-        with tempfile.TemporaryDirectory() as profile:
-            done = subprocess.run(
-                [chromium, *CHROMIUM_FLAGS, f"--window-size=1400,{height}", f"--user-data-dir={profile}", f"--screenshot={path}", url],
-                capture_output=True, text=True, timeout=180,
-            )  # fmt: skip
-        assert path.is_file(), done.stderr[-2000:]
-        assert Image.open(path).size == (1400, height), done.stderr[-2000:]
-        ink = inked_share(path)
-        if ink >= min_ink:
-            break
-    return ink
+    path.unlink(missing_ok=True)
+    timeout_ms = timeout_s * 1000
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, timeout=timeout_ms)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            try:
+                page.wait_for_function(_DRAWN, polling=250)
+            except PlaywrightError as error:
+                page.screenshot(path=path, full_page=True)  # what the page showed instead, for the failure's reader
+                state = page.evaluate(
+                    "() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
+                    " return app ? JSON.stringify(app.dataset) : 'no stApp'; }"
+                )
+                raise AssertionError(f"{url} was not drawn within {timeout_s:.0f} s ({state}); see {path}") from error
+            page.screenshot(path=path, full_page=True)
+        finally:
+            browser.close()
+    return inked_share(path)
