@@ -55,7 +55,7 @@ def served(tmp_path_factory):
         [sys.executable, "-m", "cutover.cli", "dashboard", "--no-processor"], cwd=REPO, env=env, stdout=log, stderr=log
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 240
     while True:
         try:
             if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
