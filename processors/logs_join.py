@@ -5,8 +5,12 @@ Instrumentations in event mode (the official `opentelemetry-instrumentation-gena
 span: `gen_ai.{system,user,assistant,tool}.message` and `gen_ai.choice` events (older GenAI
 semconv, the text in the body) or one `gen_ai.client.inference.operation.details` event with
 `gen_ai.input.messages` / `gen_ai.output.messages` attributes (current semconv). `cutover
-collect` puts them on the logs topic; this module consumes that topic in its own consumer
-group, beside the spans consumer, and keys the content by (trace id, span id).
+collect` puts them on the logs topic; this module reads every partition of that topic beside
+the spans consumer and keys the content by (trace id, span id). It reads by assignment, not
+group membership, and commits its offsets under the group `<group>-logs`: no rebalance can leave
+it owning nothing (kafka-python can lose an assignment under load), and any instance can join any
+call because call rows live in ClickHouse. Several processor instances therefore each read all
+of the logs topic; their re-writes of a row carry the same content, so they collapse.
 
 Choice: a re-write, not a wait. Call rows are written as their spans arrive, never held back
 for content that may never come (most apps do not capture it). Every `logs_join_interval_s`
@@ -58,6 +62,8 @@ _CHOICE_EVENT = "gen_ai.choice"
 _DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 _INPUT_ATTRIBUTES = ("gen_ai.system_instructions", "gen_ai.input.messages")
 _OUTPUT_ATTRIBUTES = ("gen_ai.output.messages",)
+# How often the partitions of the logs topic are looked up again (a topic may grow).
+ASSIGN_INTERVAL_S = 30.0
 # How far a call's start may lie before its first content record (a long stream) or after it (clock skew).
 _START_SLACK = timedelta(hours=1)
 
@@ -176,7 +182,6 @@ class LogsJoiner:
         self._consumer = kafka_clients.consumer(
             KafkaConnection.from_settings(settings),
             "processor-logs",
-            settings.logs_topic,
             group_id=f"{settings.consumer_group}-logs",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -193,9 +198,14 @@ class LogsJoiner:
     def _loop(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        last_join = time.monotonic()
+        last_join = last_assign = time.monotonic()
         try:
             while not self._stopping.is_set():
+                if not consumer.assignment() or time.monotonic() - last_assign >= ASSIGN_INTERVAL_S:
+                    last_assign = time.monotonic()
+                    if not self._assign(consumer):
+                        self._stopping.wait(0.5)  # the topic has no partitions yet
+                        continue
                 for records in consumer.poll(timeout_ms=200, max_records=2000).values():
                     for record in records:
                         self.take(record.value, TopicPartition(record.topic, record.partition), record.offset)
@@ -207,6 +217,14 @@ class LogsJoiner:
             log.exception("log content join failed; content not yet joined will be re-read on restart")
         finally:
             consumer.close(autocommit=False)
+
+    def _assign(self, consumer: KafkaConsumer) -> bool:
+        """Own every partition of the logs topic (a grown topic included); False while it has none."""
+        topic = self.settings.logs_topic
+        wanted = {TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()}
+        if wanted and wanted != consumer.assignment():
+            consumer.assign(sorted(wanted))  # positions start from the group's committed offsets
+        return bool(wanted)
 
     def _join_and_commit(self, consumer: KafkaConsumer) -> None:
         try:
