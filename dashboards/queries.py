@@ -3,11 +3,13 @@
 Values are always bound by clickhouse-connect (`parameters=`); the database name is the one
 identifier spliced in, and `CutoverSettings` validates it as an identifier. Call-level
 numbers read `llm_calls FINAL` (replays and hallucination verdicts collapse onto one row);
-latency panels read the merged per-minute histograms, never raw-row `quantile()`.
+latency panels read the merged per-minute histograms, never raw-row `quantile()`. Pair queries
+read `shadow_pair_calls FINAL`, the pairs' rows of `llm_calls` kept apart (processors/schema.py).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +20,7 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from cutover.store import open_client
+from processors.schema import PAIRS
 
 SQL_DOC = Path(__file__).resolve().parents[1] / "docs" / "sql.md"
 # Partitions are days and a call's versions share its start_time, so FINAL never needs to merge across partitions.
@@ -308,8 +311,8 @@ def shadow_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataFram
         SELECT shadow_pair_id, max(start_time) AS last_seen,
                {side.format(r="primary")},
                {side.format(r="shadow")}
-        FROM {db}.llm_calls FINAL
-        WHERE shadow_pair_id != '' AND {_where(models=False)}
+        FROM {db}.{PAIRS} FINAL
+        WHERE {_where(models=False)}
         GROUP BY shadow_pair_id
         HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
         ORDER BY last_seen DESC
@@ -344,10 +347,7 @@ def alerts(client: Client, db: str, f: Filters, limit: int = 500) -> pd.DataFram
 def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataFrame:
     """The newest complete primary/shadow pairs with everything the scorecard and projection compare:
     per side latency, error, timeout, refusal, hallucination check and flag, cost, and whether the
-    answer's text was captured (for `pair_texts`).
-
-    Only mirrored calls are read: the PREWHERE drops the others before FINAL merges versions (every version
-    of a call has the same pair id), which ClickHouse does not move to PREWHERE by itself under FINAL."""
+    answer's text was captured (for `pair_texts`)."""
     side = """
         anyIf(model, shadow_role = '{r}') AS {r}_model,
         anyIf(latency_ms, shadow_role = '{r}') AS {r}_latency_ms,
@@ -366,8 +366,7 @@ def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataF
                anyIf(service, shadow_role = 'primary') AS pair_service,
                {side.format(r="primary")},
                {side.format(r="shadow")}
-        FROM {db}.llm_calls FINAL
-        PREWHERE shadow_pair_id != ''
+        FROM {db}.{PAIRS} FINAL
         WHERE {_where(models=False)}
         GROUP BY shadow_pair_id
         HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
@@ -379,24 +378,29 @@ def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataF
 
 
 def pair_texts(client: Client, db: str, f: Filters, pair_ids: list[str], max_chars: int = 4000) -> pd.DataFrame:
-    """Both answers (first `max_chars` characters) of the given pairs (`readiness_pairs` ids of the range)."""
+    """Both answers (first `max_chars` characters) of the given pairs (`readiness_pairs` ids of the range).
+
+    PREWHERE before FINAL is exact here (every version of a call has the same pair id); ClickHouse does not
+    move a condition there by itself under FINAL."""
     if not pair_ids:
         return pd.DataFrame(columns=["shadow_pair_id", "primary_text", "shadow_text"])
+    # The ids go in as one JSON string rather than a tuple literal: parsing tens of thousands of literals cost
+    # more than the query itself (bench/pair_queries.py); a constant array is still looked up as a set.
+    ids = json.dumps(pair_ids)
     return _df(
         client,
         f"""
         SELECT shadow_pair_id,
                anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'primary') AS primary_text,
                anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'shadow') AS shadow_text
-        FROM {db}.llm_calls FINAL
-        PREWHERE shadow_pair_id IN %(ids)s
+        FROM {db}.{PAIRS} FINAL
+        PREWHERE shadow_pair_id IN JSONExtract(%(ids)s, 'Array(String)')
         WHERE {_where(models=False)}
         GROUP BY shadow_pair_id
         """,
-        f.params(ids=tuple(pair_ids), chars=max_chars),
-        # The ids are spliced into the text (server-side binding cannot mix with the filters' binding): a few
-        # thousand of them outgrow the default 256 KiB limit on a query's size.
-        {**_FINAL, "max_query_size": 65_536 + sum(2 * len(i) + 4 for i in pair_ids)},
+        f.params(ids=ids, chars=max_chars),
+        # Tens of thousands of ids outgrow the default 256 KiB limit on a query's size.
+        {**_FINAL, "max_query_size": 65_536 + 2 * len(ids)},
     )
 
 
@@ -526,8 +530,8 @@ def shadow_pair_texts(
         SELECT shadow_pair_id, max(start_time) AS last_seen,
                anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'primary') AS primary_text,
                anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'shadow') AS shadow_text
-        FROM {db}.llm_calls FINAL
-        WHERE shadow_pair_id != '' AND {_where(models=False)}
+        FROM {db}.{PAIRS} FINAL
+        WHERE {_where(models=False)}
         GROUP BY shadow_pair_id
         HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
            AND anyIf(model, shadow_role = 'primary') = %(primary)s AND anyIf(model, shadow_role = 'shadow') = %(shadow)s

@@ -89,3 +89,7 @@ FIELD: dict[str, int] = {name: i for i, name in enumerate(DECODED_FIELDS)}
 # The columns an insert writes, in this order (the rest take their defaults).
 CALL_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.stored and c.source != "default")
 STORED: tuple[Column, ...] = tuple(c for c in COLUMNS if c.stored)
+# `shadow_pair_calls` keeps every stored column but the prompt side's texts: no pair query reads them,
+# and (RAG contexts above all) they are most of a call's bytes.
+PAIR_LEFT_OUT: tuple[str, ...] = ("input_text", "context_text", "reference_answer")
+PAIR_STORED: tuple[Column, ...] = tuple(c for c in STORED if c.name not in PAIR_LEFT_OUT)

@@ -8,6 +8,9 @@ these tables. Replays are harmless by construction:
 - `latency_histograms` rows are recomputed per (minute, model, ...) from `llm_calls`, and
   `ver` is the number of calls they cover: the most complete recomputation wins.
 - `alerts` is keyed by the crossing it reports, so one crossing is one row.
+- `shadow_pair_calls` holds the rows of `llm_calls` that belong to a shadow pair, copied on every
+  insert by the materialized view `shadow_pair_calls_mv`, versions and replays included: the
+  same ReplacingMergeTree(version) on the same key, so its FINAL is `llm_calls FINAL`'s pairs.
 See docs/sql.md for the columns' meaning and example queries.
 """
 
@@ -17,7 +20,12 @@ import logging
 
 from clickhouse_connect.driver.client import Client
 
-from processors.columns import STORED
+from processors.columns import PAIR_LEFT_OUT, PAIR_STORED, STORED, Column
+
+PAIRS = "shadow_pair_calls"
+# The pairs table's comment while its backfill from llm_calls is not known to be complete (see `backfill_pairs`).
+BACKFILL_PENDING = "backfill from llm_calls pending"
+PAIRS_COMMENT = "calls of shadow pairs, copied from llm_calls by shadow_pair_calls_mv"
 
 
 def statements(database: str, retention_days: int) -> list[str]:
@@ -26,6 +34,7 @@ def statements(database: str, retention_days: int) -> list[str]:
     judged_ttl = f"TTL toDateTime(judged_at) + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
     minute_ttl = f"TTL minute + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
     columns = ",\n            ".join(column.ddl() for column in STORED)
+    pair_columns = ",\n            ".join(column.ddl() for column in PAIR_STORED)
     return [
         f"CREATE DATABASE IF NOT EXISTS {db}",
         f"""
@@ -40,7 +49,28 @@ def statements(database: str, retention_days: int) -> list[str]:
         {ttl}
         SETTINGS non_replicated_deduplication_window = 1000
         """,
-        # Columns added after the first release, for tables created before them.
+        # Shadow rows are spread through every granule of llm_calls (ordered by model, then time), so a pair
+        # query there reads all calls of its range; this table holds only them, ordered by time. A materialized
+        # view rather than a projection: ClickHouse does not use projections under FINAL. Its key is
+        # llm_calls' (reordered: time first), its version and insert deduplication the same (a block llm_calls
+        # drops as a repeat, the view drops too), so FINAL reads both alike.
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.{PAIRS} (
+            {pair_columns},
+            INDEX idx_pair shadow_pair_id TYPE bloom_filter(0.001) GRANULARITY 1
+        )
+        ENGINE = ReplacingMergeTree(version)
+        PARTITION BY toDate(start_time)
+        ORDER BY (start_time, span_id, model)
+        {ttl}
+        SETTINGS non_replicated_deduplication_window = 1000
+        COMMENT '{BACKFILL_PENDING}'
+        """,
+        # `*`: resolved at each insert, so a column later added to both tables flows without a new view.
+        f"""
+        CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{PAIRS}_mv TO {db}.{PAIRS}
+        AS SELECT * EXCEPT ({", ".join(PAIR_LEFT_OUT)}) FROM {db}.llm_calls WHERE shadow_pair_id != ''
+        """,
         f"""
         CREATE TABLE IF NOT EXISTS {db}.hallucination_flags (
             span_id      String,
@@ -144,6 +174,7 @@ RETENTION = {
     "llm_calls": "toDateTime(start_time)",
     "hallucination_flags": "toDateTime(start_time)",
     "latency_histograms": "minute",
+    PAIRS: "toDateTime(start_time)",
 }
 
 
@@ -169,34 +200,62 @@ def apply_retention(client: Client, database: str, retention_days: int) -> None:
             client.command(f"ALTER TABLE {database}.{table} REMOVE TTL")
 
 
-def add_missing_columns(client: Client, database: str) -> list[str]:
-    """Add the `llm_calls` columns a store made by an earlier version lacks; returns their names.
+def add_missing_columns(client: Client, database: str, table: str, columns: tuple[Column, ...]) -> list[str]:
+    """Add the `columns` a table made by an earlier version lacks (in their order); returns their names.
 
     Old rows read the column's default; `ADD COLUMN` changes only metadata, so no rewrite.
     """
     present = {
         row[0]
         for row in client.query(
-            "SELECT name FROM system.columns WHERE database = %(db)s AND table = 'llm_calls'",
-            parameters={"db": database},
+            "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(table)s",
+            parameters={"db": database, "table": table},
         ).result_rows
     }
     added = []
     previous = ""
-    for column in STORED:
+    for column in columns:
         if column.name not in present:
             place = f" AFTER {previous}" if previous else " FIRST"
-            client.command(f"ALTER TABLE {database}.llm_calls ADD COLUMN IF NOT EXISTS {column.ddl()}{place}")
+            client.command(f"ALTER TABLE {database}.{table} ADD COLUMN IF NOT EXISTS {column.ddl()}{place}")
             added.append(column.name)
         previous = column.name
     return added
 
 
+def backfill_pairs(client: Client, database: str) -> bool:
+    """Copy the pair rows stored before `shadow_pair_calls` existed; returns whether it had to.
+
+    The view exists before the copy starts, so no insert falls between the two; a row both write (or a
+    second instance's copy) is a duplicate FINAL collapses. The copy reads FINAL: each call's winning row,
+    in a part newer than any the view wrote before it, so it wins again even against an equal version.
+    The table's comment says pending until a copy has finished, so a start interrupted mid-copy copies
+    again at the next start.
+    """
+    comment = client.command(
+        "SELECT comment FROM system.tables WHERE database = %(db)s AND name = %(table)s",
+        parameters={"db": database, "table": PAIRS},
+    )
+    if comment != BACKFILL_PENDING:
+        return False
+    names = ", ".join(column.name for column in PAIR_STORED)
+    client.command(
+        f"INSERT INTO {database}.{PAIRS} ({names}) SELECT {names} FROM {database}.llm_calls FINAL WHERE shadow_pair_id != ''",
+        settings={"max_partitions_per_insert_block": 0, "do_not_merge_across_partitions_select_final": 1},
+    )
+    client.command(f"ALTER TABLE {database}.{PAIRS} MODIFY COMMENT '{PAIRS_COMMENT}'")
+    return True
+
+
 def migrate(client: Client, database: str = "cutover", retention_days: int = 90) -> None:
     """Create or upgrade every table; safe to run at every start, from every instance."""
+    log = logging.getLogger(__name__)
     for statement in statements(database, retention_days):
         client.command(statement)
-    added = add_missing_columns(client, database)
-    if added:
-        logging.getLogger(__name__).info("upgraded %s.llm_calls: added column(s) %s", database, ", ".join(added))
+    for table, columns in (("llm_calls", STORED), (PAIRS, PAIR_STORED)):
+        added = add_missing_columns(client, database, table, columns)
+        if added:
+            log.info("upgraded %s.%s: added column(s) %s", database, table, ", ".join(added))
+    if backfill_pairs(client, database):
+        log.info("filled %s.%s from llm_calls", database, PAIRS)
     apply_retention(client, database, retention_days)

@@ -15,7 +15,7 @@ from cutover import agreement
 from dashboards import filters, scorecard
 from dashboards.settings import DashboardSettings
 from processors.histograms import recompute
-from processors.schema import migrate
+from processors.schema import PAIRS, migrate
 from tests.test_dashboard_pages import one, point_app_at, render
 
 PRIMARY, CANDIDATE = "gpt-5.4", "gpt-5.5"
@@ -96,7 +96,8 @@ def craft(client, db: str, end: datetime, minutes: int = 50) -> None:
         )  # fmt: skip
     # A later version (a hallucination verdict that clears a flag) of some candidate calls, then replays of the
     # first version of those and of some pairs: the page must read what FINAL reads.
-    client.command(f"SYSTEM STOP MERGES {db}.llm_calls")  # as a busy store would hold them: not yet merged
+    for table in ("llm_calls", PAIRS):  # as a busy store would hold them: not yet merged
+        client.command(f"SYSTEM STOP MERGES {db}.{table}")
     revised = "task = 'extract' AND shadow_role = 'shadow' AND hallucination_flag = 1 AND cityHash64(span_id) % 2 = 0"
     client.command(
         f"""INSERT INTO {db}.llm_calls SELECT * REPLACE (2 AS version, 0 AS hallucination_flag)
