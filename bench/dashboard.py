@@ -16,10 +16,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+from clickhouse_connect.driver.client import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,6 +35,28 @@ DB = "cutover"
 MODELS = ("gpt-5.4", "gpt-5.5")  # the seed's primary and shadow
 
 
+def seeded_store(path: Path | None, calls: int, days: float) -> tuple[Client, datetime]:
+    """A client on a chDB path holding `calls` seeded calls (an earlier run's `--path` is reused), and the end
+    of their range (naive UTC)."""
+    path = path or Path(tempfile.mkdtemp(prefix="cutover-bench-dashboard-"))
+    client = open_client(f"chdb://{path}")
+    seeded = (
+        client.query(f"SELECT count(), max(start_time) FROM {DB}.llm_calls")
+        if client.command(f"EXISTS TABLE {DB}.llm_calls")
+        else None
+    )
+    if seeded is not None and seeded.result_rows[0][0] == calls:
+        print(f"reusing {calls:,} calls in {path}")
+        return client, (seeded.result_rows[0][1] + timedelta(minutes=1)).replace(second=0, microsecond=0, tzinfo=None)
+    began = time.perf_counter()
+    _, end = seed(client, DB, calls, days * 24)
+    seconds = time.perf_counter() - began
+    print(
+        f"seeded {calls:,} calls over {days:g} days (+ histograms) in {seconds:.1f} s ({calls / seconds:,.0f} calls/s)"
+    )
+    return client, end
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=10_000_000)
@@ -45,23 +68,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    path = args.path or Path(tempfile.mkdtemp(prefix="cutover-bench-dashboard-"))
-    client = open_client(f"chdb://{path}")
-    seeded = (
-        client.query(f"SELECT count(), max(start_time) FROM {DB}.llm_calls")
-        if client.command(f"EXISTS TABLE {DB}.llm_calls")
-        else None
-    )
-    if seeded is not None and seeded.result_rows[0][0] == args.calls:  # --path of an earlier run: reuse its data
-        end = (seeded.result_rows[0][1] + timedelta(minutes=1)).replace(second=0, microsecond=0, tzinfo=None)
-        print(f"reusing {args.calls:,} calls in {path}")
-    else:
-        began = time.perf_counter()
-        _, end = seed(client, DB, args.calls, args.days * 24)
-        seconds = time.perf_counter() - began
-        print(
-            f"seeded {args.calls:,} calls over {args.days:g} days (+ histograms) in {seconds:.1f} s ({args.calls / seconds:,.0f} calls/s)"
-        )
+    client, end = seeded_store(args.path, args.calls, args.days)
 
     def overview_refresh(f: Filters) -> None:
         """Everything one in-place refresh of the Overview reads and computes (Streamlit's drawing aside)."""
@@ -149,6 +156,10 @@ def main() -> None:
         ("quality: rates over time", lambda f: queries.quality_over_time(client, DB, f, f.grain_minutes)),
         ("quality: flagged calls (200)", lambda f: queries.flagged_calls(client, DB, f, 200)),
         ("shadow: pairs (50,000 newest)", lambda f: queries.shadow_pairs(client, DB, f, 50_000)),
+        (
+            "shadow: answers' text for agreement",
+            lambda f: queries.shadow_pair_texts(client, DB, f, *MODELS, pair_agreement.PAIRS),
+        ),
         ("alerts", lambda f: queries.alerts(client, DB, f)),
         ("readiness: pairs (50,000 newest)", lambda f: queries.readiness_pairs(client, DB, f, 50_000)),
         ("readiness: answers' text for agreement", lambda f: queries.pair_texts(client, DB, f, text_ids(f))),
