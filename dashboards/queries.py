@@ -70,8 +70,20 @@ def _where(time_column: str = "start_time", services: bool = True, models: bool 
     return " AND ".join(clauses)
 
 
-def _df(client: Client, sql: str, parameters: dict[str, Any], settings: dict[str, Any] | None = None) -> pd.DataFrame:
-    frame = client.query_df(sql, parameters=parameters, settings=settings or _FINAL)
+def _df(
+    client: Client, sql: str, parameters: dict[str, Any], settings: dict[str, Any] | None = None, arrow: bool = False
+) -> pd.DataFrame:
+    """The result as a DataFrame. `arrow`: fetched as Arrow (ClickHouse writes it natively), about twice as fast
+    for tens of thousands of rows (bench/pair_queries.py); strings come back as objects, times as naive UTC."""
+    if arrow:
+        frame = client.query_arrow(sql, parameters=parameters, settings=settings or _FINAL).to_pandas()
+        for name in frame.columns:
+            if isinstance(frame[name].dtype, pd.CategoricalDtype):  # LowCardinality
+                frame[name] = frame[name].astype(object)
+            elif isinstance(frame[name].dtype, pd.DatetimeTZDtype):
+                frame[name] = frame[name].dt.tz_convert(None)
+    else:
+        frame = client.query_df(sql, parameters=parameters, settings=settings or _FINAL)
     if frame.columns.empty:  # chDB sends no header with an empty result: ask ClickHouse for its columns
         described = client.query(f"DESCRIBE ({sql})", parameters=parameters)
         frame = pd.DataFrame(columns=[row[0] for row in described.result_rows])
@@ -319,6 +331,7 @@ def shadow_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataFram
         LIMIT %(limit)s
         """,
         f.params(limit=limit),
+        arrow=True,
     )
 
 
@@ -374,6 +387,7 @@ def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataF
         LIMIT %(limit)s
         """,
         f.params(limit=limit),
+        arrow=True,
     ).rename(columns={"pair_task": "task", "pair_service": "service"})  # aliases may not shadow filtered columns
 
 
