@@ -20,7 +20,6 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from cutover.store import open_client
-from processors.schema import PAIRS
 
 SQL_DOC = Path(__file__).resolve().parents[1] / "docs" / "sql.md"
 # Partitions are days and a call's versions share its start_time, so FINAL never needs to merge across partitions.
@@ -323,7 +322,7 @@ def shadow_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataFram
         SELECT shadow_pair_id, max(start_time) AS last_seen,
                {side.format(r="primary")},
                {side.format(r="shadow")}
-        FROM {db}.{PAIRS} FINAL
+        FROM {db}.shadow_pair_calls FINAL
         WHERE {_where(models=False)}
         GROUP BY shadow_pair_id
         HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
@@ -379,7 +378,7 @@ def readiness_pairs(client: Client, db: str, f: Filters, limit: int) -> pd.DataF
                anyIf(service, shadow_role = 'primary') AS pair_service,
                {side.format(r="primary")},
                {side.format(r="shadow")}
-        FROM {db}.{PAIRS} FINAL
+        FROM {db}.shadow_pair_calls FINAL
         WHERE {_where(models=False)}
         GROUP BY shadow_pair_id
         HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
@@ -407,7 +406,7 @@ def pair_texts(client: Client, db: str, f: Filters, pair_ids: list[str], max_cha
         SELECT shadow_pair_id,
                anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'primary') AS primary_text,
                anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'shadow') AS shadow_text
-        FROM {db}.{PAIRS} FINAL
+        FROM {db}.shadow_pair_calls FINAL
         PREWHERE shadow_pair_id IN JSONExtract(%(ids)s, 'Array(String)')
         WHERE {_where(models=False)}
         GROUP BY shadow_pair_id
@@ -544,7 +543,7 @@ def shadow_pair_texts(
         SELECT shadow_pair_id, max(start_time) AS last_seen,
                anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'primary') AS primary_text,
                anyIf(substring(output_text, 1, %(chars)s), shadow_role = 'shadow') AS shadow_text
-        FROM {db}.{PAIRS} FINAL
+        FROM {db}.shadow_pair_calls FINAL
         WHERE {_where(models=False)}
         GROUP BY shadow_pair_id
         HAVING countIf(shadow_role = 'primary') = 1 AND countIf(shadow_role = 'shadow') = 1
