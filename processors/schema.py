@@ -240,7 +240,8 @@ def backfill_pairs(client: Client, database: str) -> bool:
         return False
     names = ", ".join(column.name for column in PAIR_STORED)
     client.command(
-        f"INSERT INTO {database}.{PAIRS} ({names}) SELECT {names} FROM {database}.llm_calls FINAL WHERE shadow_pair_id != ''",
+        f"INSERT INTO {database}.{PAIRS} ({names}) SELECT {names} FROM {database}.llm_calls FINAL"
+        " PREWHERE shadow_pair_id != ''",  # exact before FINAL: every version of a call has its pair id
         settings={"max_partitions_per_insert_block": 0, "do_not_merge_across_partitions_select_final": 1},
     )
     client.command(f"ALTER TABLE {database}.{PAIRS} MODIFY COMMENT '{PAIRS_COMMENT}'")
