@@ -3,7 +3,9 @@
 The "before" queries are `dashboards/queries.py` as of `--before` (read from git: they scan
 `llm_calls FINAL`), the "after" ones this tree's (`shadow_pair_calls FINAL`); both run on the same
 seeded chDB store (bench/dashboard.py's, `--path` reuses one), interleaved run by run so the
-machine's load falls on both alike, and each pair must return the same rows.
+machine's load falls on both alike, and each pair must return the same rows. Times are wall
+clock (median, best); "cpu" is the median CPU time of the whole process (chDB runs in it), which
+a busy machine inflates less than the wall clock.
 
     .venv/bin/python bench/pair_queries.py [--calls 10000000] [--days 14] [--runs 7] [--path DIR] [--before 04a4313]
 """
@@ -70,7 +72,10 @@ def main() -> None:
     before = queries_at(args.before)
     client, end = seeded_store(args.path, args.calls, args.days)
     print(f"load average {os.getloadavg()[0]:.1f}; runs per query: {args.runs} (each after one warm-up)\n")
-    print(f"{'query':40} {'range':>5} {'before med':>10} {'min':>7} {'after med':>10} {'min':>7} {'ratio':>6}")
+    print(
+        f"{'query':40} {'range':>5} {'before med':>10} {'min':>7} {'after med':>10} {'min':>7} {'ratio':>6}"
+        f" {'cpu before':>8} {'after':>8}"
+    )
     for label, span in (("1 h", timedelta(hours=1)), ("24 h", timedelta(hours=24)), ("7 d", timedelta(days=7))):
         f = Filters(end - span, end)
         ids = pair_agreement.to_read(queries.readiness_pairs(client, DB, f, 50_000), "task")
@@ -86,15 +91,18 @@ def main() -> None:
             if not same_rows(run(before), run(queries)):
                 raise SystemExit(f"{name}, {label}: the two versions return different rows")
             times: dict[ModuleType, list[float]] = {before: [], queries: []}
+            cpu: dict[ModuleType, list[float]] = {before: [], queries: []}
             for _ in range(args.runs):
                 for module in (before, queries):
-                    began = time.perf_counter()
+                    began, began_cpu = time.perf_counter(), time.process_time()
                     run(module)
                     times[module].append((time.perf_counter() - began) * 1000)
+                    cpu[module].append((time.process_time() - began_cpu) * 1000)
             old, new = statistics.median(times[before]), statistics.median(times[queries])
+            old_cpu, new_cpu = statistics.median(cpu[before]), statistics.median(cpu[queries])
             print(
                 f"{name:40} {label:>5} {old:10.1f} {min(times[before]):7.1f} {new:10.1f} {min(times[queries]):7.1f}"
-                f" {old / new:5.1f}x",
+                f" {old / new:5.1f}x {old_cpu:8.1f} {new_cpu:8.1f}",
                 flush=True,
             )
     print(f"\nload average {os.getloadavg()[0]:.1f}")
