@@ -5,7 +5,8 @@ these tables. Replays are harmless by construction:
 - `llm_calls` and `hallucination_flags` are ReplacingMergeTrees keyed by span id, so a
   replayed batch collapses onto the rows it repeats (read with FINAL for exact counts);
   a later version of a call row (its hallucination verdict) replaces the first.
-- `latency_histograms` rows are recomputed per (minute, model, ...) from `llm_calls`, and
+- `latency_histogram_slots` rows are recomputed per (5-second slot, model, ...) from
+  `llm_calls`, and `latency_histograms` rows per (minute, model, ...) from those slots;
   `ver` is the number of calls they cover: the most complete recomputation wins.
 - `alerts` is keyed by the crossing it reports, so one crossing is one row.
 See docs/sql.md for the columns' meaning and example queries.
@@ -25,6 +26,7 @@ def statements(database: str, retention_days: int) -> list[str]:
     ttl = f"TTL toDateTime(start_time) + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
     judged_ttl = f"TTL toDateTime(judged_at) + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
     minute_ttl = f"TTL minute + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
+    slot_ttl = f"TTL slot + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
     columns = ",\n            ".join(column.ddl() for column in STORED)
     return [
         f"CREATE DATABASE IF NOT EXISTS {db}",
@@ -81,6 +83,30 @@ def statements(database: str, retention_days: int) -> list[str]:
         PARTITION BY toDate(minute)
         ORDER BY (metric, model, operation, service, task, minute)
         {minute_ttl}
+        """,
+        # The same histograms per `processors.histograms.SLOT_SECONDS` slot: minute rows are
+        # rolled up from these, so a recompute reads a few seconds of calls, not the minute.
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.latency_histogram_slots (
+            slot        DateTime('UTC'),
+            metric      LowCardinality(String),
+            model       LowCardinality(String),
+            operation   LowCardinality(String),
+            service     LowCardinality(String),
+            task        LowCardinality(String),
+            scale       Int8,
+            count       UInt64,
+            sum         Float64,
+            min         Float64,
+            max         Float64,
+            zero_count  UInt64,
+            buckets     Map(Int32, UInt64),
+            ver         UInt64
+        )
+        ENGINE = ReplacingMergeTree(ver)
+        PARTITION BY toDate(slot)
+        ORDER BY (model, slot, metric, operation, service, task)
+        {slot_ttl}
         """,
         f"""
         CREATE TABLE IF NOT EXISTS {db}.alerts (
@@ -144,6 +170,7 @@ RETENTION = {
     "llm_calls": "toDateTime(start_time)",
     "hallucination_flags": "toDateTime(start_time)",
     "latency_histograms": "minute",
+    "latency_histogram_slots": "slot",
 }
 
 

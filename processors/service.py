@@ -29,6 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -44,7 +45,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from cutover import kafka_clients, metrics_http
 from cutover.kafka_clients import KafkaConnection
-from cutover.store import StoreBusy, client_for
+from cutover.store import StoreBusy, client_for, sibling
 from processors import metrics
 from processors.alerts import AlertEvaluator
 from processors.decode_pool import Decoder
@@ -285,6 +286,9 @@ class ProcessorService:
         self._consume_thread: threading.Thread | None = None
         self._batch = _Batch()
         self._written = _Written()
+        # Written batches whose histograms a background recompute is rebuilding (one at a time).
+        self._settling: tuple[_Written, Future[int]] | None = None
+        self._recomputer: ThreadPoolExecutor | None = None
         self._degraded = False  # a retry is failing: logged once when it starts and once when it ends
         self._last_lag = 0.0
         self._last_log = time.monotonic()
@@ -358,7 +362,8 @@ class ProcessorService:
         self._retrying(self._logs.start, what="Kafka connection")
         self._alerts = AlertEvaluator(client, database, settings)
         watch = GroupWatch(lambda: kafka_admin(settings), settings.spans_topic, settings.consumer_group, LAG_INTERVAL_S)
-        return Parts(consumer, dlq, CallWriter(client, database), content, watch, member_id_of(consumer))
+        writer = CallWriter(client, database, sibling(client, settings.clickhouse_dsn))
+        return Parts(consumer, dlq, writer, content, watch, member_id_of(consumer))
 
     def attach(self, parts: Parts) -> None:
         """Subscribe with these parts and enter CONSUMING (without threads: tests then drive `step`)."""
@@ -377,6 +382,8 @@ class ProcessorService:
             self._logs.stop(timeout)
         if self._decoder is not None:
             self._decoder.close()
+        if self._recomputer is not None:
+            self._recomputer.shutdown(wait=False, cancel_futures=True)
         parts = self._parts
         if parts is not None:
             parts.content.stop()
@@ -519,21 +526,53 @@ class ProcessorService:
         return self._settle(patient)
 
     def _settle(self, patient: bool, due: bool = False) -> Outcome:
-        """The commit step: recompute the written batches' histograms, then commit their offsets and count them.
+        """The commit step: the written batches' histograms recomputed, then their offsets committed and counted.
 
-        Runs once `histogram_interval_s` has passed since the first of them was written (at
-        once when it is 0), or when `due` (stop, rebalance).
+        The recompute runs in the background (its own store connection) while the loop goes on
+        polling and writing; a later step commits once it is done (and starts the next one for
+        the batches written meanwhile). A recompute starts once `histogram_interval_s` has
+        passed since the first of its batches was written (at once when it is 0), or when
+        `due` (stop, rebalance): then this waits for it and commits before returning.
         """
+        if self._settling is not None:
+            outcome = self._commit_settled(patient, wait=due)
+            if outcome is not Outcome.DONE:
+                return outcome
         written = self._written
         if written.empty():
             return Outcome.DONE
         if not due and time.monotonic() - written.since < self.settings.histogram_interval_s:
             return Outcome.DEFERRED
+        if self._recomputer is None:
+            self._recomputer = ThreadPoolExecutor(1, thread_name_prefix="cutover-histograms")
+        self._settling = (written, self._recomputer.submit(self._require().writer.recompute, written.groups))
+        self._written = _Written()
+        return self._commit_settled(patient, wait=True) if due else Outcome.DEFERRED
+
+    def _commit_settled(self, patient: bool, wait: bool) -> Outcome:
+        """Commit the offsets of the batches whose background recompute is done (`wait`: once it is).
+
+        A failed recompute is run again here, with the write step's retries and their rules.
+        """
+        assert self._settling is not None
+        written, future = self._settling
+        if not wait and not future.done():
+            return Outcome.DEFERRED
         parts = self._require()
+        pending: Future[int] | None = future
+
+        def recompute() -> int:
+            nonlocal pending
+            if pending is None:
+                return parts.writer.recompute(written.groups)
+            first, pending = pending, None
+            while not wait_done(first):
+                if self._halted():
+                    raise Interrupted()
+            return first.result()
+
         with self._step(State.SETTLING):
-            outcome = self._attempt(
-                patient, (lambda: parts.writer.recompute(written.groups), "histogram recompute", True)
-            )
+            outcome = self._attempt(patient, (recompute, "histogram recompute", True))
             if outcome is Outcome.REVOKED:
                 return outcome
             try:
@@ -543,7 +582,7 @@ class ProcessorService:
                 self._count(ProcessorStats(commit_failures=1))
                 log.warning("offset commit failed (%s); the batch will be replayed idempotently", error)
         self._count(written.counts)
-        self._written = _Written()
+        self._settling = None
         return Outcome.DONE
 
     def _count(self, counts: ProcessorStats) -> None:
@@ -573,6 +612,7 @@ class ProcessorService:
         self._count(ProcessorStats(rebalance_replays=1))
         self._batch = _Batch()
         self._written = _Written()
+        self._settling = None  # a recompute still running is harmless: recomputes are idempotent
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         if self.state in _ENDS:  # closing after a stop or a failure: what is in hand stays uncommitted
@@ -581,7 +621,7 @@ class ProcessorService:
             self._enter(State.REVOKED)  # the retry in progress gives up; positions reset to the committed offsets
             return
         try:
-            if self._flush(patient=False) is Outcome.DONE:
+            if self._flush(patient=False) is not Outcome.REVOKED:
                 self._settle(patient=False, due=True)
         except Exception as error:
             log.warning("rebalance: could not write or recompute the batches in hand (%s); they will be re-read", error)
@@ -699,6 +739,11 @@ class ProcessorService:
                 alerts.run_once(datetime.now(UTC))
             except Exception as error:
                 log.warning("alert evaluation failed: %s", error)
+
+
+def wait_done(future: Future[int], timeout: float = 0.1) -> bool:
+    """Wait up to `timeout` s for `future`; whether it is done (its own errors are raised by `result()`)."""
+    return bool(wait([future], timeout=timeout).done)
 
 
 class _Rebalance(ConsumerRebalanceListener):
