@@ -19,6 +19,7 @@ import logging
 from clickhouse_connect.driver.client import Client
 
 from processors.columns import STORED
+from processors.histograms import recompute
 
 
 def statements(database: str, retention_days: int) -> list[str]:
@@ -219,10 +220,31 @@ def add_missing_columns(client: Client, database: str) -> list[str]:
     return added
 
 
+def backfill_slots(client: Client, database: str, hours: int = 1) -> None:
+    """Rebuild the slots of the last `hours` of minutes a store made before slots existed holds.
+
+    Minute rows are sums of slot rows: without this, the next batch into a live minute would
+    roll it up from its own slot alone (and lose to the older, larger row until the minute ends).
+    """
+    minutes = [
+        row[0]
+        for row in client.query(
+            f"SELECT DISTINCT minute FROM {database}.latency_histograms WHERE minute >= now() - INTERVAL %(h)s HOUR",
+            parameters={"h": hours},
+        ).result_rows
+    ]
+    if minutes:
+        recompute(client, database, minutes)
+        logging.getLogger(__name__).info("upgraded %s: histogram slots of the last %d h rebuilt", database, hours)
+
+
 def migrate(client: Client, database: str = "cutover", retention_days: int = 90) -> None:
     """Create or upgrade every table; safe to run at every start, from every instance."""
+    had_slots = bool(client.command(f"EXISTS TABLE {database}.latency_histogram_slots"))
     for statement in statements(database, retention_days):
         client.command(statement)
+    if not had_slots:
+        backfill_slots(client, database)
     added = add_missing_columns(client, database)
     if added:
         logging.getLogger(__name__).info("upgraded %s.llm_calls: added column(s) %s", database, ", ".join(added))

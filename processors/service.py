@@ -1,4 +1,4 @@
-"""The processor service: consume -> decode -> enrich -> write -> recompute -> commit.
+"""The processor service: consume -> decode -> enrich -> write, then (in the background) recompute -> commit.
 
 At least once plus idempotent writes = effectively exactly once. Offsets are committed
 only after a batch's rows (and histograms) are in ClickHouse and its dead letters are
@@ -8,17 +8,20 @@ it alive); nothing is committed, nothing is dropped. When the group rebalances m
 the batch is written once more if possible, otherwise dropped uncommitted, and the new
 owner re-reads it from the committed offsets.
 
-Histograms are recomputed after every batch by default. Each recompute rescans, in
-`llm_calls FINAL`, the (minute, model, operation, service, task) groups the batch touched
-(~0.26 us per call in them; groups it did not touch are left alone), so at a sustained rate
-R the per-batch recompute of the current minute costs ~R x 30 x 0.26 us per batch: an estimated ~30% of a
-core at 40k calls/s with one-second batches (measured: 7% of the full path for 600k calls
-in two minutes). `CUTOVER_HISTOGRAM_INTERVAL_S` spaces recomputes out:
-batches are still written (calls, cost, refusals fresh) as they fill, but their histograms
-are recomputed, and only then their offsets committed, once per interval for all groups
-written since. The guarantee is unchanged (no offset is committed before the histograms
-of its calls); the trade-offs are histograms up to that many seconds behind the calls, and
-up to that many seconds of batches re-read (idempotently) after a crash or rebalance.
+Rows are queryable as soon as their batch is inserted; histograms follow in the background.
+After a batch is written, the histograms of the (5-second slot, model, operation, service,
+task) groups it touched are recomputed from `llm_calls FINAL` by a background thread on a
+store connection of its own (`processors/histograms.py`: slots first, then their minutes as
+sums of slots), while this loop goes on polling and writing the next batches; once that
+recompute is done, the next step commits the offsets of every batch it covered and starts
+one for the batches written meanwhile. A recompute reads the calls of the slots it rebuilds,
+so its cost follows the batch, not how full the minute is. The guarantee is unchanged: no
+offset is committed before the rows and the histograms of its calls are in ClickHouse; a
+stop or a rebalance waits for the recompute in flight and commits before letting go, and a
+failed one is retried with the write step's backoff. `CUTOVER_HISTOGRAM_INTERVAL_S` spaces
+recomputes out (0: one whenever the previous is done): fewer recomputes per call, at the
+price of histograms up to that many seconds behind the calls and up to that many seconds of
+batches re-read (idempotently) after a crash or rebalance.
 """
 
 from __future__ import annotations

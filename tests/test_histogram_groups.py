@@ -117,3 +117,22 @@ def same_rows(rows: list[Row], expected: list[Row]) -> bool:
     sum_at = 7
     assert [row[sum_at] for row in rows] == pytest.approx([row[sum_at] for row in expected], rel=1e-12)
     return [row[:sum_at] + row[sum_at + 1 :] for row in rows] == [row[:sum_at] + row[sum_at + 1 :] for row in expected]
+
+
+def test_a_store_made_before_slots_gets_the_slots_of_its_last_hour(
+    ch_client: Client, databases: tuple[str, str]
+) -> None:
+    upgraded, fresh = databases
+    columns = batch_columns()
+    minutes = {group.minute for group in touched_groups(columns)}
+    for database in databases:
+        CallWriter(ch_client, database).insert(columns)
+        recompute(ch_client, database, minutes)
+    ch_client.command(f"DROP TABLE {upgraded}.latency_histogram_slots")  # as an older version left it
+    migrate(ch_client, upgraded, 0)
+
+    def slots(database: str) -> list[Row]:
+        query = f"SELECT * EXCEPT sum FROM {database}.latency_histogram_slots FINAL ORDER BY ALL"
+        return [tuple(row) for row in ch_client.query(query).result_rows]
+
+    assert slots(fresh) and slots(upgraded) == slots(fresh)
