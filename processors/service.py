@@ -445,13 +445,23 @@ class ProcessorService:
     def step(self) -> None:
         """One turn of the loop: poll and decode, write the batch when full or due, settle when due, watch the group."""
         parts = self._require()
-        self._take_all(parts.consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=self.settings.poll_max_records))
+        self._take_all(
+            parts.consumer.poll(timeout_ms=self._poll_timeout_ms(), max_records=self.settings.poll_max_records)
+        )
         batch = self._batch
         if not batch.empty() and time.monotonic() - batch.started >= self.settings.batch_max_wait_s:
             self._flush(patient=True)
         else:
             self._settle(patient=True)
         self._watch_group()
+
+    def _poll_timeout_ms(self) -> int:
+        """How long a poll may wait for records: never past the moment the batch in hand is due."""
+        batch = self._batch
+        if batch.empty():
+            return POLL_TIMEOUT_MS
+        due_in_s = batch.started + self.settings.batch_max_wait_s - time.monotonic()
+        return int(min(POLL_TIMEOUT_MS, max(0.0, due_in_s * 1000)))
 
     def finish(self) -> None:
         """Stop: write and settle what is in hand (patiently, until the stop's deadline), then STOPPED."""
