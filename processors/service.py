@@ -558,9 +558,13 @@ class ProcessorService:
             return Outcome.DEFERRED
         if self._recomputer is None:
             self._recomputer = ThreadPoolExecutor(1, thread_name_prefix="cutover-histograms")
-        self._settling = (written, self._recomputer.submit(self._require().writer.recompute, written.groups))
+        self._settling = (written, self._recomputer.submit(self._recompute, written.groups))
         self._written = _Written()
         return self._commit_settled(patient, wait=True) if due else Outcome.DEFERRED
+
+    def _recompute(self, groups: set[Group]) -> int:
+        with metrics.HISTOGRAM_RECOMPUTE_SECONDS.time():
+            return self._require().writer.recompute(groups)
 
     def _commit_settled(self, patient: bool, wait: bool) -> Outcome:
         """Commit the offsets of the batches whose background recompute is done (`wait`: once it is).
