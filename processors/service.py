@@ -18,10 +18,11 @@ one for the batches written meanwhile. A recompute reads the calls of the slots 
 so its cost follows the batch, not how full the minute is. The guarantee is unchanged: no
 offset is committed before the rows and the histograms of its calls are in ClickHouse; a
 stop or a rebalance waits for the recompute in flight and commits before letting go, and a
-failed one is retried with the write step's backoff. `CUTOVER_HISTOGRAM_INTERVAL_S` spaces
-recomputes out (0: one whenever the previous is done): fewer recomputes per call, at the
-price of histograms up to that many seconds behind the calls and up to that many seconds of
-batches re-read (idempotently) after a crash or rebalance.
+failed one is retried with the write step's backoff. `CUTOVER_HISTOGRAM_INTERVAL_S` (1 s)
+spaces recomputes out (0: one whenever the previous is done): fewer recomputes per call, at
+the price of histograms up to that many seconds behind the calls and up to that many seconds
+of batches re-read (idempotently) after a crash or rebalance. Row freshness is bounded by
+`CUTOVER_BATCH_MAX_WAIT_S` (a poll never waits past the batch's due time), not by it.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class ProcessorSettings(BudgetSettings):
         description="Worker processes that decode OTLP for the processor (0 = decode in the processor itself). 1 puts a second core to work: the main process keeps Kafka, enrichment and the ClickHouse writes.",
     )
     histogram_interval_s: float = Field(
-        default=0.0,
+        default=1.0,
         ge=0,
         le=300,
         description="Recompute latency histograms (in the background; then commit offsets) at most this often; 0 = as soon as the previous recompute is done. Larger values mean fewer recomputes, histograms that far behind the calls, and that many seconds of batches re-read after a crash.",

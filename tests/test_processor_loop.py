@@ -220,6 +220,7 @@ def rig(partitions: int = 2, calls: int = 120, **extra: Any) -> Rig:
         retry_max_backoff_s=0.01,
         processor_metrics_port=0,
         stall_timeout_s=0.05,
+        histogram_interval_s=0.0,  # recompute once the previous one is done: each step shows its effect
     )
     settings = ProcessorSettings(**{**values, **extra})
     consumer, store, group = FakeConsumer(log), FakeStore(), FakeGroup()
