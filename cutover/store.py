@@ -75,6 +75,15 @@ def client_for(settings: CutoverSettings) -> Client:
         return client
 
 
+def sibling(client: Client, dsn: str) -> Client:
+    """Another client on `client`'s store (`dsn` unless it is a chDB path) with its own connection.
+
+    Calls on one chDB handle (or HTTP session) run one at a time; a second handle to the
+    same engine lets a background query run beside the first client's inserts.
+    """
+    return open_client(client.uri if client.uri.startswith("chdb://") else dsn)
+
+
 def ping(client: Client) -> str:
     """The server's version string; raises if ClickHouse does not answer."""
     return str(client.command("SELECT version()"))

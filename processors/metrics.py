@@ -26,6 +26,11 @@ _COUNTED = {
     "rejoins": "group rejoins after owning no partitions while partitions lagged unconsumed",
 }
 COUNTERS = {name: Counter(f"cutover_processor_{name}", help) for name, help in _COUNTED.items()}
+HISTOGRAM_RECOMPUTE_SECONDS = Histogram(
+    "cutover_processor_histogram_recompute_seconds",
+    "Seconds of one background histogram recompute (the slots and minutes of the batches written since the last)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 BATCH_WRITE_SECONDS = Histogram(
     "cutover_processor_batch_write_seconds",
     "Seconds to write one batch to ClickHouse and confirm its dead letters, retries included",

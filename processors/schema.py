@@ -5,7 +5,8 @@ these tables. Replays are harmless by construction:
 - `llm_calls` and `hallucination_flags` are ReplacingMergeTrees keyed by span id, so a
   replayed batch collapses onto the rows it repeats (read with FINAL for exact counts);
   a later version of a call row (its hallucination verdict) replaces the first.
-- `latency_histograms` rows are recomputed per (minute, model, ...) from `llm_calls`, and
+- `latency_histogram_slots` rows are recomputed per (5-second slot, model, ...) from
+  `llm_calls`, and `latency_histograms` rows per (minute, model, ...) from those slots;
   `ver` is the number of calls they cover: the most complete recomputation wins.
 - `alerts` is keyed by the crossing it reports, so one crossing is one row.
 - `shadow_pair_calls` holds the rows of `llm_calls` that belong to a shadow pair, copied on every
@@ -21,6 +22,7 @@ import logging
 from clickhouse_connect.driver.client import Client
 
 from processors.columns import PAIR_LEFT_OUT, PAIR_STORED, STORED, Column
+from processors.histograms import recompute
 
 PAIRS = "shadow_pair_calls"
 # The pairs table's comment while its backfill from llm_calls is not known to be complete (see `backfill_pairs`).
@@ -33,6 +35,7 @@ def statements(database: str, retention_days: int) -> list[str]:
     ttl = f"TTL toDateTime(start_time) + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
     judged_ttl = f"TTL toDateTime(judged_at) + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
     minute_ttl = f"TTL minute + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
+    slot_ttl = f"TTL slot + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
     columns = ",\n            ".join(column.ddl() for column in STORED)
     pair_columns = ",\n            ".join(column.ddl() for column in PAIR_STORED)
     return [
@@ -112,6 +115,30 @@ def statements(database: str, retention_days: int) -> list[str]:
         ORDER BY (metric, model, operation, service, task, minute)
         {minute_ttl}
         """,
+        # The same histograms per `processors.histograms.SLOT_SECONDS` slot: minute rows are
+        # rolled up from these, so a recompute reads a few seconds of calls, not the minute.
+        f"""
+        CREATE TABLE IF NOT EXISTS {db}.latency_histogram_slots (
+            slot        DateTime('UTC'),
+            metric      LowCardinality(String),
+            model       LowCardinality(String),
+            operation   LowCardinality(String),
+            service     LowCardinality(String),
+            task        LowCardinality(String),
+            scale       Int8,
+            count       UInt64,
+            sum         Float64,
+            min         Float64,
+            max         Float64,
+            zero_count  UInt64,
+            buckets     Map(Int32, UInt64),
+            ver         UInt64
+        )
+        ENGINE = ReplacingMergeTree(ver)
+        PARTITION BY toDate(slot)
+        ORDER BY (model, slot, metric, operation, service, task)
+        {slot_ttl}
+        """,
         f"""
         CREATE TABLE IF NOT EXISTS {db}.alerts (
             alert_time  DateTime64(3, 'UTC'),
@@ -175,6 +202,7 @@ RETENTION = {
     "hallucination_flags": "toDateTime(start_time)",
     "latency_histograms": "minute",
     PAIRS: "toDateTime(start_time)",
+    "latency_histogram_slots": "slot",
 }
 
 
@@ -248,9 +276,28 @@ def backfill_pairs(client: Client, database: str) -> bool:
     return True
 
 
+def backfill_slots(client: Client, database: str, hours: int = 1) -> None:
+    """Rebuild the slots of the last `hours` of minutes a store made before slots existed holds.
+
+    Minute rows are sums of slot rows: without this, the next batch into a live minute would
+    roll it up from its own slot alone (and lose to the older, larger row until the minute ends).
+    """
+    minutes = [
+        row[0]
+        for row in client.query(
+            f"SELECT DISTINCT minute FROM {database}.latency_histograms WHERE minute >= now() - INTERVAL %(h)s HOUR",
+            parameters={"h": hours},
+        ).result_rows
+    ]
+    if minutes:
+        recompute(client, database, minutes)
+        logging.getLogger(__name__).info("upgraded %s: histogram slots of the last %d h rebuilt", database, hours)
+
+
 def migrate(client: Client, database: str = "cutover", retention_days: int = 90) -> None:
     """Create or upgrade every table; safe to run at every start, from every instance."""
     log = logging.getLogger(__name__)
+    had_slots = bool(client.command(f"EXISTS TABLE {database}.latency_histogram_slots"))
     for statement in statements(database, retention_days):
         client.command(statement)
     for table, columns in (("llm_calls", STORED), (PAIRS, PAIR_STORED)):
@@ -259,4 +306,6 @@ def migrate(client: Client, database: str = "cutover", retention_days: int = 90)
             log.info("upgraded %s.%s: added column(s) %s", database, table, ", ".join(added))
     if backfill_pairs(client, database):
         log.info("filled %s.%s from llm_calls", database, PAIRS)
+    if not had_slots:
+        backfill_slots(client, database)
     apply_retention(client, database, retention_days)

@@ -1,4 +1,4 @@
-"""The processor service: consume -> decode -> enrich -> write -> recompute -> commit.
+"""The processor service: consume -> decode -> enrich -> write, then (in the background) recompute -> commit.
 
 At least once plus idempotent writes = effectively exactly once. Offsets are committed
 only after a batch's rows (and histograms) are in ClickHouse and its dead letters are
@@ -8,17 +8,21 @@ it alive); nothing is committed, nothing is dropped. When the group rebalances m
 the batch is written once more if possible, otherwise dropped uncommitted, and the new
 owner re-reads it from the committed offsets.
 
-Histograms are recomputed after every batch by default. Each recompute rescans, in
-`llm_calls FINAL`, the (minute, model, operation, service, task) groups the batch touched
-(~0.26 us per call in them; groups it did not touch are left alone), so at a sustained rate
-R the per-batch recompute of the current minute costs ~R x 30 x 0.26 us per batch: an estimated ~30% of a
-core at 40k calls/s with one-second batches (measured: 7% of the full path for 600k calls
-in two minutes). `CUTOVER_HISTOGRAM_INTERVAL_S` spaces recomputes out:
-batches are still written (calls, cost, refusals fresh) as they fill, but their histograms
-are recomputed, and only then their offsets committed, once per interval for all groups
-written since. The guarantee is unchanged (no offset is committed before the histograms
-of its calls); the trade-offs are histograms up to that many seconds behind the calls, and
-up to that many seconds of batches re-read (idempotently) after a crash or rebalance.
+Rows are queryable as soon as their batch is inserted; histograms follow in the background.
+After a batch is written, the histograms of the (5-second slot, model, operation, service,
+task) groups it touched are recomputed from `llm_calls FINAL` by a background thread on a
+store connection of its own (`processors/histograms.py`: slots first, then their minutes as
+sums of slots), while this loop goes on polling and writing the next batches; once that
+recompute is done, the next step commits the offsets of every batch it covered and starts
+one for the batches written meanwhile. A recompute reads the calls of the slots it rebuilds,
+so its cost follows the batch, not how full the minute is. The guarantee is unchanged: no
+offset is committed before the rows and the histograms of its calls are in ClickHouse; a
+stop or a rebalance waits for the recompute in flight and commits before letting go, and a
+failed one is retried with the write step's backoff. `CUTOVER_HISTOGRAM_INTERVAL_S` (1 s)
+spaces recomputes out (0: one whenever the previous is done): fewer recomputes per call, at
+the price of histograms up to that many seconds behind the calls and up to that many seconds
+of batches re-read (idempotently) after a crash or rebalance. Row freshness is bounded by
+`CUTOVER_BATCH_MAX_WAIT_S` (a poll never waits past the batch's due time), not by it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -44,7 +49,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from cutover import kafka_clients, metrics_http
 from cutover.kafka_clients import KafkaConnection
-from cutover.store import StoreBusy, client_for
+from cutover.store import StoreBusy, client_for, sibling
 from processors import metrics
 from processors.alerts import AlertEvaluator
 from processors.decode_pool import Decoder
@@ -285,6 +290,9 @@ class ProcessorService:
         self._consume_thread: threading.Thread | None = None
         self._batch = _Batch()
         self._written = _Written()
+        # Written batches whose histograms a background recompute is rebuilding (one at a time).
+        self._settling: tuple[_Written, Future[int]] | None = None
+        self._recomputer: ThreadPoolExecutor | None = None
         self._degraded = False  # a retry is failing: logged once when it starts and once when it ends
         self._last_lag = 0.0
         self._last_log = time.monotonic()
@@ -358,7 +366,8 @@ class ProcessorService:
         self._retrying(self._logs.start, what="Kafka connection")
         self._alerts = AlertEvaluator(client, database, settings)
         watch = GroupWatch(lambda: kafka_admin(settings), settings.spans_topic, settings.consumer_group, LAG_INTERVAL_S)
-        return Parts(consumer, dlq, CallWriter(client, database), content, watch, member_id_of(consumer))
+        writer = CallWriter(client, database, sibling(client, settings.clickhouse_dsn))
+        return Parts(consumer, dlq, writer, content, watch, member_id_of(consumer))
 
     def attach(self, parts: Parts) -> None:
         """Subscribe with these parts and enter CONSUMING (without threads: tests then drive `step`)."""
@@ -377,6 +386,8 @@ class ProcessorService:
             self._logs.stop(timeout)
         if self._decoder is not None:
             self._decoder.close()
+        if self._recomputer is not None:
+            self._recomputer.shutdown(wait=False, cancel_futures=True)
         parts = self._parts
         if parts is not None:
             parts.content.stop()
@@ -435,13 +446,23 @@ class ProcessorService:
     def step(self) -> None:
         """One turn of the loop: poll and decode, write the batch when full or due, settle when due, watch the group."""
         parts = self._require()
-        self._take_all(parts.consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=self.settings.poll_max_records))
+        self._take_all(
+            parts.consumer.poll(timeout_ms=self._poll_timeout_ms(), max_records=self.settings.poll_max_records)
+        )
         batch = self._batch
         if not batch.empty() and time.monotonic() - batch.started >= self.settings.batch_max_wait_s:
             self._flush(patient=True)
         else:
             self._settle(patient=True)
         self._watch_group()
+
+    def _poll_timeout_ms(self) -> int:
+        """How long a poll may wait for records: never past the moment the batch in hand is due."""
+        batch = self._batch
+        if batch.empty():
+            return POLL_TIMEOUT_MS
+        due_in_s = batch.started + self.settings.batch_max_wait_s - time.monotonic()
+        return int(min(POLL_TIMEOUT_MS, max(0.0, due_in_s * 1000)))
 
     def finish(self) -> None:
         """Stop: write and settle what is in hand (patiently, until the stop's deadline), then STOPPED."""
@@ -519,21 +540,57 @@ class ProcessorService:
         return self._settle(patient)
 
     def _settle(self, patient: bool, due: bool = False) -> Outcome:
-        """The commit step: recompute the written batches' histograms, then commit their offsets and count them.
+        """The commit step: the written batches' histograms recomputed, then their offsets committed and counted.
 
-        Runs once `histogram_interval_s` has passed since the first of them was written (at
-        once when it is 0), or when `due` (stop, rebalance).
+        The recompute runs in the background (its own store connection) while the loop goes on
+        polling and writing; a later step commits once it is done (and starts the next one for
+        the batches written meanwhile). A recompute starts once `histogram_interval_s` has
+        passed since the first of its batches was written (at once when it is 0), or when
+        `due` (stop, rebalance): then this waits for it and commits before returning.
         """
+        if self._settling is not None:
+            outcome = self._commit_settled(patient, wait=due)
+            if outcome is not Outcome.DONE:
+                return outcome
         written = self._written
         if written.empty():
             return Outcome.DONE
         if not due and time.monotonic() - written.since < self.settings.histogram_interval_s:
             return Outcome.DEFERRED
+        if self._recomputer is None:
+            self._recomputer = ThreadPoolExecutor(1, thread_name_prefix="cutover-histograms")
+        self._settling = (written, self._recomputer.submit(self._recompute, written.groups))
+        self._written = _Written()
+        return self._commit_settled(patient, wait=True) if due else Outcome.DEFERRED
+
+    def _recompute(self, groups: set[Group]) -> int:
+        with metrics.HISTOGRAM_RECOMPUTE_SECONDS.time():
+            return self._require().writer.recompute(groups)
+
+    def _commit_settled(self, patient: bool, wait: bool) -> Outcome:
+        """Commit the offsets of the batches whose background recompute is done (`wait`: once it is).
+
+        A failed recompute is run again here, with the write step's retries and their rules.
+        """
+        assert self._settling is not None
+        written, future = self._settling
+        if not wait and not future.done():
+            return Outcome.DEFERRED
         parts = self._require()
+        pending: Future[int] | None = future
+
+        def recompute() -> int:
+            nonlocal pending
+            if pending is None:
+                return parts.writer.recompute(written.groups)
+            first, pending = pending, None
+            while not wait_done(first):
+                if self._halted():
+                    raise Interrupted()
+            return first.result()
+
         with self._step(State.SETTLING):
-            outcome = self._attempt(
-                patient, (lambda: parts.writer.recompute(written.groups), "histogram recompute", True)
-            )
+            outcome = self._attempt(patient, (recompute, "histogram recompute", True))
             if outcome is Outcome.REVOKED:
                 return outcome
             try:
@@ -543,7 +600,7 @@ class ProcessorService:
                 self._count(ProcessorStats(commit_failures=1))
                 log.warning("offset commit failed (%s); the batch will be replayed idempotently", error)
         self._count(written.counts)
-        self._written = _Written()
+        self._settling = None
         return Outcome.DONE
 
     def _count(self, counts: ProcessorStats) -> None:
@@ -573,6 +630,7 @@ class ProcessorService:
         self._count(ProcessorStats(rebalance_replays=1))
         self._batch = _Batch()
         self._written = _Written()
+        self._settling = None  # a recompute still running is harmless: recomputes are idempotent
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         if self.state in _ENDS:  # closing after a stop or a failure: what is in hand stays uncommitted
@@ -581,7 +639,7 @@ class ProcessorService:
             self._enter(State.REVOKED)  # the retry in progress gives up; positions reset to the committed offsets
             return
         try:
-            if self._flush(patient=False) is Outcome.DONE:
+            if self._flush(patient=False) is not Outcome.REVOKED:
                 self._settle(patient=False, due=True)
         except Exception as error:
             log.warning("rebalance: could not write or recompute the batches in hand (%s); they will be re-read", error)
@@ -699,6 +757,11 @@ class ProcessorService:
                 alerts.run_once(datetime.now(UTC))
             except Exception as error:
                 log.warning("alert evaluation failed: %s", error)
+
+
+def wait_done(future: Future[int], timeout: float = 0.1) -> bool:
+    """Wait up to `timeout` s for `future`; whether it is done (its own errors are raised by `result()`)."""
+    return bool(wait([future], timeout=timeout).done)
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -19,9 +19,8 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
-from processors.histograms import Group, recompute_groups
+from processors.histograms import Group, recompute_groups, slot_of
 
-_US_PER_MINUTE = 60_000_000
 TABLE = "llm_calls"
 _PLAIN_TYPES: dict[str, pa.DataType] = {
     "String": pa.string(),
@@ -53,22 +52,26 @@ def arrow_type(clickhouse_type: str) -> pa.DataType:
 
 
 def touched_groups(columns: dict[str, list]) -> set[Group]:
-    """The histogram groups (minute, model, operation, service, task) that a batch's calls fall in."""
+    """The histogram groups (slot, model, operation, service, task) that a batch's calls fall in."""
     keys = set(
         zip(
-            [start // _US_PER_MINUTE for start in columns["start_time"]],
+            [slot_of(start) for start in columns["start_time"]],
             columns["model"], columns["operation"], columns["service"], columns["task"],
             strict=True,
         )
     )  # fmt: skip
-    minutes = {minute: datetime.fromtimestamp(minute * 60, tz=UTC).replace(tzinfo=None) for minute, *_ in keys}
-    return {Group(minutes[minute], *kind) for minute, *kind in keys}
+    slots = {slot: datetime.fromtimestamp(slot, tz=UTC).replace(tzinfo=None) for slot, *_ in keys}
+    return {Group(slots[slot], *kind) for slot, *kind in keys}
 
 
 class CallWriter:
-    def __init__(self, client: Client, database: str) -> None:
+    """Inserts through `client`; recomputes through `recompute_client` when given: a connection of
+    its own, so a recompute in a background thread does not wait for (or hold up) an insert."""
+
+    def __init__(self, client: Client, database: str, recompute_client: Client | None = None) -> None:
         self.client = client
         self.database = database
+        self.recompute_client = recompute_client or client
         self._types: dict[str, pa.DataType] | None = None
 
     def write(self, columns: dict[str, list]) -> int:
@@ -103,4 +106,4 @@ class CallWriter:
 
     def recompute(self, groups: Iterable[Group]) -> int:
         """Rebuild the histograms of these groups from the stored calls; returns how many groups."""
-        return recompute_groups(self.client, self.database, groups)
+        return recompute_groups(self.recompute_client, self.database, groups)

@@ -128,6 +128,8 @@ class FakeStore:
     on_insert: Callable[[int], None] = lambda attempt: None
     inserts: int = 0
     recomputed: set[datetime] = field(default_factory=set)
+    recomputes: int = 0
+    gate: threading.Event | None = None  # when set up, a recompute waits for it (it runs in the background)
 
     def insert(self, columns: dict[str, list[Any]]) -> int:
         self.inserts += 1
@@ -141,6 +143,9 @@ class FakeStore:
         return len(columns["span_id"])
 
     def recompute(self, groups: set[Group]) -> int:
+        self.recomputes += 1
+        if self.gate is not None:
+            assert self.gate.wait(30), "the test never opened the recompute gate"
         if self.recompute_errors:
             raise self.recompute_errors.pop(0)
         self.recomputed |= {group.minute for group in groups}
@@ -195,6 +200,13 @@ class Rig:
         for _ in range(n):
             self.service.step()
 
+    def settled(self) -> None:
+        """Step until no written batch waits for its (background) recompute and commit."""
+        deadline = time.monotonic() + 30
+        while self.service._settling is not None or not self.service._written.empty():
+            assert time.monotonic() < deadline, "the background recompute never finished"
+            self.service.step()
+
     def ends(self) -> dict[TopicPartition, int]:
         return {TopicPartition(TOPIC, p): len(items) for p, items in self.consumer.log.items()}
 
@@ -208,6 +220,7 @@ def rig(partitions: int = 2, calls: int = 120, **extra: Any) -> Rig:
         retry_max_backoff_s=0.01,
         processor_metrics_port=0,
         stall_timeout_s=0.05,
+        histogram_interval_s=0.0,  # recompute once the previous one is done: each step shows its effect
     )
     settings = ProcessorSettings(**{**values, **extra})
     consumer, store, group = FakeConsumer(log), FakeStore(), FakeGroup()
@@ -233,6 +246,7 @@ def test_every_transition_targets_a_state_and_illegal_ones_are_refused() -> None
 def test_happy_path_writes_every_call_once_commits_the_log_ends_and_counts() -> None:
     r = rig()
     r.steps()
+    r.settled()
     assert len(r.store.rows) == r.calls and set(r.store.rows.values()) == {1}
     assert r.consumer.committed == r.ends()
     assert r.service.stats.messages == sum(r.ends().values()) and r.service.stats.calls_written == r.calls
@@ -247,6 +261,7 @@ def test_transient_errors_are_retried_with_backoff_then_everything_is_written() 
     ]
     r.store.recompute_errors = [TimeoutError("read timed out")]
     r.steps()
+    r.settled()
     assert r.service.stats.retries == 3
     assert len(r.store.rows) == r.calls and r.consumer.committed == r.ends()
 
@@ -310,6 +325,7 @@ def test_a_rebalance_mid_retry_drops_the_batch_uncommitted_and_the_new_assignmen
     r.store.fail_forever = None
     r.consumer.rebalance(r.consumer.all_partitions())
     r.steps()
+    r.settled()
     assert len(r.store.rows) == r.calls and set(r.store.rows.values()) == {1}
     assert r.consumer.committed == r.ends()
 
@@ -338,8 +354,70 @@ def test_a_failed_commit_is_counted_and_the_rows_stay_written() -> None:
     r = rig(partitions=1)
     r.consumer.commit_failures = 1
     r.steps(1)
+    r.settled()
     assert r.service.stats.commit_failures == 1 and r.consumer.committed == {}
     assert len(r.store.rows) == r.calls and r.service.state is State.CONSUMING
+
+
+def test_rows_are_written_batch_after_batch_while_their_histograms_recompute_and_nothing_is_committed_before() -> None:
+    r = rig(poll_max_records=2, batch_max_calls=10)  # 10 calls a message: two batches per step
+    r.store.gate = threading.Event()
+    r.steps(3)
+    assert r.store.inserts == 6 and len(r.store.rows) == 60  # the row path did not wait for the recompute
+    assert r.store.recomputes == 1 and r.consumer.committed == {} and r.service.stats.messages == 0
+    r.steps(3)
+    assert len(r.store.rows) == r.calls and r.consumer.committed == {}
+    r.store.gate.set()
+    r.settled()
+    assert r.store.recomputes == 2  # the batches written during the first recompute: one more, for all of them
+    assert r.consumer.committed == r.ends() and r.service.stats.calls_written == r.calls
+    assert r.service.stats.batches == 12 and r.service.state is State.CONSUMING
+
+
+def test_the_histogram_interval_spaces_recomputes_out_and_still_commits_only_after_them() -> None:
+    r = rig(poll_max_records=2, batch_max_calls=10, histogram_interval_s=0.3)
+    r.steps(6)
+    assert len(r.store.rows) == r.calls and r.store.recomputes == 0 and r.consumer.committed == {}
+    time.sleep(0.3)
+    r.settled()
+    assert r.store.recomputes == 1 and r.consumer.committed == r.ends()
+
+
+def test_a_stop_waits_for_the_recompute_in_flight_then_commits() -> None:
+    r = rig()
+    r.store.gate = threading.Event()
+    r.steps(2)
+    assert len(r.store.rows) == r.calls and r.consumer.committed == {}
+    threading.Timer(0.2, r.store.gate.set).start()
+    r.service.finish()
+    assert r.service.state is State.STOPPED and r.consumer.committed == r.ends()
+
+
+def test_a_revoke_during_a_recompute_waits_for_it_and_commits_before_letting_go() -> None:
+    r = rig()
+    r.store.gate = threading.Event()
+    r.steps(2)
+    assert r.consumer.committed == {}
+    threading.Timer(0.2, r.store.gate.set).start()
+    r.consumer.at_next_poll.append(lambda: r.consumer.rebalance(set()))
+    r.steps(1)
+    assert r.consumer.committed == r.ends() and r.service.stats.rebalance_replays == 0
+
+
+def test_a_rebalance_while_a_failed_recompute_is_retried_drops_it_uncommitted_for_the_new_owner() -> None:
+    r = rig()
+    r.store.gate = threading.Event()
+    r.steps(2)
+    r.store.recompute_errors = [OperationalError("Connection refused")] * 50
+    r.consumer.at_next_poll.append(lambda: r.consumer.rebalance(set()))  # polled during the retry's backoff
+    r.store.gate.set()
+    r.settled()
+    assert r.consumer.committed == {} and r.service.stats.rebalance_replays == 1
+    r.store.recompute_errors = []
+    r.consumer.rebalance(r.consumer.all_partitions())
+    r.steps()
+    r.settled()
+    assert r.consumer.committed == r.ends() and set(r.store.rows.values()) == {2}  # re-read, idempotent
 
 
 def test_stop_while_a_write_is_retrying_gives_up_at_the_deadline_uncommitted() -> None:
