@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol, TypeVar
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
@@ -136,7 +138,7 @@ class DeadLetterSink(Protocol):
 
 
 class Writer(Protocol):
-    def insert(self, columns: dict[str, list[Any]]) -> int: ...
+    def insert(self, table: pa.Table) -> int: ...
     def recompute(self, groups: set[Group]) -> int: ...
 
 
@@ -249,15 +251,15 @@ class _Written:
     def empty(self) -> bool:
         return not self.offsets
 
-    def add(self, batch: _Batch, columns: dict[str, list[Any]]) -> None:
+    def add(self, batch: _Batch, table: pa.Table) -> None:
         if self.empty():
             self.since = time.monotonic()
         self.offsets.update(batch.offsets)
-        self.groups.update(touched_groups(columns))
+        self.groups.update(touched_groups(table))
         counts = batch.counts
         counts.calls_written = len(batch.rows)
         counts.dlq = len(batch.letters)
-        counts.unpriced = sum(cost is None for cost in columns["cost_usd"])
+        counts.unpriced = table["cost_usd"].null_count
         counts.batches = 1
         self.counts.add(counts)
 
@@ -500,21 +502,21 @@ class ProcessorService:
         if batch.empty():
             return self._settle(patient)
         parts = self._require()
-        columns = self._enricher.columns(batch.rows)
-        content = [i for i, captured in enumerate(columns["content_captured"]) if captured]
+        table = self._enricher.table(batch.rows)
+        content = pc.indices_nonzero(table["content_captured"]).to_pylist()
         started = time.perf_counter()
         with self._step(State.WRITING):
             outcome = self._attempt(
                 patient,
-                (lambda: parts.writer.insert(columns), "ClickHouse write", True),
+                (lambda: parts.writer.insert(table), "ClickHouse write", True),
                 (lambda: parts.dlq.confirm(batch.letters), "DLQ produce", False),
             )
         if outcome is Outcome.REVOKED:
             return outcome
         metrics.BATCH_WRITE_SECONDS.observe(time.perf_counter() - started)
         if content:
-            parts.content.submit(row_dicts(columns, content))
-        self._written.add(batch, columns)
+            parts.content.submit(row_dicts(table, content))
+        self._written.add(batch, table)
         self._batch = _Batch()
         return self._settle(patient)
 

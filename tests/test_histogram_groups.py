@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.client import Client
 
@@ -19,13 +20,13 @@ from tests.processor_workload import make_calls, messages
 Row = tuple[object, ...]
 
 
-def batch_columns() -> dict[str, list]:
+def batch_columns() -> pa.Table:
     """Calls over ~4 minutes, three models, two tasks: several groups per minute."""
     calls = make_calls(900, seed=3, spread_s=200)
     for i, call in enumerate(calls):
         call.task = ("knowledge", "coding")[i % 2]
     rows = [row for _, value in messages(calls, per_message=50) for row in decode(value).rows]
-    return Enricher(PriceBook.load(), refusal).columns(rows)
+    return Enricher(PriceBook.load(), refusal).table(rows)
 
 
 @pytest.fixture

@@ -96,9 +96,9 @@ def test_a_store_made_by_an_earlier_version_is_upgraded_without_losing_a_row(ch_
     assert ch_client.command(f"SELECT min(tokens_reported) FROM {ch_database}.llm_calls") == 1
 
     # The upgraded store takes this version's rows.
-    columns = Enricher(PriceBook.load(), refusal).columns(decode(request_bytes(make_calls(20, seed=1))).rows)
-    assert list(columns) == list(CALL_COLUMNS)
-    CallWriter(ch_client, ch_database).write(columns)
+    table = Enricher(PriceBook.load(), refusal).table(decode(request_bytes(make_calls(20, seed=1))).rows)
+    assert table.column_names == list(CALL_COLUMNS)
+    CallWriter(ch_client, ch_database).write(table)
     assert ch_client.command(f"SELECT count() FROM {ch_database}.llm_calls FINAL") == 520
 
 
@@ -118,6 +118,6 @@ def test_enrichment_refuses_a_row_one_field_short():
     row = decode(request_bytes(make_calls(1, seed=1))).rows[0]
     enricher = Enricher(PriceBook.load(), refusal)
     with pytest.raises(ValueError):
-        enricher.columns([row[:-1]])
+        enricher.table([row[:-1]])
     with pytest.raises(ValueError):
-        enricher.columns([row, row[:-1]])
+        enricher.table([row, row[:-1]])
