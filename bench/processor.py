@@ -13,7 +13,10 @@ is 512), then measures in one run, pinned to one CPU unless said otherwise:
      on one core; on two cores; on two cores with one decode worker process
      (`CUTOVER_DECODE_WORKERS=1`),
 and prints spans/s of each and the full path's ratio to the decoder-only rate (target >= 0.5
-on one core), from start and from the group join (start-up is a one-off in a real process).
+on one core), from start and from the group join (start-up is a one-off in a real process),
+and the same ratio in CPU seconds (the processor's threads plus its decode workers against the
+decoder's): wall time on a shared machine also counts waiting for a core, CPU time does not
+(it leaves out what only wall time shows: waiting on the broker).
 
     .venv/bin/python bench/processor.py --baseline REV
 
@@ -141,9 +144,9 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
                     parsed += len(scope_spans.spans)
         bare_s = time.perf_counter() - started
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         rows = [row for value in values for row in decode(value).rows]
-        decode_s = time.perf_counter() - started
+        decode_s, decode_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         assert len(rows) == len(calls)
         if baseline is not None:
             baseline_s, ours_s = compare_decoders(values, baseline, args.rounds)
@@ -174,7 +177,13 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
             full[label] = run_service(broker.bootstrap, topic, client, label, workers, expected)
             if baseline_code is not None:
                 full[f"{label} @{args.baseline}"] = serve_elsewhere(
-                    baseline_code, broker.bootstrap, topic, scratch / "chdb-baseline", label, workers, expected
+                    baseline_code,
+                    broker.bootstrap,
+                    topic,
+                    scratch / "chdb-baseline",
+                    f"{label} baseline",
+                    workers,
+                    expected,
                 )
         os.sched_setaffinity(0, one_core)
 
@@ -192,10 +201,12 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
         print(f"our decoder                  {rate(parsed, ours_s)}   {baseline_s / ours_s:6.1%} of its speed")
     print(f"decode + enrich              {rate(parsed, enrich_s)}   {bare_s / enrich_s:6.1%} of bare parse")
     print(f"chDB insert + histograms     {rate(parsed, write_s)}   (the writer alone, same batches)")
-    for label, (total_s, steady_s) in full.items():
+    print(f"decode to call rows, CPU time {decode_cpu_s:6.2f} s")
+    for label, (total_s, steady_s, cpu_s) in full.items():
         print(
             f"full processor, {label:<36} {rate(parsed, total_s)}   {decode_s / total_s:5.2f} x decoder-only; "
-            f"after start-up (group join): {parsed / steady_s:>9,.0f} spans/s, {decode_s / steady_s:5.2f} x decoder-only"
+            f"after start-up (group join): {parsed / steady_s:>9,.0f} spans/s, {decode_s / steady_s:5.2f} x decoder-only; "
+            f"CPU {cpu_s:6.2f} s, {decode_cpu_s / cpu_s:5.2f} x decoder-only CPU"
         )
 
 
@@ -205,15 +216,15 @@ RUNS = (("one core", 1, 0), ("two cores, in-process", 2, 0), ("two cores, 1 deco
 
 def serve_elsewhere(
     code: Path, bootstrap: str, topic: str, chdb: Path, label: str, workers: int, expected: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """`run_service` by the processor code under `code`, in a child process (on this process's cores)."""
     command = [
         sys.executable, str(REPO / "bench" / "serve_once.py"), "--code", str(code), "--bootstrap", bootstrap,
         "--topic", topic, "--chdb", str(chdb), "--label", label, "--workers", str(workers), "--expected", str(expected),
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
     times = json.loads(result.stdout.strip().splitlines()[-1])
-    return float(times["total_s"]), float(times["steady_s"])
+    return float(times["total_s"]), float(times["steady_s"]), float(times["cpu_s"])
 
 
 if __name__ == "__main__":

@@ -3,8 +3,7 @@
     python bench/serve_once.py --code DIR --bootstrap HOST:PORT --topic T --chdb PATH --label L --workers N --expected N
 
 runs `processors.service.ProcessorService` as found under DIR (a `git archive` of an older
-revision; default this tree) and prints `{"total_s": ..., "steady_s": ...}`: seconds from
-start to all rows written, and from the group join to all rows written. A separate process
+revision; default this tree) and prints `{"total_s": ..., "steady_s": ..., "cpu_s": ...}` (see `run_service`). A separate process
 because chDB allows one engine per process and the older code must not mix with ours.
 """
 
@@ -12,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -19,10 +19,20 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_service(
     bootstrap: str, topic: str, client: Client, label: str, workers: int, expected: int
-) -> tuple[float, float]:
-    """(seconds from start to all rows written, seconds from partitions assigned to all rows written)."""
+) -> tuple[float, float, float]:
+    """(seconds from start to all rows written, seconds from partitions assigned to all rows written,
+    CPU seconds of the processor and its decode workers from start to all rows written).
+
+    CPU seconds, because on a shared machine wall time also counts the time spent waiting for
+    a core; the workers' CPU time is known once they exit, at the stop.
+    """
     from processors.service import ProcessorService
     from processors.settings import ProcessorSettings
 
@@ -32,6 +42,7 @@ def run_service(
         clickhouse_database=name, alert_interval_s=3600, decode_workers=workers,
     )  # fmt: skip
     service = ProcessorService(settings, client=client)
+    cpu_started, children_started = time.process_time(), children_cpu_s()
     started = time.perf_counter()
     assigned = 0.0
     service.start()
@@ -41,10 +52,12 @@ def run_service(
             assigned = time.perf_counter()
         time.sleep(0.01)
     done = time.perf_counter()
+    cpu_s = time.process_time() - cpu_started
     service.stop()
+    cpu_s += children_cpu_s() - children_started
     stored = client.command(f"SELECT count() FROM {name}.llm_calls FINAL")
     assert stored == expected, stored
-    return done - started, done - (assigned or started)
+    return done - started, done - (assigned or started), cpu_s
 
 
 def main() -> None:
@@ -65,8 +78,8 @@ def main() -> None:
     from cutover.store import open_client
 
     client = open_client(f"chdb://{args.chdb}")
-    total_s, steady_s = run_service(args.bootstrap, args.topic, client, args.label, args.workers, args.expected)
-    print(json.dumps({"total_s": total_s, "steady_s": steady_s}))
+    total_s, steady_s, cpu_s = run_service(args.bootstrap, args.topic, client, args.label, args.workers, args.expected)
+    print(json.dumps({"total_s": total_s, "steady_s": steady_s, "cpu_s": cpu_s}))
 
 
 if __name__ == "__main__":

@@ -230,6 +230,8 @@ class ProcessorStats:
 @dataclass
 class _Batch:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
+    tables: list[pa.Table] = field(default_factory=list)  # calls enriched by decode workers
+    calls: int = 0
     letters: list[DeadLetter] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     counts: ProcessorStats = field(default_factory=ProcessorStats)
@@ -257,7 +259,7 @@ class _Written:
         self.offsets.update(batch.offsets)
         self.groups.update(touched_groups(table))
         counts = batch.counts
-        counts.calls_written = len(batch.rows)
+        counts.calls_written = table.num_rows
         counts.dlq = len(batch.letters)
         counts.unpriced = table["cost_usd"].null_count
         counts.batches = 1
@@ -460,11 +462,12 @@ class ProcessorService:
     def _take_all(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         if self._decoder is None:
             # Made by the consuming thread: decode workers are bound to the thread that spawns them.
-            self._decoder = Decoder(self.settings.decode_workers)
+            settings = self.settings
+            self._decoder = Decoder(settings.decode_workers, settings.prices_file, settings.price_fallback)
         records = [record for records in polled.values() for record in records]
         for record, outcome in self._decoder.outcomes(records):
             self.decode(record, outcome)
-            if len(self._batch.rows) >= self.settings.batch_max_calls and self._flush(patient=True) is Outcome.REVOKED:
+            if self._batch.calls >= self.settings.batch_max_calls and self._flush(patient=True) is Outcome.REVOKED:
                 # A rebalance reset our positions to the committed offsets: the rest of this
                 # poll will be read again (by us or the new owner), so taking it now could
                 # commit past records that were never written.
@@ -483,6 +486,10 @@ class ProcessorService:
             reason: str | None = f"processor error while decoding: {type(error).__name__}: {error}"
         else:
             batch.rows.extend(decoded.rows)
+            batch.calls += len(decoded.rows)
+            if decoded.table is not None:
+                batch.tables.append(decoded.table)
+                batch.calls += decoded.table.num_rows
             reason = decoded.error
             counts.spans += decoded.spans
             counts.skipped_non_genai += decoded.skipped_non_genai
@@ -502,7 +509,8 @@ class ProcessorService:
         if batch.empty():
             return self._settle(patient)
         parts = self._require()
-        table = self._enricher.table(batch.rows)
+        tables = [*batch.tables, self._enricher.table(batch.rows)] if batch.rows else batch.tables
+        table = pa.concat_tables(tables).combine_chunks() if tables else self._enricher.table([])
         content = pc.indices_nonzero(table["content_captured"]).to_pylist()
         started = time.perf_counter()
         with self._step(State.WRITING):
