@@ -13,7 +13,16 @@ is 512), then measures in one run, pinned to one CPU unless said otherwise:
      on one core; on two cores; on two cores with one decode worker process
      (`CUTOVER_DECODE_WORKERS=1`),
 and prints spans/s of each and the full path's ratio to the decoder-only rate (target >= 0.5
-on one core), from start and from the group join (start-up is a one-off in a real process).
+on one core), from start and from the group join (start-up is a one-off in a real process),
+and the same ratio in CPU seconds (the processor's threads plus its decode workers against the
+decoder's): wall time on a shared machine also counts waiting for a core, CPU time does not
+(it leaves out what only wall time shows: waiting on the broker).
+
+    .venv/bin/python bench/processor.py --baseline REV
+
+also runs each full-path configuration with the processor code of git revision REV (a `git
+archive` in a temporary folder, run by bench/serve_once.py in its own process, same cores,
+same topic, its own chDB path), interleaved with ours, and prints both side by side.
 
     .venv/bin/python bench/processor.py --baseline-decoder REV
 
@@ -25,9 +34,11 @@ interleaved over `--rounds` rounds, best of each, and prints both side by side.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Callable
@@ -36,10 +47,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from clickhouse_connect.driver.client import Client  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from scratch import scratch_broker  # noqa: E402
+from serve_once import run_service  # noqa: E402
 
 from cutover.store import open_client  # noqa: E402
 from processors.decode import decode  # noqa: E402
@@ -47,8 +58,6 @@ from processors.enrich import Enricher  # noqa: E402
 from processors.pricing import PriceBook  # noqa: E402
 from processors.refusal import refusal  # noqa: E402
 from processors.schema import migrate  # noqa: E402
-from processors.service import ProcessorService  # noqa: E402
-from processors.settings import ProcessorSettings  # noqa: E402
 from processors.writer import CallWriter  # noqa: E402
 from tests.processor_workload import make_calls, messages, produce  # noqa: E402
 
@@ -99,8 +108,17 @@ def main() -> None:
     parser.add_argument("--per-message", type=int, default=512)
     parser.add_argument("--baseline-decoder", metavar="REV", help="git revision whose decoder to time against ours")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds of the decoder comparison")
+    parser.add_argument("--baseline", metavar="REV", help="git revision whose full processor to run beside ours")
     args = parser.parse_args()
     baseline = decoder_at(args.baseline_decoder) if args.baseline_decoder else None
+    with tempfile.TemporaryDirectory(prefix="cutover-baseline-") as code:
+        if args.baseline:
+            archive = subprocess.run(["git", "archive", args.baseline], cwd=REPO, capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", code], input=archive.stdout, check=True)
+        bench(args, baseline, Path(code) if args.baseline else None)
+
+
+def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, baseline_code: Path | None) -> None:
 
     with scratch_broker("cutover-bench-") as (broker, scratch):
         # One core for this process, pinned after the broker started: a child inherits the
@@ -126,9 +144,9 @@ def main() -> None:
                     parsed += len(scope_spans.spans)
         bare_s = time.perf_counter() - started
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         rows = [row for value in values for row in decode(value).rows]
-        decode_s = time.perf_counter() - started
+        decode_s, decode_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         assert len(rows) == len(calls)
         if baseline is not None:
             baseline_s, ours_s = compare_decoders(values, baseline, args.rounds)
@@ -136,7 +154,7 @@ def main() -> None:
         enricher = Enricher(PriceBook.load(), refusal)
         started = time.perf_counter()
         batches = [
-            enricher.columns([row for value in values[at : at + 100] for row in decode(value).rows])
+            enricher.table([row for value in values[at : at + 100] for row in decode(value).rows])
             for at in range(0, len(values), 100)
         ]
         enrich_s = time.perf_counter() - started
@@ -157,6 +175,16 @@ def main() -> None:
         for label, cores, workers in RUNS:
             os.sched_setaffinity(0, one_core if cores == 1 else all_cores)
             full[label] = run_service(broker.bootstrap, topic, client, label, workers, expected)
+            if baseline_code is not None:
+                full[f"{label} @{args.baseline}"] = serve_elsewhere(
+                    baseline_code,
+                    broker.bootstrap,
+                    topic,
+                    scratch / "chdb-baseline",
+                    f"{label} baseline",
+                    workers,
+                    expected,
+                )
         os.sched_setaffinity(0, one_core)
 
     print(
@@ -173,10 +201,12 @@ def main() -> None:
         print(f"our decoder                  {rate(parsed, ours_s)}   {baseline_s / ours_s:6.1%} of its speed")
     print(f"decode + enrich              {rate(parsed, enrich_s)}   {bare_s / enrich_s:6.1%} of bare parse")
     print(f"chDB insert + histograms     {rate(parsed, write_s)}   (the writer alone, same batches)")
-    for label, (total_s, steady_s) in full.items():
+    print(f"decode to call rows, CPU time {decode_cpu_s:6.2f} s")
+    for label, (total_s, steady_s, cpu_s) in full.items():
         print(
-            f"full processor, {label:<22} {rate(parsed, total_s)}   {decode_s / total_s:5.2f} x decoder-only; "
-            f"after start-up (group join): {parsed / steady_s:>9,.0f} spans/s, {decode_s / steady_s:5.2f} x decoder-only"
+            f"full processor, {label:<36} {rate(parsed, total_s)}   {decode_s / total_s:5.2f} x decoder-only; "
+            f"after start-up (group join): {parsed / steady_s:>9,.0f} spans/s, {decode_s / steady_s:5.2f} x decoder-only; "
+            f"CPU {cpu_s:6.2f} s, {decode_cpu_s / cpu_s:5.2f} x decoder-only CPU"
         )
 
 
@@ -184,29 +214,17 @@ def main() -> None:
 RUNS = (("one core", 1, 0), ("two cores, in-process", 2, 0), ("two cores, 1 decode worker", 2, 1))
 
 
-def run_service(
-    bootstrap: str, topic: str, client: Client, label: str, workers: int, expected: int
-) -> tuple[float, float]:
-    """(seconds from start to all rows written, seconds from partitions assigned to all rows written)."""
-    name = "bench_" + "".join(c if c.isalnum() else "_" for c in label)
-    settings = ProcessorSettings(
-        kafka_bootstrap=bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq", consumer_group=name,
-        clickhouse_database=name, alert_interval_s=3600, decode_workers=workers,
-    )  # fmt: skip
-    service = ProcessorService(settings, client=client)
-    started = time.perf_counter()
-    assigned = 0.0
-    service.start()
-    while service.stats.calls_written < expected:
-        assert service.failure is None, service.failure
-        if not assigned and service.partitions:
-            assigned = time.perf_counter()
-        time.sleep(0.01)
-    done = time.perf_counter()
-    service.stop()
-    stored = client.command(f"SELECT count() FROM {name}.llm_calls FINAL")
-    assert stored == expected, stored
-    return done - started, done - (assigned or started)
+def serve_elsewhere(
+    code: Path, bootstrap: str, topic: str, chdb: Path, label: str, workers: int, expected: int
+) -> tuple[float, float, float]:
+    """`run_service` by the processor code under `code`, in a child process (on this process's cores)."""
+    command = [
+        sys.executable, str(REPO / "bench" / "serve_once.py"), "--code", str(code), "--bootstrap", bootstrap,
+        "--topic", topic, "--chdb", str(chdb), "--label", label, "--workers", str(workers), "--expected", str(expected),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
+    times = json.loads(result.stdout.strip().splitlines()[-1])
+    return float(times["total_s"]), float(times["steady_s"]), float(times["cpu_s"])
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import pyarrow as pa
+
 # decoded: read from the span by `processors.decode`; derived: added per batch by
 # `processors.enrich`; default: filled by ClickHouse (or later re-inserts), never by the insert.
 Source = Literal["decoded", "derived", "default"]
@@ -93,3 +95,38 @@ STORED: tuple[Column, ...] = tuple(c for c in COLUMNS if c.stored)
 # and (RAG contexts above all) they are most of a call's bytes.
 PAIR_LEFT_OUT: tuple[str, ...] = ("input_text", "context_text", "reference_answer")
 PAIR_STORED: tuple[Column, ...] = tuple(c for c in STORED if c.name not in PAIR_LEFT_OUT)
+
+
+_PLAIN_ARROW: dict[str, pa.DataType] = {
+    "String": pa.string(),
+    "Float64": pa.float64(),
+    "Float32": pa.float32(),
+    "UInt8": pa.bool_(),  # our UInt8 columns are flags; ClickHouse stores an Arrow bool as 0/1
+    "UInt16": pa.uint16(),
+    "UInt32": pa.uint32(),
+    "UInt64": pa.uint64(),
+    "Int32": pa.int32(),
+    "Int64": pa.int64(),
+}
+
+
+def arrow_type(clickhouse_type: str) -> pa.DataType:
+    """The Arrow type a Python value of this ClickHouse column type is converted to."""
+    for wrapper in ("LowCardinality(", "Nullable("):
+        if clickhouse_type.startswith(wrapper):
+            return arrow_type(clickhouse_type[len(wrapper) : -1])
+    if clickhouse_type.startswith("DateTime64(6"):
+        return pa.timestamp("us", tz="UTC")  # our start times are integer microseconds
+    if clickhouse_type.startswith("Decimal("):
+        precision, scale = clickhouse_type[len("Decimal(") : -1].split(",")
+        return pa.decimal128(int(precision), int(scale))
+    try:
+        return _PLAIN_ARROW[clickhouse_type]
+    except KeyError:
+        raise TypeError(f"no Arrow mapping for ClickHouse type {clickhouse_type}") from None
+
+
+# A batch of decoded rows converts to Arrow in one pass as a struct array (the transpose and
+# the typed conversion both in C++); an insert is an Arrow table of this schema.
+DECODED_STRUCT = pa.struct([(c.name, arrow_type(c.type)) for c in COLUMNS if c.source == "decoded"])
+INSERT_SCHEMA = pa.schema([(name, arrow_type(BY_NAME[name].type)) for name in CALL_COLUMNS])

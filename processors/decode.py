@@ -34,6 +34,7 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
@@ -44,6 +45,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from cutover import semconv
 from processors import conventions as cv
 from processors.columns import DECODED_FIELDS, FIELD
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["DECODED_FIELDS", "FIELD", "Decoded", "decode", "error_class", "is_timeout_error", "message_text"]
 
@@ -69,6 +73,8 @@ class Decoded:
     """What one Kafka message yields: call rows, counts of spans not written, and why it is invalid."""
 
     rows: list[tuple] = field(default_factory=list)
+    # The calls already enriched, as insert-table rows, instead of `rows` (by a decode worker).
+    table: pa.Table | None = None
     spans: int = 0
     skipped_non_genai: int = 0
     merged: int = 0  # request spans whose call is the row of their stream result span (Logfire)

@@ -1,13 +1,16 @@
 """Decoding of polled Kafka records, in this process or in a small pool of worker processes.
 
 The processor's one process owns the chDB path (one engine per path), so the second core
-can only help from other processes: workers decode the OTLP bytes (~10 us per call, half
-of the single-core path) and send back the decoded rows (pickled: ~1.1 us per call to
-write, ~1.5 us to read), while the main process fetches, enriches and writes.
+can only help from other processes: workers decode the OTLP bytes and enrich the calls
+(`processors.enrich`: cost, refusal) and send back one Arrow table per chunk, while the main
+process fetches, writes and recomputes histograms. Arrow, not Python rows: unpickling decoded
+rows cost the main process ~1.5 us per call and enriching them ~3 us more (bench/processor.py,
+a third of what the worker saved); an Arrow table pickles as its buffers (~0.4 us per call).
 
 The seam with the service is `Decoder.outcomes(records)`: (record, outcome) pairs in the
 records' order, `outcome.get()` returning the `Decoded` or raising what `decode` raised,
-so the service's error handling (DLQ reason, counts, offsets) is the same either way.
+so the service's error handling (DLQ reason, counts, offsets) is the same either way. A
+worker's `Decoded` carries its calls as `table` (a slice of its chunk's table), not `rows`.
 Records are sent in chunks (a worker round trip costs ~100 us; a chunk amortises it over
 many small messages), at most `IN_FLIGHT_PER_WORKER x workers` chunks in flight, so memory
 stays bounded however large a poll is. Workers are spawned, not forked: forking a process
@@ -22,9 +25,15 @@ import signal
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Protocol
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import pyarrow as pa
 
 from processors.decode import Decoded, decode
+from processors.enrich import Enricher
+from processors.pricing import PriceBook
+from processors.refusal import refusal
 
 # A chunk closes at this many payload bytes or records, whichever comes first.
 CHUNK_BYTES = 1 << 20
@@ -77,43 +86,64 @@ class _Done:
         return self.decoded
 
 
-def _die_with_parent() -> None:
-    """Worker start: a SIGKILLed processor must not leave its workers blocked on a queue forever.
+_enricher: Enricher | None = None  # a worker's own, made by `_start_worker`
 
-    Workers are spawned by the processor itself (from its main thread, in `Decoder()`), and
+
+def _start_worker(prices_file: Path | None, price_fallback: bool) -> None:
+    """Worker start: load the price book, and die with the processor.
+
+    A SIGKILLed processor must not leave its workers blocked on a queue forever. Workers are
+    spawned by the processor itself (from its main thread, in `Decoder()`), and
     PR_SET_PDEATHSIG turns the processor's death into a SIGKILL for them (Linux; elsewhere
     workers exit on their own only at a clean shutdown).
     """
+    global _enricher
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
     except (OSError, AttributeError):
         pass
+    _enricher = Enricher(PriceBook.load(prices_file, fallback=price_fallback), refusal)
 
 
-_ChunkResult = list[tuple[Decoded | None, BaseException | None]]
+class _ChunkResult(NamedTuple):
+    """Per record: its `Decoded` without rows and how many it had (or what decoding raised); all rows enriched."""
+
+    outcomes: list[tuple[Decoded | None, int, BaseException | None]]
+    table: pa.Table | None
 
 
 def _decode_chunk(chunk: list[tuple[bytes | None, int, int]]) -> _ChunkResult:
-    """Worker side: decode each message, returning what it raised instead of failing the chunk."""
-    out: _ChunkResult = []
+    """Worker side: decode each message, returning what it raised instead of failing the chunk; enrich all rows."""
+    outcomes: list[tuple[Decoded | None, int, BaseException | None]] = []
+    rows: list[tuple[Any, ...]] = []
     for value, partition, offset in chunk:
         try:
-            out.append((decode(value, partition, offset), None))
+            decoded = decode(value, partition, offset)
         except Exception as error:
-            out.append((None, error))
-    return out
+            outcomes.append((None, 0, error))
+            continue
+        rows.extend(decoded.rows)
+        outcomes.append((decoded, len(decoded.rows), None))
+        decoded.rows = []
+    if not rows:
+        return _ChunkResult(outcomes, None)
+    assert _enricher is not None, "a decode worker starts with _start_worker"
+    return _ChunkResult(outcomes, _enricher.table(rows))
 
 
 class Decoder:
     """Decodes records in order; with `workers` > 0 in that many worker processes."""
 
-    def __init__(self, workers: int = 0) -> None:
+    def __init__(self, workers: int = 0, prices_file: Path | None = None, price_fallback: bool = True) -> None:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
         if workers > 0:
             self._pool = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+                workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(prices_file, price_fallback),
             )
             # Start the workers now (each imports protobuf, ~1 s), not on the first poll.
             for warm_up in [self._pool.submit(_decode_chunk, []) for _ in range(workers)]:
@@ -141,7 +171,13 @@ class Decoder:
 
     @staticmethod
     def _collect(chunk: Sequence[Record], future: Future[_ChunkResult]) -> Iterator[tuple[Record, Outcome]]:
-        for record, (decoded, error) in zip(chunk, future.result(), strict=True):
+        outcomes, table = future.result()
+        at = 0
+        for record, (decoded, rows, error) in zip(chunk, outcomes, strict=True):
+            if decoded is not None and rows:
+                assert table is not None
+                decoded.table = table.slice(at, rows)
+                at += rows
             yield record, _Done(decoded, error)
 
     def close(self) -> None:

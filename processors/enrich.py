@@ -1,15 +1,24 @@
-"""Decoded call rows -> the `llm_calls` insert columns: cost, price version and refusal added.
+"""Decoded call rows -> the `llm_calls` insert table (Arrow): cost, price version and refusal added.
 
-Works column-wise on a whole batch: one transpose (`zip(*rows)`, in C), then one pass per
-derived column. Pricing and refusal classification live in their own modules
-(`processors.pricing`, `processors.refusal`); this module only wires them in.
+Works column-wise on a whole batch. The decoded rows become Arrow columns in one C++ pass
+(a struct array of `DECODED_STRUCT`, flattened): the transpose and the typed conversion that
+used to cost two Python passes per value (bench/processor.py: 4.4 -> 1.9 us per call). Only the
+fields enrichment reads are pulled out as Python lists (`itemgetter`, in C); the refusal
+classifier runs only on the calls that have something to classify, and the provider is
+normalised once per distinct (provider, model). Pricing and refusal classification live in
+their own modules (`processors.pricing`, `processors.refusal`); this module only wires them in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
+from typing import Any
 
-from processors.columns import CALL_COLUMNS, DECODED_FIELDS
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from processors.columns import CALL_COLUMNS, DECODED_FIELDS, DECODED_STRUCT, FIELD, INSERT_SCHEMA
 from processors.pricing import PriceBook
 from processors.providers import normalise as normalise_provider
 
@@ -24,6 +33,13 @@ NO_TOKENS = "unpriced: no token counts"
 # nothing that could be a refusal.
 RefusalClassifier = Callable[[bool, str, str], tuple[str, str]]
 
+_PRICED_FIELDS = ("start_time", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
+_REFUSAL_INPUTS = itemgetter(FIELD["api_refusal"], FIELD["finish_reason"], FIELD["output_text"])
+
+
+def _field(rows: list[tuple[Any, ...]], name: str) -> list[Any]:
+    return list(map(itemgetter(FIELD[name]), rows))
+
 
 class Enricher:
     """Adds the derived columns to a batch of decoded rows."""
@@ -32,60 +48,57 @@ class Enricher:
         self._book = book
         self._refusal = refusal
 
-    def columns(self, rows: list[tuple]) -> dict[str, list]:
-        """Insert columns (CALL_COLUMNS order) for `rows`."""
-        decoded = (
-            dict(zip(DECODED_FIELDS, map(list, zip(*rows, strict=True)), strict=True))
-            if rows
-            else {n: [] for n in DECODED_FIELDS}
+    def table(self, rows: list[tuple[Any, ...]]) -> pa.Table:
+        """The insert table (`INSERT_SCHEMA`, CALL_COLUMNS order) of `rows`.
+
+        Raises ValueError (pyarrow's ArrowInvalid) for a row that is not a full decoded row.
+        """
+        n = len(rows)
+        decoded: dict[str, pa.Array] = dict(
+            zip(DECODED_FIELDS, pa.array(rows, type=DECODED_STRUCT).flatten(), strict=True)
         )
         # The response model is the snapshot that actually served (and billed) the call.
         billed = [
-            response or model for model, response in zip(decoded["model"], decoded["response_model"], strict=True)
+            response or model
+            for model, response in zip(_field(rows, "model"), _field(rows, "response_model"), strict=True)
         ]
-        providers = decoded["provider"] = [
-            normalise_provider(provider, model) for provider, model in zip(decoded["provider"], billed, strict=True)
-        ]
-        priced = self._book.costs(
-            billed,
-            decoded["start_time"],
-            decoded["input_tokens"],
-            decoded["cached_input_tokens"],
-            decoded["output_tokens"],
-            decoded["reasoning_tokens"],
-            providers=providers,
+        sent = list(zip(_field(rows, "provider"), billed, strict=True))
+        normalised = {key: normalise_provider(*key) for key in set(sent)}
+        providers = [normalised[key] for key in sent]
+        decoded["provider"] = pa.array(providers, pa.string())
+        start, inputs, cached, outputs, reasoning = (_field(rows, name) for name in _PRICED_FIELDS)
+        priced = self._book.costs(billed, start, inputs, cached, outputs, reasoning, providers=providers)
+        reported = decoded["tokens_reported"]
+        if reported.false_count:
+            for i in pc.indices_nonzero(pc.invert(reported)).to_pylist():
+                priced.costs[i] = None
+                priced.versions[i] = NO_TOKENS
+                priced.sources[i] = ""
+        sources = [""] * n
+        kinds = [""] * n
+        candidates = pc.or_(
+            pc.or_(decoded.pop("api_refusal"), pc.equal(decoded["finish_reason"], "content_filter")),
+            pc.not_equal(decoded["output_text"], ""),
         )
-        if not all(decoded["tokens_reported"]):
-            for i, reported in enumerate(decoded["tokens_reported"]):
-                if not reported:
-                    priced.costs[i] = None
-                    priced.versions[i] = NO_TOKENS
-                    priced.sources[i] = ""
         classify = self._refusal
-        verdicts = [
-            classify(api, finish, text) if api or text or finish == "content_filter" else ("", "")
-            for api, finish, text in zip(
-                decoded["api_refusal"], decoded["finish_reason"], decoded["output_text"], strict=True
-            )
-        ]
-        sources = [source for source, _ in verdicts]
-        n = len(rows)
-        del decoded["api_refusal"]
+        for i in pc.indices_nonzero(candidates).to_pylist():
+            sources[i], kinds[i] = classify(*_REFUSAL_INPUTS(rows[i]))
+        refusal_source = pa.array(sources, pa.string())
         decoded.update(
-            cost_usd=priced.costs,
-            price_version=priced.versions,
-            is_refusal=[source != "" for source in sources],
-            refusal_source=sources,
-            hallucination_checked=[False] * n,
-            hallucination_flag=[False] * n,
-            version=[FIRST_VERSION] * n,
-            refusal_kind=[kind for _, kind in verdicts],
-            price_source=priced.sources,
+            cost_usd=pa.array(priced.costs, INSERT_SCHEMA.field("cost_usd").type),
+            price_version=pa.array(priced.versions, pa.string()),
+            is_refusal=pc.not_equal(refusal_source, ""),
+            refusal_source=refusal_source,
+            hallucination_checked=pa.repeat(False, n),
+            hallucination_flag=pa.repeat(False, n),
+            version=pa.repeat(pa.scalar(FIRST_VERSION, pa.uint64()), n),
+            refusal_kind=pa.array(kinds, pa.string()),
+            price_source=pa.array(priced.sources, pa.string()),
         )
-        return {name: decoded[name] for name in CALL_COLUMNS}
+        return pa.Table.from_arrays([decoded[name] for name in CALL_COLUMNS], schema=INSERT_SCHEMA)
 
 
-def row_dicts(columns: dict[str, list], indexes: list[int]) -> list[dict]:
+def row_dicts(table: pa.Table, indexes: list[int]) -> list[dict[str, Any]]:
     """Full llm_calls row dicts of the given batch positions (for the hallucination worker)."""
-    picked = [[values[i] for i in indexes] for values in columns.values()]
-    return [dict(zip(columns, row, strict=True)) for row in zip(*picked, strict=True)]
+    rows: list[dict[str, Any]] = table.take(indexes).to_pylist()
+    return rows

@@ -43,7 +43,7 @@ class ProcessorSettings(BudgetSettings):
         default=0,
         ge=0,
         le=16,
-        description="Worker processes that decode OTLP for the processor (0 = decode in the processor itself). 1 puts a second core to work: the main process keeps Kafka, enrichment and the ClickHouse writes.",
+        description="Worker processes that decode OTLP and enrich the calls for the processor (0 = in the processor itself). 1 puts a second core to work: the main process keeps Kafka, the ClickHouse writes and the histograms.",
     )
     histogram_interval_s: float = Field(
         default=1.0,

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import pyarrow as pa
 
 from processors.decode import Decoded, decode
 from processors.decode_pool import CHUNK_RECORDS, Decoder, Outcome
+from processors.enrich import Enricher
+from processors.pricing import PriceBook
+from processors.refusal import refusal
 from processors.service import ProcessorService
 from tests.processor_workload import make_calls, messages, produce
 from tests.test_processor_service import run_until_consumed, settings_for
@@ -16,11 +22,25 @@ class Record:
     offset: int
 
 
+ENRICHER = Enricher(PriceBook.load(), refusal)
+
+
 def outcome_of(outcome: Outcome) -> Decoded | str:
     try:
         return outcome.get()
     except Exception as error:
         return f"{type(error).__name__}: {error}"
+
+
+def without_calls(outcomes: Sequence[tuple[object, Decoded | str]]) -> list[Decoded | str]:
+    return [replace(o, rows=[], table=None) if isinstance(o, Decoded) else o for _, o in outcomes]
+
+
+def calls_of(outcomes: Sequence[tuple[object, Decoded | str]]) -> pa.Table:
+    decoded = [o for _, o in outcomes if isinstance(o, Decoded)]
+    tables = [d.table for d in decoded if d.table is not None]
+    rows = [row for d in decoded for row in d.rows]
+    return pa.concat_tables([*tables, ENRICHER.table(rows)]).combine_chunks()
 
 
 def test_a_worker_pool_decodes_exactly_what_the_process_does_in_order() -> None:
@@ -41,8 +61,10 @@ def test_a_worker_pool_decodes_exactly_what_the_process_does_in_order() -> None:
     finally:
         pool.close()
     assert [r for r, _ in pooled] == records
-    assert pooled == inline
-    assert again == inline[:5]
+    # Workers enrich: their calls come as one insert table, equal to enriching the process's rows.
+    assert without_calls(pooled) == without_calls(inline)
+    assert calls_of(pooled).equals(calls_of(inline))
+    assert without_calls(again) == without_calls(inline[:5]) and calls_of(again).equals(calls_of(inline[:5]))
     assert inline[0][1] == decode(good[0], 0, 0)
     assert any(isinstance(o, Decoded) and o.error for _, o in inline)  # the bad ones carry their reasons
 

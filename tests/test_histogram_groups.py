@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from clickhouse_connect.driver.client import Client
 
@@ -19,13 +21,13 @@ from tests.processor_workload import make_calls, messages
 Row = tuple[object, ...]
 
 
-def batch_columns() -> dict[str, list]:
+def batch_columns() -> pa.Table:
     """Calls over ~4 minutes, three models, two tasks: several groups per minute."""
     calls = make_calls(900, seed=3, spread_s=200)
     for i, call in enumerate(calls):
         call.task = ("knowledge", "coding")[i % 2]
     rows = [row for _, value in messages(calls, per_message=50) for row in decode(value).rows]
-    return Enricher(PriceBook.load(), refusal).columns(rows)
+    return Enricher(PriceBook.load(), refusal).table(rows)
 
 
 @pytest.fixture
@@ -83,14 +85,11 @@ def test_only_the_touched_minutes_are_rebuilt(ch_client: Client, databases: tupl
     assert rows == [row for row in histogram_rows(ch_client, by_minute) if (row[0], *row[2:6]) == tuple(one)]
 
 
-def split_by_slot(columns: dict[str, list]) -> list[dict[str, list]]:
+def split_by_slot(table: pa.Table) -> list[pa.Table]:
     """The batch cut into one batch per slot, in time order (as a live minute fills)."""
-    slots = sorted({slot_of(start) for start in columns["start_time"]})
-    return [
-        {name: [v for v, start in zip(values, columns["start_time"], strict=True) if slot_of(start) == slot]
-         for name, values in columns.items()}
-        for slot in slots
-    ]  # fmt: skip
+    starts = table["start_time"].cast(pa.int64()).to_pylist()
+    slot = pa.array([slot_of(start) for start in starts])
+    return [table.filter(pc.equal(slot, one)) for one in sorted(set(slot.to_pylist()))]
 
 
 def test_batches_recomputing_only_their_own_slots_build_exact_minutes_and_replays_change_nothing(

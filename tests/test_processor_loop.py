@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -131,16 +132,16 @@ class FakeStore:
     recomputes: int = 0
     gate: threading.Event | None = None  # when set up, a recompute waits for it (it runs in the background)
 
-    def insert(self, columns: dict[str, list[Any]]) -> int:
+    def insert(self, table: pa.Table) -> int:
         self.inserts += 1
         self.on_insert(self.inserts)
         if self.fail_forever is not None:
             raise self.fail_forever
         if self.insert_errors:
             raise self.insert_errors.pop(0)
-        for span_id in columns["span_id"]:
+        for span_id in table["span_id"].to_pylist():
             self.rows[span_id] = self.rows.get(span_id, 0) + 1
-        return len(columns["span_id"])
+        return len(table)
 
     def recompute(self, groups: set[Group]) -> int:
         self.recomputes += 1

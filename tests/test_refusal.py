@@ -243,7 +243,7 @@ def test_refusal_kind_is_stored_beside_is_refusal_and_source(ch_client, ch_datab
         _decoded("answer", "The capital of France is Paris."),
         _decoded("api", "", api_refusal=True),
     ]
-    columns = Enricher(PriceBook.load(), refusal).columns(rows)
+    columns = Enricher(PriceBook.load(), refusal).table(rows)
     CallWriter(ch_client, ch_database).insert(columns)
     stored = {
         span: (is_refusal, source, kind)
