@@ -81,6 +81,12 @@ class ProcessorSettings(BudgetSettings):
         le=3600,
         description="Rejoin the consumer group when this instance has owned no partitions for this long while partitions of the topic lag with no live consumer.",
     )
+    malloc_trim_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="Seconds between two returns of glibc malloc's free pages to the system by the processor (0 = never); large buffers go to mmap and back at once.",
+    )
     processor_metrics_port: int = Field(
         default=9464,
         ge=0,

@@ -1,0 +1,56 @@
+"""The memory options reach the allocators they are meant for (cutover/memory.py), in a fresh process each:
+chDB's engine and its jemalloc are set up once per process, when the library loads."""
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+_PROBE = """
+import json, sys
+from cutover.store import open_client
+from cutover.memory import configure_process_allocators
+import pyarrow as pa
+client = open_client(sys.argv[1])
+stats = str(client.query("SELECT stats FROM system.jemalloc_stats").result_rows[0][0])
+caches = dict(client.query(
+    "SELECT name, value FROM system.server_settings WHERE name IN ('mark_cache_size', 'primary_index_cache_size')"
+).result_rows)
+configure_process_allocators(0.05)
+pa.array([str(i) for i in range(100_000)])
+print(json.dumps({
+    "decay": next(line.split()[1] for line in stats.splitlines() if "opt.dirty_decay_ms:" in line),
+    "caches": caches,
+    "arrow": pa.default_memory_pool().backend_name,
+}))
+"""
+
+
+def _probe(tmp_path, **env: str) -> dict[str, Any]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CUTOVER_", "JE_MALLOC_CONF"))}
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, f"chdb://{tmp_path / 'chdb'}"],
+        env={**environment, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return seen
+
+
+def test_defaults_reach_chdb_jemalloc_caches_and_arrow(tmp_path):
+    seen = _probe(tmp_path)
+    assert seen["decay"] == "0"  # chDB's built-in is 5000; MALLOC_CONF would not have reached it
+    assert seen["caches"] == {"mark_cache_size": str(64 * 2**20), "primary_index_cache_size": str(32 * 2**20)}
+    assert seen["arrow"] == "jemalloc"
+
+
+def test_settings_and_an_explicit_je_malloc_conf_are_applied(tmp_path):
+    seen = _probe(tmp_path, CUTOVER_CHDB_MALLOC_CONF="dirty_decay_ms:250", CUTOVER_CHDB_CACHE_MB="16")
+    assert seen["decay"] == "250"
+    assert seen["caches"]["mark_cache_size"] == str(8 * 2**20)
+    explicit = _probe(tmp_path, CUTOVER_CHDB_MALLOC_CONF="dirty_decay_ms:250", JE_MALLOC_CONF="dirty_decay_ms:777")
+    assert explicit["decay"] == "777"
