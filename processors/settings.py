@@ -178,6 +178,12 @@ class ProcessorSettings(BudgetSettings):
         le=10_000_000,
         description="Calls waiting for hallucination checks; when full, calls are sampled (rate recorded per row).",
     )
+    hallucination_queue_mb: int = Field(
+        default=32,
+        ge=1,
+        le=100_000,
+        description="MB of calls (their texts and ~1 KB each) waiting for hallucination checks; when full, calls are sampled as for the queue size.",
+    )
     hallucination_batch_size: int = Field(
         default=2_000, ge=1, le=100_000, description="Calls checked and written per hallucination-worker batch."
     )
