@@ -64,6 +64,13 @@ class CutoverSettings(BaseSettings):
         description="MB chDB's caches may hold in all (marks, primary indexes, skip-index marks, query conditions, "
         "compiled expressions); its server defaults (5 GB each) let them grow with the data.",
     )
+    chdb_idle_threads: int = Field(
+        default=16,
+        ge=0,
+        le=10_000,
+        description="Idle threads chDB's global thread pool keeps for later queries; its default (1,000) kept every "
+        "thread a burst made, each with a stack and an allocator cache.",
+    )
     # How every Kafka client authenticates (cutover/kafka_clients.py builds them all from these).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
