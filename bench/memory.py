@@ -187,7 +187,7 @@ def main() -> None:
         content = service._parts.content if service._parts is not None else None
         hallucination = content if isinstance(content, HallucinationWorker) else None
         others = {feeder.pid, broker.pid() or -1}
-        parts: list[str] = []  # where the memory is, at each tenth of the stream
+        parts: list[str] = []  # where the memory is, at each twentieth of the stream
         while service.stats.calls_written < args.spans:
             assert service.failure is None, service.failure
             pids = [os.getpid(), *children(others)]
@@ -195,14 +195,15 @@ def main() -> None:
             anon, file = rss_mb(pids)
             calls = service.stats.calls_written
             curve.append((time.monotonic() - started, calls, anon, file, backlog))
-            if calls >= len(parts) * args.spans / 10:
+            if calls >= len(parts) * args.spans / 20:
                 allocated, resident = jemalloc_mb(client)
                 heap = glibc_heap_mb()
                 parts.append(
                     f"{calls:>11,} {anon:5.0f} {file:5.0f} {resident:6.0f} {allocated:6.0f} {heap[0]:6.0f} {heap[1]:6.0f} "
                     f"{pa.default_memory_pool().bytes_allocated() / 2**20:5.0f} {sys.getallocatedblocks() / 1e6:6.2f} "
-                    f"{backlog:7,} {rss_mb([broker.pid() or -1])[0]:6.0f}"
+                    f"{backlog:7,} {rss_mb([broker.pid() or -1])[0]:6.0f} {time.monotonic() - started:6.0f}"
                 )
+                print(f"{parts[-1]}  (so far)", file=sys.stderr, flush=True)  # a long run shows its curve as it goes
             time.sleep(1.0)
         elapsed = time.monotonic() - started
         heap = glibc_heap_mb()
@@ -233,8 +234,8 @@ def main() -> None:
         f"(peak {pa.default_memory_pool().max_memory() / 2**20:.0f} MB)"
     )
     print(
-        "      calls  anon  file  chDB jemalloc     glibc malloc  Arrow Python  halluc. | broker\n"
-        "             (MB, the processor)  resident alloc. from OS in use  pool blocks(M) backlog | anon MB"
+        "      calls  anon  file  chDB jemalloc     glibc malloc  Arrow Python  halluc. | broker   time\n"
+        "             (MB, the processor)  resident alloc. from OS in use  pool blocks(M) backlog | anon MB    (s)"
     )
     print("\n".join(parts))
     print(f"at the end: chDB jemalloc {jemalloc}")
