@@ -110,6 +110,12 @@ class ProcessorSettings(BudgetSettings):
         le=10_000_000,
         description="Calls whose log content the processor holds at most; beyond it the oldest are dropped and counted.",
     )
+    logs_join_max_pending_mb: int = Field(
+        default=32,
+        ge=1,
+        le=100_000,
+        description="MB of log content (texts, ~1 KB more per call) the processor holds at most; beyond it the oldest calls are dropped and counted.",
+    )
     logs_join_interval_s: float = Field(
         default=2.0, gt=0, le=300, description="Seconds between two joins of received log content onto call rows."
     )
