@@ -9,8 +9,8 @@ Four allocators hold a processor's memory, and each keeps what it freed unless t
   insert and merge buffers resident next to ~50 MB allocated.
 - chDB's caches (marks, primary index, skip-index marks, query conditions, compiled
   expressions) default to 5 GB caps sized for a server; they fill with the data read, so over a
-  long retention they grow with the stream. `chdb_engine_options` caps them, and the idle
-  threads its global pool keeps (65 -> 160 threads over a 10M-span stream at the default);
+  long retention they grow with the stream. `chdb_engine_options` caps them, and the threads
+  its pools keep (65 -> 160 threads on a busy machine at the defaults);
   chDB takes server settings as `?name=value` in its connection string (read at engine start).
 - glibc malloc (Python's large objects, kafka-python's fetch buffers) raises its mmap threshold
   after each large free (up to 32 MB), so later large buffers come from its heaps, which then
@@ -41,14 +41,28 @@ _lock = threading.Lock()
 _trimmer: threading.Thread | None = None
 
 
-def chdb_engine_options(cache_mb: int, idle_threads: int) -> dict[str, int]:
+def chdb_engine_options(cache_mb: int, pool_threads: int) -> dict[str, int]:
     """chDB server settings: its caches capped at `cache_mb` in all (half for marks, a quarter for
-    primary indexes, the rest for skip-index marks, query conditions and compiled expressions), and
-    at most `idle_threads` idle threads kept in its global pool (default 1,000: every thread a
-    burst of queries made stayed, each with its stack and jemalloc thread cache)."""
+    primary indexes, the rest for skip-index marks, query conditions and compiled expressions),
+    and `pool_threads` threads at most in each of its pools that grow under load and keep their
+    threads: the global pool's idle threads (default 1,000), the file reader, mark loading,
+    prefetch, writer and I/O pools (50-100 each) and part loading/cleaning (32-128). On a busy
+    machine tasks queue up and a pool grows to its size: 67 -> 159 threads within 15 s, each
+    kept with its stack and jemalloc thread cache (~+30 MB)."""
     total = cache_mb * 2**20
+    pools = (
+        "max_thread_pool_free_size",
+        "threadpool_local_fs_reader_pool_size",
+        "load_marks_threadpool_pool_size",
+        "prefetch_threadpool_pool_size",
+        "threadpool_writer_pool_size",
+        "max_io_thread_pool_size",
+        "max_active_parts_loading_thread_pool_size",
+        "max_outdated_parts_loading_thread_pool_size",
+        "max_parts_cleaning_thread_pool_size",
+    )
     return {
-        "max_thread_pool_free_size": idle_threads,
+        **dict.fromkeys(pools, pool_threads),
         "mark_cache_size": total // 2,
         "primary_index_cache_size": total // 4,
         "index_mark_cache_size": total // 16,

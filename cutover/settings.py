@@ -64,12 +64,13 @@ class CutoverSettings(BaseSettings):
         description="MB chDB's caches may hold in all (marks, primary indexes, skip-index marks, query conditions, "
         "compiled expressions); its server defaults (5 GB each) let them grow with the data.",
     )
-    chdb_idle_threads: int = Field(
+    chdb_pool_threads: int = Field(
         default=16,
-        ge=0,
+        ge=1,
         le=10_000,
-        description="Idle threads chDB's global thread pool keeps for later queries; its default (1,000) kept every "
-        "thread a burst made, each with a stack and an allocator cache.",
+        description="Threads each of chDB's thread pools may hold (global pool's idle threads; file reader, mark "
+        "loading, prefetch, writer, I/O, part loading and cleaning pools); under load its defaults (32-1,000) "
+        "grew to 160 threads, each kept with its stack and allocator cache.",
     )
     # How every Kafka client authenticates (cutover/kafka_clients.py builds them all from these).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(

@@ -38,7 +38,7 @@ def open_client(dsn: str, settings: CutoverSettings | None = None) -> Client:
         configure_chdb_allocator(memory.chdb_malloc_conf)
         try:
             return clickhouse_connect.get_client(
-                dsn=f"chdb://{path}", chdb_options=chdb_engine_options(memory.chdb_cache_mb, memory.chdb_idle_threads)
+                dsn=f"chdb://{path}", chdb_options=chdb_engine_options(memory.chdb_cache_mb, memory.chdb_pool_threads)
             )
         except Exception as error:
             if "EmbeddedServer" not in str(error) or not _locked_by_another_process(path):

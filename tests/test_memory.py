@@ -15,7 +15,8 @@ import pyarrow as pa
 client = open_client(sys.argv[1])
 stats = str(client.query("SELECT stats FROM system.jemalloc_stats").result_rows[0][0])
 caches = dict(client.query(
-    "SELECT name, value FROM system.server_settings WHERE name IN ('mark_cache_size', 'primary_index_cache_size', 'max_thread_pool_free_size')"
+    "SELECT name, value FROM system.server_settings WHERE name IN ('mark_cache_size', 'primary_index_cache_size', 'max_thread_pool_free_size', "
+    "'threadpool_local_fs_reader_pool_size')"
 ).result_rows)
 configure_process_allocators(0.05)
 pa.array([str(i) for i in range(100_000)])
@@ -48,6 +49,7 @@ def test_defaults_reach_chdb_jemalloc_caches_and_arrow(tmp_path):
         "mark_cache_size": str(64 * 2**20),
         "primary_index_cache_size": str(32 * 2**20),
         "max_thread_pool_free_size": "16",
+        "threadpool_local_fs_reader_pool_size": "16",
     }
     assert seen["arrow"] == "jemalloc"
 
