@@ -209,6 +209,12 @@ def main() -> None:
         heap = glibc_heap_mb()
         jemalloc = jemalloc_summary(client)
         tracked = client.command("SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'")
+        caches = client.query(
+            "SELECT metric, value FROM system.metrics WHERE metric LIKE '%CacheBytes' AND value > 0 ORDER BY value DESC"
+        ).result_rows
+        parts_held = client.query(
+            "SELECT countIf(active), countIf(NOT active) FROM system.parts WHERE database = 'memory'"
+        ).result_rows[0]
         stats = service.stats.as_dict()
         checked = hallucination.stats.as_dict() if hallucination is not None else {}
         service.stop()
@@ -239,6 +245,11 @@ def main() -> None:
     )
     print("\n".join(parts))
     print(f"at the end: chDB jemalloc {jemalloc}")
+    print(
+        "at the end: chDB caches "
+        + (", ".join(f"{name.removesuffix('Bytes')} {int(value) / 2**20:.1f} MB" for name, value in caches) or "empty")
+        + f"; parts {parts_held[0]} active, {parts_held[1]} outdated (kept until removed)"
+    )
     print(
         f"at the end: glibc malloc {heap[0]:.0f} MB from the OS, {heap[1]:.0f} MB in use, {heap[2]:.0f} MB free but kept"
     )
