@@ -24,6 +24,13 @@ from processors.columns import STORED
 # against ~100 MB compact (ClickHouse's default threshold, 10 MB, made every full batch wide).
 # Merges beyond it write wide parts column by column (vertical merges), ~80 MB.
 WIDE_PART_BYTES = 64 * 2**20
+# Parts replaced by a merge stay loaded until this old (ClickHouse's default, 480 s, guards
+# against a power loss before the OS wrote the merged part: its writeback is ~30 s). Each costs
+# ~0.25 MB of chDB memory (132 outdated llm_calls parts held 34 MB), and the processor makes
+# ~2 parts a second (a batch, its hallucination verdicts, histograms) plus merges.
+OLD_PARTS_LIFETIME_S = 60
+# The tables written every batch.
+FREQUENTLY_WRITTEN = ("llm_calls", "hallucination_flags", "latency_histograms")
 
 
 def statements(database: str, retention_days: int) -> list[str]:
@@ -206,5 +213,7 @@ def migrate(client: Client, database: str = "cutover", retention_days: int = 90)
     if added:
         logging.getLogger(__name__).info("upgraded %s.llm_calls: added column(s) %s", database, ", ".join(added))
     apply_retention(client, database, retention_days)
-    # Tables made before the setting: a metadata change, no rewrite.
+    # Metadata changes (no rewrite), also for tables made before the settings.
     client.command(f"ALTER TABLE {database}.llm_calls MODIFY SETTING min_bytes_for_wide_part = {WIDE_PART_BYTES}")
+    for table in FREQUENTLY_WRITTEN:
+        client.command(f"ALTER TABLE {database}.{table} MODIFY SETTING old_parts_lifetime = {OLD_PARTS_LIFETIME_S}")

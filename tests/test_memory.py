@@ -7,6 +7,8 @@ import subprocess
 import sys
 from typing import Any
 
+from processors.schema import FREQUENTLY_WRITTEN, OLD_PARTS_LIFETIME_S, WIDE_PART_BYTES, migrate
+
 _PROBE = """
 import json, sys
 from cutover.store import open_client
@@ -60,3 +62,15 @@ def test_settings_and_an_explicit_je_malloc_conf_are_applied(tmp_path):
     assert seen["caches"]["mark_cache_size"] == str(8 * 2**20)
     explicit = _probe(tmp_path, CUTOVER_CHDB_MALLOC_CONF="dirty_decay_ms:250", JE_MALLOC_CONF="dirty_decay_ms:777")
     assert explicit["decay"] == "777"
+
+
+def test_migrated_tables_write_compact_parts_and_drop_replaced_parts_within_a_minute(ch_client, ch_database):
+    migrate(ch_client, ch_database)
+    engines = dict(
+        ch_client.query(
+            "SELECT name, engine_full FROM system.tables WHERE database = %(db)s", parameters={"db": ch_database}
+        ).result_rows
+    )
+    assert f"min_bytes_for_wide_part = {WIDE_PART_BYTES}" in engines["llm_calls"]
+    for table in FREQUENTLY_WRITTEN:
+        assert f"old_parts_lifetime = {OLD_PARTS_LIFETIME_S}" in engines[table], table
