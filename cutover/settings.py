@@ -58,7 +58,7 @@ class CutoverSettings(BaseSettings):
         "`JE_MALLOC_CONF` wins; `MALLOC_CONF` does not reach it). Its built-in 5 s decay kept freed buffers resident.",
     )
     chdb_cache_mb: int = Field(
-        default=128,
+        default=32,
         ge=0,
         le=1_048_576,
         description="MB chDB's caches may hold in all (marks, primary indexes, skip-index marks, query conditions, "

@@ -48,8 +48,8 @@ def test_defaults_reach_chdb_jemalloc_caches_and_arrow(tmp_path):
     seen = _probe(tmp_path)
     assert seen["decay"] == "0"  # chDB's built-in is 5000; MALLOC_CONF would not have reached it
     assert seen["caches"] == {
-        "mark_cache_size": str(64 * 2**20),
-        "primary_index_cache_size": str(32 * 2**20),
+        "mark_cache_size": str(16 * 2**20),
+        "primary_index_cache_size": str(8 * 2**20),
         "max_thread_pool_free_size": "16",
         "threadpool_local_fs_reader_pool_size": "16",
     }
