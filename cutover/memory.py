@@ -76,9 +76,14 @@ def configure_chdb_allocator(malloc_conf: str) -> None:
     """Hand chDB's jemalloc its options; a no-op once chDB is loaded (it read them then).
 
     An explicit `JE_MALLOC_CONF` in the environment wins."""
-    if "chdb" in sys.modules or not malloc_conf:
+    if not malloc_conf or JEMALLOC_ENV in os.environ:
         return
-    os.environ.setdefault(JEMALLOC_ENV, malloc_conf)
+    if "chdb" in sys.modules:
+        log.warning(
+            "chDB was loaded before its allocator options could be set; %s=%s not applied", JEMALLOC_ENV, malloc_conf
+        )
+        return
+    os.environ[JEMALLOC_ENV] = malloc_conf
 
 
 def configure_process_allocators(trim_interval_s: float) -> None:
