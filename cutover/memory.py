@@ -10,7 +10,7 @@ Four allocators hold a processor's memory, and each keeps what it freed unless t
 - chDB's caches (marks, primary index, skip-index marks, query conditions, compiled
   expressions) default to 5 GB caps sized for a server; they fill with the data read, so over a
   long retention they grow with the stream. `chdb_engine_options` caps them, and the threads
-  its pools keep (65 -> 160 threads on a busy machine at the defaults);
+  its pools may keep;
   chDB takes server settings as `?name=value` in its connection string (read at engine start).
 - glibc malloc (Python's large objects, kafka-python's fetch buffers) raises its mmap threshold
   after each large free (up to 32 MB), so later large buffers come from its heaps, which then
@@ -46,9 +46,9 @@ def chdb_engine_options(cache_mb: int, pool_threads: int) -> dict[str, int]:
     primary indexes, the rest for skip-index marks, query conditions and compiled expressions),
     and `pool_threads` threads at most in each of its pools that grow under load and keep their
     threads: the global pool's idle threads (default 1,000), the file reader, mark loading,
-    prefetch, writer and I/O pools (50-100 each) and part loading/cleaning (32-128). On a busy
-    machine tasks queue up and a pool grows to its size: 67 -> 159 threads within 15 s, each
-    kept with its stack and jemalloc thread cache (~+30 MB)."""
+    prefetch, writer and I/O pools (50-100 each) and part loading/cleaning (32-128): a pool whose
+    tasks queue up grows to its size and keeps the threads. (A burst of ~100 threads created at
+    once, 36 -> 161, still happens with these caps in bench/memory.py: its pool is not found yet.)"""
     total = cache_mb * 2**20
     pools = (
         "max_thread_pool_free_size",

@@ -69,8 +69,8 @@ class CutoverSettings(BaseSettings):
         ge=1,
         le=10_000,
         description="Threads each of chDB's thread pools may hold (global pool's idle threads; file reader, mark "
-        "loading, prefetch, writer, I/O, part loading and cleaning pools); under load its defaults (32-1,000) "
-        "grew to 160 threads, each kept with its stack and allocator cache.",
+        "loading, prefetch, writer, I/O, part loading and cleaning pools); its defaults (32-1,000 each) let a "
+        "busy pool keep up to that many threads, each with its stack and allocator cache.",
     )
     # How every Kafka client authenticates (cutover/kafka_clients.py builds them all from these).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
