@@ -9,7 +9,8 @@ minutes), a `--content` fraction of them with content captured (prompt, ~1 KB an
 reference answer: each goes through the hallucination worker's bounded queue).
 
 Prints the RSS curve, anonymous and file-backed apart (this process and any decode workers:
-the processor's whole footprint)
+the processor's whole footprint; the Kafka broker's JVM, a child of this process too, is
+shown apart and not counted)
 at warm-up (first 10% of the stream), middle and end, its max after warm-up, and the largest
 hallucination backlog seen, next to the queue's bound. Target: flat under 300 MB.
 """
@@ -140,13 +141,20 @@ def jemalloc_summary(client: Client) -> str:
     return next((line.strip() for line in stats.splitlines() if line.startswith("Allocated:")), "no totals line")
 
 
-def children() -> list[int]:
-    """This process's child processes other than the feeder (decode workers, their forkserver)."""
+def children(others: set[int]) -> list[int]:
+    """This process's child processes but `others` (the feeder, the Kafka broker): decode workers, their forkserver."""
     try:
         with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as listing:
-            return [int(pid) for pid in listing.read().split()]
+            return [int(pid) for pid in listing.read().split() if int(pid) not in others]
     except OSError:
         return []
+
+
+def jemalloc_mb(client: Client) -> tuple[float, float]:
+    """(allocated, resident) MB of chDB's jemalloc."""
+    line = jemalloc_summary(client)
+    numbers = dict(part.strip().split(": ")[:2] for part in line.split(",") if ": " in part)
+    return int(numbers["Allocated"].split()[0]) / 2**20, int(numbers["resident"].split()[0]) / 2**20
 
 
 def main() -> None:
@@ -178,17 +186,35 @@ def main() -> None:
         curve: list[tuple[float, int, float, float, int]] = []  # (s, calls, anon MB, file MB, backlog)
         content = service._parts.content if service._parts is not None else None
         hallucination = content if isinstance(content, HallucinationWorker) else None
+        others = {feeder.pid, broker.pid() or -1}
+        parts: list[str] = []  # where the memory is, at each twentieth of the stream
         while service.stats.calls_written < args.spans:
             assert service.failure is None, service.failure
-            pids = [os.getpid(), *(pid for pid in children() if pid != feeder.pid)]
+            pids = [os.getpid(), *children(others)]
             backlog = hallucination.backlog if hallucination is not None else 0
             anon, file = rss_mb(pids)
-            curve.append((time.monotonic() - started, service.stats.calls_written, anon, file, backlog))
+            calls = service.stats.calls_written
+            curve.append((time.monotonic() - started, calls, anon, file, backlog))
+            if calls >= len(parts) * args.spans / 20:
+                allocated, resident = jemalloc_mb(client)
+                heap = glibc_heap_mb()
+                parts.append(
+                    f"{calls:>11,} {anon:5.0f} {file:5.0f} {resident:6.0f} {allocated:6.0f} {heap[0]:6.0f} {heap[1]:6.0f} "
+                    f"{pa.default_memory_pool().bytes_allocated() / 2**20:5.0f} {sys.getallocatedblocks() / 1e6:6.2f} "
+                    f"{backlog:7,} {rss_mb([broker.pid() or -1])[0]:6.0f} {time.monotonic() - started:6.0f}"
+                )
+                print(f"{parts[-1]}  (so far)", file=sys.stderr, flush=True)  # a long run shows its curve as it goes
             time.sleep(1.0)
         elapsed = time.monotonic() - started
         heap = glibc_heap_mb()
         jemalloc = jemalloc_summary(client)
         tracked = client.command("SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'")
+        caches = client.query(
+            "SELECT metric, value FROM system.metrics WHERE metric LIKE '%CacheBytes' AND value > 0 ORDER BY value DESC"
+        ).result_rows
+        parts_held = client.query(
+            "SELECT countIf(active), countIf(NOT active) FROM system.parts WHERE database = 'memory'"
+        ).result_rows[0]
         stats = service.stats.as_dict()
         checked = hallucination.stats.as_dict() if hallucination is not None else {}
         service.stop()
@@ -213,7 +239,17 @@ def main() -> None:
         f"Arrow pool {pa.default_memory_pool().bytes_allocated() / 2**20:.0f} MB "
         f"(peak {pa.default_memory_pool().max_memory() / 2**20:.0f} MB)"
     )
+    print(
+        "      calls  anon  file  chDB jemalloc     glibc malloc  Arrow Python  halluc. | broker   time\n"
+        "             (MB, the processor)  resident alloc. from OS in use  pool blocks(M) backlog | anon MB    (s)"
+    )
+    print("\n".join(parts))
     print(f"at the end: chDB jemalloc {jemalloc}")
+    print(
+        "at the end: chDB caches "
+        + (", ".join(f"{name.removesuffix('Bytes')} {int(value) / 2**20:.1f} MB" for name, value in caches) or "empty")
+        + f"; parts {parts_held[0]} active, {parts_held[1]} outdated (kept until removed)"
+    )
     print(
         f"at the end: glibc malloc {heap[0]:.0f} MB from the OS, {heap[1]:.0f} MB in use, {heap[2]:.0f} MB free but kept"
     )

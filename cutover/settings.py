@@ -50,6 +50,28 @@ class CutoverSettings(BaseSettings):
         "(ClickHouse server). Default: chdb:// + `$CUTOVER_HOME/chdb`.",
     )
     clickhouse_database: str = Field(default="cutover", description="ClickHouse database of all cutover tables.")
+    # Native memory of a long-running process (cutover/memory.py; figures in bench/memory.py).
+    chdb_malloc_conf: str = Field(
+        default="dirty_decay_ms:0",
+        pattern=r"^[A-Za-z0-9_.:,]*$",
+        description="Options of chDB's own jemalloc, handed over as `JE_MALLOC_CONF` before chDB loads (an explicit "
+        "`JE_MALLOC_CONF` wins; `MALLOC_CONF` does not reach it). Its built-in 5 s decay kept freed buffers resident.",
+    )
+    chdb_cache_mb: int = Field(
+        default=32,
+        ge=0,
+        le=1_048_576,
+        description="MB chDB's caches may hold in all (marks, primary indexes, skip-index marks, query conditions, "
+        "compiled expressions); its server defaults (5 GB each) let them grow with the data.",
+    )
+    chdb_pool_threads: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="Threads each of chDB's thread pools may hold (global pool's idle threads; file reader, mark "
+        "loading, prefetch, writer, I/O, part loading and cleaning pools); its defaults (32-1,000 each) let a "
+        "busy pool keep up to that many threads, each with its stack and allocator cache.",
+    )
     # How every Kafka client authenticates (cutover/kafka_clients.py builds them all from these).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."

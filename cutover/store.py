@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from cutover.memory import chdb_engine_options, configure_chdb_allocator
 from cutover.settings import CutoverSettings
 
 _clients: dict[str, Client] = {}
@@ -25,13 +26,20 @@ class StoreBusy(RuntimeError):
     """Another process holds this chDB data path; retrying cannot help while it runs."""
 
 
-def open_client(dsn: str) -> Client:
-    """A new clickhouse-connect client for a `chdb://PATH` or `http(s)://host:port` DSN."""
+def open_client(dsn: str, settings: CutoverSettings | None = None) -> Client:
+    """A new clickhouse-connect client for a `chdb://PATH` or `http(s)://host:port` DSN.
+
+    On chdb:// the engine's memory options come from `settings` (default: the environment's);
+    they take effect in the first engine of the process (cutover/memory.py)."""
     if dsn.startswith("chdb://"):
         path = Path(dsn.removeprefix("chdb://")).expanduser().resolve()
         path.mkdir(parents=True, exist_ok=True)
+        memory = settings or CutoverSettings()
+        configure_chdb_allocator(memory.chdb_malloc_conf)
         try:
-            return clickhouse_connect.get_client(dsn=f"chdb://{path}")
+            return clickhouse_connect.get_client(
+                dsn=f"chdb://{path}", chdb_options=chdb_engine_options(memory.chdb_cache_mb, memory.chdb_pool_threads)
+            )
         except Exception as error:
             if "EmbeddedServer" not in str(error) or not _locked_by_another_process(path):
                 raise
@@ -71,7 +79,7 @@ def client_for(settings: CutoverSettings) -> Client:
     with _lock:
         client = _clients.get(dsn)
         if client is None:
-            client = _clients[dsn] = open_client(dsn)
+            client = _clients[dsn] = open_client(dsn, settings)
         return client
 
 

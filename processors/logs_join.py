@@ -21,7 +21,7 @@ record that arrives after its row (the usual order: the SDK exports logs and spa
 batches) re-writes it. Content whose row is not there yet waits, and records of a call that
 arrive later within the window merge in and re-write the row again. Memory is bounded: a
 call's content is kept `logs_join_window_s` after its first record (`logs_join_max_pending`
-calls at most, the oldest dropped first); content that never met its row is counted as
+calls and `logs_join_max_pending_mb` of text at most, the oldest dropped first); content that never met its row is counted as
 unmatched and dropped. Offsets are committed only up to the oldest record still waiting, so a
 restart re-reads what was not yet joined (re-joining is idempotent). Joined rows go to the
 hallucination checks like rows that carried their content on the span.
@@ -64,6 +64,8 @@ _INPUT_ATTRIBUTES = ("gen_ai.system_instructions", "gen_ai.input.messages")
 _OUTPUT_ATTRIBUTES = ("gen_ai.output.messages",)
 # How often the partitions of the logs topic are looked up again (a topic may grow).
 ASSIGN_INTERVAL_S = 30.0
+# A pending call's key, times, lists and offsets: ~0.9 KB by tracemalloc, rounded up; its texts come on top.
+_ENTRY_OVERHEAD_BYTES = 1_000
 # How far a call's start may lie before its first content record (a long stream) or after it (clock skew).
 _START_SLACK = timedelta(hours=1)
 
@@ -94,6 +96,7 @@ class _Content:
     dirty: bool = True  # received since it was last joined
     joined: bool = False
     offsets: dict[TopicPartition, int] = field(default_factory=dict)  # oldest unjoined record per partition
+    size: int = _ENTRY_OVERHEAD_BYTES  # what it holds, roughly: its texts and a fixed overhead
 
 
 def any_value(value: AnyValue) -> Json:
@@ -173,6 +176,7 @@ class LogsJoiner:
         self._classify = classify
         self._on_joined = on_joined
         self._pending: OrderedDict[tuple[str, str], _Content] = OrderedDict()
+        self._pending_bytes = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: KafkaConsumer | None = None
@@ -275,16 +279,32 @@ class LogsJoiner:
         if entry is None:
             nanos = record.time_unix_nano or record.observed_time_unix_nano or time.time_ns()
             entry = self._pending[key] = _Content(now, datetime.fromtimestamp(nanos / 1e9, UTC))
-            while len(self._pending) > self.settings.logs_join_max_pending:
-                _, evicted = self._pending.popitem(last=False)
-                if not evicted.joined:
-                    self.stats.unmatched += 1
+            self._pending_bytes += entry.size
         inputs, outputs, finish = content
+        added = sum(map(len, inputs)) + sum(map(len, outputs))
+        entry.size += added
+        self._pending_bytes += added
         entry.inputs.extend(inputs)
         entry.outputs.extend(outputs)
         entry.finish_reason = entry.finish_reason or finish
         entry.dirty = True
         entry.offsets.setdefault(tp, offset)
+        most_bytes = self.settings.logs_join_max_pending_mb * 2**20
+        while len(self._pending) > self.settings.logs_join_max_pending or (
+            self._pending_bytes > most_bytes and len(self._pending) > 1
+        ):
+            _, evicted = self._pending.popitem(last=False)
+            self._drop(evicted)
+
+    def _drop(self, entry: _Content) -> None:
+        self._pending_bytes -= entry.size
+        if not entry.joined:
+            self.stats.unmatched += 1
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes (texts and a fixed overhead per call) of the content held."""
+        return self._pending_bytes
 
     def join(self) -> int:
         """Re-write the rows of calls with new content; returns rows re-written."""
@@ -324,8 +344,7 @@ class LogsJoiner:
             if entry.first_seen >= oldest_kept:
                 break
             del self._pending[key]
-            if not entry.joined:
-                self.stats.unmatched += 1
+            self._drop(entry)
 
     def _stored_rows(self, wanted: Mapping[tuple[str, str], _Content]) -> list[dict[str, Any]]:
         times = [entry.event_time for entry in wanted.values()]

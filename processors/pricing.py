@@ -26,6 +26,9 @@ from processors.price_fallback import FallbackPrices, PerCall, Rates, TieredRate
 
 DEFAULT_PRICES_FILE = Path(__file__).with_name("prices.yaml")
 _PER_TOKEN = Decimal(1_000_000)
+# Model strings come from senders: a fleet of fine-tune ids (or a bug putting request ids in the
+# model) must not grow the per-model caches without end; past this many entries they start over.
+CACHED_RATES_MAX = 10_000
 _EPOCH_DAY = date(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
 BOOK_SOURCE = "book"
@@ -104,6 +107,8 @@ class PriceBook(BaseModel):
         try:
             return self._families_of[model]
         except KeyError:
+            if len(self._families_of) > CACHED_RATES_MAX:
+                self._families_of.clear()
             family = self._families_of[model] = self._resolve_family(model)
             return family
 
@@ -157,6 +162,8 @@ class PriceBook(BaseModel):
         A call without input or output token counts (None) is unpriced: we cannot know its cost.
         """
         cache = self._call_rates
+        if len(cache) > CACHED_RATES_MAX:
+            cache.clear()
         version = self.version
         batch = PricedBatch([], [], [])
         add_cost = batch.costs.append

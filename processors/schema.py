@@ -29,6 +29,19 @@ PAIRS = "shadow_pair_calls"
 BACKFILL_PENDING = "backfill from llm_calls pending"
 PAIRS_COMMENT = "calls of shadow pairs, copied from llm_calls by shadow_pair_calls_mv"
 
+# A batch below this (uncompressed) is written as a compact part (one file): a wide part keeps
+# write buffers for each of ~60 columns at once, ~230 MB of chDB memory for a 50k-call batch
+# against ~100 MB compact (ClickHouse's default threshold, 10 MB, made every full batch wide).
+# Merges beyond it write wide parts column by column (vertical merges), ~80 MB.
+WIDE_PART_BYTES = 64 * 2**20
+# Parts replaced by a merge stay loaded until this old (ClickHouse's default, 480 s, guards
+# against a power loss before the OS wrote the merged part: its writeback is ~30 s). Each costs
+# ~0.25 MB of chDB memory (132 outdated llm_calls parts held 34 MB), and the processor makes
+# ~2 parts a second (a batch, its hallucination verdicts, histograms) plus merges.
+OLD_PARTS_LIFETIME_S = 60
+# The tables written every batch.
+FREQUENTLY_WRITTEN = ("llm_calls", "hallucination_flags", "latency_histograms")
+
 
 def statements(database: str, retention_days: int) -> list[str]:
     db = database
@@ -50,7 +63,7 @@ def statements(database: str, retention_days: int) -> list[str]:
         PARTITION BY toDate(start_time)
         ORDER BY (model, start_time, span_id)
         {ttl}
-        SETTINGS non_replicated_deduplication_window = 1000
+        SETTINGS non_replicated_deduplication_window = 1000, min_bytes_for_wide_part = {WIDE_PART_BYTES}
         """,
         # Shadow rows are spread through every granule of llm_calls (ordered by model, then time), so a pair
         # query there reads all calls of its range; this table holds only them, ordered by time. A materialized
@@ -309,3 +322,7 @@ def migrate(client: Client, database: str = "cutover", retention_days: int = 90)
     if not had_slots:
         backfill_slots(client, database)
     apply_retention(client, database, retention_days)
+    # Metadata changes (no rewrite), also for tables made before the settings.
+    client.command(f"ALTER TABLE {database}.llm_calls MODIFY SETTING min_bytes_for_wide_part = {WIDE_PART_BYTES}")
+    for table in FREQUENTLY_WRITTEN:
+        client.command(f"ALTER TABLE {database}.{table} MODIFY SETTING old_parts_lifetime = {OLD_PARTS_LIFETIME_S}")

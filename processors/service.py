@@ -51,6 +51,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from cutover import kafka_clients, metrics_http
 from cutover.kafka_clients import KafkaConnection
+from cutover.memory import configure_process_allocators
 from cutover.store import StoreBusy, client_for, sibling
 from processors import metrics
 from processors.alerts import AlertEvaluator
@@ -330,6 +331,7 @@ class ProcessorService:
 
         Raises `Interrupted` if a stop is requested while it is still retrying.
         """
+        configure_process_allocators(self.settings.malloc_trim_interval_s)
         self._enter(State.CONNECTING)
         try:
             parts = self._given_parts or self._connect()

@@ -81,6 +81,12 @@ class ProcessorSettings(BudgetSettings):
         le=3600,
         description="Rejoin the consumer group when this instance has owned no partitions for this long while partitions of the topic lag with no live consumer.",
     )
+    malloc_trim_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="Seconds between two returns of glibc malloc's free pages to the system by the processor (0 = never); large buffers go to mmap and back at once.",
+    )
     processor_metrics_port: int = Field(
         default=9464,
         ge=0,
@@ -103,6 +109,12 @@ class ProcessorSettings(BudgetSettings):
         ge=100,
         le=10_000_000,
         description="Calls whose log content the processor holds at most; beyond it the oldest are dropped and counted.",
+    )
+    logs_join_max_pending_mb: int = Field(
+        default=32,
+        ge=1,
+        le=100_000,
+        description="MB of log content (texts, ~1 KB more per call) the processor holds at most; beyond it the oldest calls are dropped and counted.",
     )
     logs_join_interval_s: float = Field(
         default=2.0, gt=0, le=300, description="Seconds between two joins of received log content onto call rows."
@@ -171,6 +183,12 @@ class ProcessorSettings(BudgetSettings):
         ge=100,
         le=10_000_000,
         description="Calls waiting for hallucination checks; when full, calls are sampled (rate recorded per row).",
+    )
+    hallucination_queue_mb: int = Field(
+        default=32,
+        ge=1,
+        le=100_000,
+        description="MB of calls (their texts and ~1 KB each) waiting for hallucination checks; when full, calls are sampled as for the queue size.",
     )
     hallucination_batch_size: int = Field(
         default=2_000, ge=1, le=100_000, description="Calls checked and written per hallucination-worker batch."

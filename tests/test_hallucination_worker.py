@@ -272,6 +272,45 @@ def test_submit_never_blocks_and_samples_when_the_queue_is_full(ch_client, ch_da
     assert unchecked == stats.sampled_out
 
 
+def test_the_queue_is_bounded_in_bytes_and_keeps_only_what_the_checks_read(ch_client, ch_database):
+    migrate(ch_client, ch_database)
+    answer = "Refunds take 30 days. " * 10_000  # 220 KB: captured content has no size limit
+    rows = [call_row(f"b{i:03d}", "gpt-5.5", answer, i) for i in range(40)]
+    write_calls(ch_client, ch_database, rows)
+    release = threading.Event()
+    seen: list[dict] = []
+
+    class _Holding(_SlowCheck):
+        def run(self, call) -> Flag:
+            seen.append(call)
+            return super().run(call)
+
+    worker = HallucinationWorker(
+        ch_client,
+        ch_database,
+        settings(hallucination_queue_mb=1, hallucination_batch_size=100),
+        checks=[_Holding(release)],
+    )
+    worker.start()
+    try:
+        worker.submit(rows)  # 40 x 220 KB = 8.8 MB offered, 1 MB of room: a sample of 4
+        assert worker.backlog_bytes <= 2**20
+        release.set()
+        assert worker.wait_idle(60)
+    finally:
+        worker.stop()
+    assert worker.stats.queued == 4 and worker.stats.sampled_out == 36
+    assert worker.backlog_bytes == 0
+    assert {key for key in seen[0] if not key.startswith("partner_")} <= {
+        "span_id", "trace_id", "start_time", "model", "task", "input_text", "output_text",
+        "context_text", "reference_answer", "shadow_pair_id",
+    }  # fmt: skip
+    rates = ch_client.query(
+        f"SELECT DISTINCT hallucination_sample_rate FROM {ch_database}.llm_calls FINAL WHERE hallucination_checked = 1"
+    ).result_rows
+    assert len(rates) == 1 and abs(rates[0][0] - 4 / 40) < 1e-6
+
+
 def test_a_failing_write_is_retried_not_lost(ch_client, ch_database):
     row = call_row("late", "gpt-5.5", "Refunds are available within 90 days.")
     migrate(ch_client, ch_database)

@@ -8,15 +8,20 @@ import time
 import uuid
 
 from google.protobuf import json_format
+from kafka.structs import TopicPartition
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from processors.logs_join import content_of
+from processors.logs_join import LogsJoiner, content_of
+from processors.refusal import refusal
 from processors.service import ProcessorService
+from processors.settings import ProcessorSettings
 from tests.processor_workload import Call, messages, produce
 from tests.test_collectors_receiver import post, start_collect, stop
 from tests.test_processor_service import settings_for
+
+TP = TopicPartition("otlp_logs", 0)
 
 
 def value(python: object) -> AnyValue:
@@ -89,6 +94,21 @@ def test_event_shapes_of_the_instrumentations_are_read():
         "length",
     )
     assert content_of(event(call, "http.request", {"content": "not GenAI"})) is None
+
+
+def test_pending_content_is_bounded_in_bytes_oldest_dropped_first():
+    settings = ProcessorSettings(logs_join_max_pending_mb=1, logs_join_max_pending=100_000)
+    joiner = LogsJoiner(None, "unused", settings, refusal)  # take() never queries: no client
+    answer = "Paris is the capital of France. " * 3_200  # ~100 KB: captured content has no size limit
+    start = 1_700_000_000 * 10**9
+    for n in range(1, 41):
+        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+        joiner.take(logs_request([event(a_call(n, start), "gen_ai.choice", choice)]).SerializeToString(), TP, n)
+    assert joiner.stats.records == 40
+    assert joiner.pending_bytes <= 2**20
+    kept = len(joiner._pending)
+    assert 8 <= kept <= 10 and joiner.stats.unmatched == 40 - kept
+    assert [key[1] for key in joiner._pending] == [(bytes([n]) * 8).hex() for n in range(41 - kept, 41)]
 
 
 def test_content_log_records_are_joined_onto_their_calls_early_or_late(

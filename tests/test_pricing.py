@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from processors.pricing import PriceBook
+from processors.pricing import CACHED_RATES_MAX, PriceBook
 from processors.schema import migrate
 
 BOOK = PriceBook.load()
@@ -68,6 +68,17 @@ def test_unknown_model_and_days_before_a_price_are_unpriced_not_zero():
     assert book_only.cost("gpt-5.5", date(2026, 4, 22), 1000, 0, 1000, 0) == (None, BOOK.version)
     assert book_only.cost("gpt-5.5", date(2026, 4, 23), 1000, 0, 1000, 0)[0] == Decimal("0.035")
     assert book_only.cost("claude-sonnet-4-5", DAY, 1000, 0, 1000, 0) == (None, BOOK.version)
+
+
+def test_per_model_caches_stay_bounded_under_endless_model_names():
+    book = PriceBook.load(fallback=False)
+    start_us = int(datetime(2026, 5, 1, tzinfo=UTC).timestamp() * 1_000_000)
+    for batch in range(25):  # 25,000 distinct model strings, as a fleet of fine-tune ids would send
+        models = [f"ft:gpt-5.5:acme:{batch}-{n}" for n in range(1_000)] + ["gpt-5.5"]
+        priced = book.costs(models, [start_us] * 1_001, [1000] * 1_001, [0] * 1_001, [1000] * 1_001, [0] * 1_001)
+        assert priced.costs[-1] == Decimal("0.035")
+        assert len(book._call_rates) <= CACHED_RATES_MAX + 1_001
+        assert len(book._families_of) <= CACHED_RATES_MAX + 1_001
 
 
 def test_a_price_change_applies_from_its_date_on(tmp_path: Path):

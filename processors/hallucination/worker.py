@@ -1,9 +1,10 @@
 """Runs the hallucination checks off the hot path and writes their verdicts.
 
 The processor hands over each written batch's content-carrying rows with `submit`, which
-never blocks: rows go into a bounded queue, and when the queue cannot take them all a
-uniform random sample goes in and each sampled row carries the sample rate it was drawn
-at (`hallucination_sample_rate`, so rates can be re-weighted). Latency, refusal and cost
+never blocks: rows go into a queue bounded in calls and in bytes of text (captured content
+has no size limit), and when the queue cannot take them all a uniform random sample goes in
+and each sampled row carries the sample rate it was drawn at (`hallucination_sample_rate`,
+so rates can be re-weighted). A queued row keeps only the columns the checks read. Latency, refusal and cost
 columns were written before `submit`, so checks never delay them.
 
 Per batch the worker writes one `hallucination_flags` row per check run (flagged or not),
@@ -56,6 +57,27 @@ _PARTNER_COLUMNS = (
     "hallucination_checked, hallucination_sample_rate"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# What the checks, the judge and the verdict writes read of a call: a queued row keeps only these
+# (a full llm_calls row dict held ~3x the memory, most of it columns nothing here reads).
+QUEUED_COLUMNS = (
+    "span_id",
+    "trace_id",
+    "start_time",
+    "model",
+    "task",
+    "input_text",
+    "output_text",
+    "context_text",
+    "reference_answer",
+    "shadow_pair_id",
+)
+_TEXT_COLUMNS = ("input_text", "output_text", "context_text", "reference_answer")
+_ROW_OVERHEAD_BYTES = 1_000  # a queued row's dict, ids and time: ~0.5 KB by tracemalloc, rounded up
+
+
+def queued_bytes(row: Mapping[str, Any]) -> int:
+    """What a queued row holds, roughly: its texts (the bulk, unbounded) and a fixed overhead."""
+    return _ROW_OVERHEAD_BYTES + sum(len(row.get(column) or "") for column in _TEXT_COLUMNS)
 
 
 @dataclass
@@ -116,6 +138,9 @@ class HallucinationWorker:
         self.judge = judge  # the `llm_judge` check: its own threads, fed each written batch
         self._pair_check = next((c for c in self.checks if isinstance(c, ShadowDisagreement)), None)
         self._queue: queue.Queue[tuple[Mapping[str, Any], float]] = queue.Queue(settings.hallucination_queue_size)
+        self._max_bytes = settings.hallucination_queue_mb * 2**20
+        self._bytes = 0  # of the rows queued or in the batch being checked
+        self._bytes_lock = threading.Lock()
         self._batch_size = settings.hallucination_batch_size
         self._stopping = threading.Event()
         self._give_up = threading.Event()
@@ -147,6 +172,11 @@ class HallucinationWorker:
         """Calls queued and not yet taken into a batch."""
         return self._queue.qsize()
 
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes (texts and a fixed overhead per call) of the calls queued or being checked."""
+        return self._bytes
+
     def idle(self) -> bool:
         """Nothing queued or in progress (for tests and orderly shutdowns)."""
         return self._queue.unfinished_tasks == 0
@@ -161,24 +191,36 @@ class HallucinationWorker:
 
     def submit(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Queue rows for checking without ever blocking; samples uniformly when the queue is short of room."""
-        eligible = [row for row in rows if checkable(row)]
+        eligible = [
+            {column: row[column] for column in QUEUED_COLUMNS if column in row} for row in rows if checkable(row)
+        ]
         if not eligible:
             return
         self.stats.offered += len(eligible)
-        room = self._queue.maxsize - self._queue.qsize()
-        if room >= len(eligible):
-            chosen, rate = eligible, 1.0
-        else:
-            chosen = self._random.sample(eligible, max(0, room))
-            rate = len(chosen) / len(eligible)
-        self.sample_rate = rate
-        queued = 0
-        for row in chosen:
-            try:
-                self._queue.put_nowait((row, rate))
+        sizes = [queued_bytes(row) for row in eligible]
+        with self._bytes_lock:
+            room_bytes = self._max_bytes - self._bytes
+            room = self._queue.maxsize - self._queue.qsize()
+            if room >= len(eligible) and sum(sizes) <= room_bytes:
+                chosen, rate = list(zip(eligible, sizes, strict=True)), 1.0
+            else:
+                # In random order until the queue is full (in calls or bytes): a uniform sample.
+                chosen = []
+                for i in self._random.sample(range(len(eligible)), len(eligible)):
+                    if len(chosen) >= room or sizes[i] > room_bytes:
+                        break
+                    room_bytes -= sizes[i]
+                    chosen.append((eligible[i], sizes[i]))
+                rate = len(chosen) / len(eligible)
+            self.sample_rate = rate
+            queued = 0
+            for row, size in chosen:
+                try:
+                    self._queue.put_nowait((row, rate))
+                except queue.Full:
+                    break
+                self._bytes += size
                 queued += 1
-            except queue.Full:
-                break
         self.stats.queued += queued
         self.stats.sampled_out += len(eligible) - queued
         if queued < len(eligible) and not self._sampling:
@@ -205,6 +247,8 @@ class HallucinationWorker:
                 log.exception("hallucination batch of %d calls abandoned: %s", len(batch), error)
                 self.stats.abandoned += len(batch)
             finally:
+                with self._bytes_lock:
+                    self._bytes -= sum(queued_bytes(row) for row, _ in batch)
                 for _ in batch:
                     self._queue.task_done()
 
