@@ -93,7 +93,7 @@ def recompute_groups(client: Client, database: str, groups: Iterable[Group]) -> 
         return 0
     slots = sorted({group.slot for group in wanted})
     minutes = sorted({group.minute for group in wanted})
-    kinds = sorted({tuple(group)[1:] for group in wanted})
+    kinds = sorted({(group.model, group.operation, group.service, group.task) for group in wanted})
     models = sorted({kind[0] for kind in kinds})
     _rebuild_slots(
         client,
