@@ -43,7 +43,7 @@ def main() -> None:
     for k in range(args.batches):
         calls = make_calls(args.calls, seed=k, start_ns=minute_ns + k * 1_000_000_000, spread_s=1.0)
         rows = [row for _, value in messages(calls, per_message=50) for row in decode(value).rows]
-        batches.append(enricher.columns(rows))
+        batches.append(enricher.table(rows))
     with tempfile.TemporaryDirectory(prefix="cutover-recompute-") as folder:
         client = open_client(f"chdb://{Path(folder) / 'chdb'}")
         migrate(client, "bench", 0)
