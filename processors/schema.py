@@ -43,6 +43,12 @@ OLD_PARTS_LIFETIME_S = 60
 FREQUENTLY_WRITTEN = ("llm_calls", "hallucination_flags", "latency_histograms")
 
 
+# The columns of both histogram tables after their time key (a minute, or a slot of it).
+_HISTOGRAM_COLUMNS = """metric LowCardinality(String), model LowCardinality(String), operation LowCardinality(String),
+            service LowCardinality(String), task LowCardinality(String), scale Int8, count UInt64, sum Float64,
+            min Float64, max Float64, zero_count UInt64, buckets Map(Int32, UInt64), ver UInt64"""
+
+
 def statements(database: str, retention_days: int) -> list[str]:
     db = database
     ttl = f"TTL toDateTime(start_time) + INTERVAL {int(retention_days)} DAY DELETE" if retention_days > 0 else ""
@@ -109,19 +115,7 @@ def statements(database: str, retention_days: int) -> list[str]:
         f"""
         CREATE TABLE IF NOT EXISTS {db}.latency_histograms (
             minute      DateTime('UTC'),
-            metric      LowCardinality(String),
-            model       LowCardinality(String),
-            operation   LowCardinality(String),
-            service     LowCardinality(String),
-            task        LowCardinality(String),
-            scale       Int8,
-            count       UInt64,
-            sum         Float64,
-            min         Float64,
-            max         Float64,
-            zero_count  UInt64,
-            buckets     Map(Int32, UInt64),
-            ver         UInt64
+            {_HISTOGRAM_COLUMNS}
         )
         ENGINE = ReplacingMergeTree(ver)
         PARTITION BY toDate(minute)
@@ -133,19 +127,7 @@ def statements(database: str, retention_days: int) -> list[str]:
         f"""
         CREATE TABLE IF NOT EXISTS {db}.latency_histogram_slots (
             slot        DateTime('UTC'),
-            metric      LowCardinality(String),
-            model       LowCardinality(String),
-            operation   LowCardinality(String),
-            service     LowCardinality(String),
-            task        LowCardinality(String),
-            scale       Int8,
-            count       UInt64,
-            sum         Float64,
-            min         Float64,
-            max         Float64,
-            zero_count  UInt64,
-            buckets     Map(Int32, UInt64),
-            ver         UInt64
+            {_HISTOGRAM_COLUMNS}
         )
         ENGINE = ReplacingMergeTree(ver)
         PARTITION BY toDate(slot)
