@@ -36,14 +36,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from kafka.consumer.fetcher import ConsumerRecord  # noqa: E402
-from scratch import scratch_broker  # noqa: E402
+from scratch import processor_settings, scratch_broker  # noqa: E402
 
 from collectors.settings import CollectorSettings  # noqa: E402
 from cutover import semconv  # noqa: E402
 from cutover.store import open_client  # noqa: E402
 from processors.decode_pool import Outcome as DecodeOutcome  # noqa: E402
 from processors.service import ProcessorService  # noqa: E402
-from processors.settings import ProcessorSettings  # noqa: E402
 
 MODELS = ("gpt-5.4", "gpt-5.5")
 # Calls per trace (an agent run): the exporter writes one Kafka message per trace and batch, so
@@ -121,13 +120,9 @@ def main() -> None:
         return
 
     with scratch_broker("cutover-fresh-") as (broker, scratch):
-        topic = "fresh_spans"
-        broker.create_topics([topic, f"{topic}_dlq"])
+        settings = processor_settings(broker, "fresh")
+        topic = settings.spans_topic
         client = open_client(f"chdb://{scratch / 'chdb'}")
-        settings = ProcessorSettings(
-            kafka_bootstrap=broker.bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq",
-            consumer_group="fresh", clickhouse_database="fresh",
-        )  # fmt: skip
         service = ProcessorService(settings, client=client)
         # When each trace's message reached Kafka (key = hex trace id, producer CreateTime): splits
         # a row's age into the application's share (SDK queue, export) and the processor's.

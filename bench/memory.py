@@ -31,13 +31,12 @@ sys.path.insert(0, str(REPO))
 import pyarrow as pa  # noqa: E402
 from clickhouse_connect.driver.client import Client  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
-from scratch import scratch_broker  # noqa: E402
+from scratch import processor_settings, scratch_broker  # noqa: E402
 
 from cutover import semconv  # noqa: E402
 from cutover.store import open_client  # noqa: E402
 from processors.hallucination import HallucinationWorker  # noqa: E402
 from processors.service import ProcessorService  # noqa: E402
-from processors.settings import ProcessorSettings  # noqa: E402
 from tests.processor_workload import _kv, make_calls, request_bytes  # noqa: E402
 
 CHUNK = 20_000  # calls the feeder generates at a time
@@ -169,17 +168,12 @@ def main() -> None:
         return
 
     with scratch_broker("cutover-memory-") as (broker, scratch):
-        topic = "memory_spans"
-        broker.create_topics([topic, f"{topic}_dlq"])
+        settings = processor_settings(broker, "memory")
         feeder = subprocess.Popen(
             [sys.executable, __file__, f"--spans={args.spans}", f"--content={args.content}",
-             f"--per-message={args.per_message}", "--feed", broker.bootstrap, topic],
+             f"--per-message={args.per_message}", "--feed", broker.bootstrap, settings.spans_topic],
         )  # fmt: skip
         client = open_client(f"chdb://{scratch / 'chdb'}")
-        settings = ProcessorSettings(
-            kafka_bootstrap=broker.bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq",
-            consumer_group="memory", clickhouse_database="memory",
-        )  # fmt: skip
         service = ProcessorService(settings, client=client)
         started = time.monotonic()
         service.start()

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cutover.local_kafka import LocalBroker, free_port
+from processors.settings import ProcessorSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,3 +30,14 @@ def scratch_broker(prefix: str) -> Iterator[tuple[LocalBroker, Path]]:
             yield broker, scratch
         finally:
             broker.stop()
+
+
+def processor_settings(broker: LocalBroker, name: str) -> ProcessorSettings:
+    """Settings (defaults, `CUTOVER_*` from the environment apply) of a processor reading `<name>_spans` on this
+    broker into database `name`; the topic and its dead-letter topic are created."""
+    topic = f"{name}_spans"
+    broker.create_topics([topic, f"{topic}_dlq"])
+    return ProcessorSettings(
+        kafka_bootstrap=broker.bootstrap, spans_topic=topic, dlq_topic=f"{topic}_dlq",
+        consumer_group=name, clickhouse_database=name,
+    )  # fmt: skip
