@@ -55,18 +55,9 @@ class Group(NamedTuple):
     def minute(self) -> datetime:
         return self.slot.replace(second=0, microsecond=0)
 
-    def of_minute(self) -> Group:
-        """The key of the minute row this slot rolls up into."""
-        return self._replace(slot=self.minute)
-
 
 _METRIC_VALUES = "[('latency_ms', latency_ms), ('ttft_ms', ttft_ms), ('output_tps', output_tokens_per_s)]"
 _SLOT = f"toDateTime(toStartOfInterval(start_time, INTERVAL {SLOT_SECONDS} SECOND), 'UTC')"
-
-
-def slot_of(start_us: int) -> int:
-    """The slot (its start in whole seconds since the epoch) of a call starting at `start_us` microseconds."""
-    return start_us // (SLOT_SECONDS * 1_000_000) * SLOT_SECONDS
 
 
 def recompute(client: Client, database: str, minutes: Iterable[datetime]) -> int:

@@ -11,7 +11,7 @@ from clickhouse_connect.driver.client import Client
 
 from processors.decode import decode
 from processors.enrich import Enricher
-from processors.histograms import recompute, recompute_groups, slot_of
+from processors.histograms import SLOT_SECONDS, Group, recompute, recompute_groups
 from processors.pricing import PriceBook
 from processors.refusal import refusal
 from processors.schema import migrate
@@ -76,13 +76,23 @@ def test_only_the_touched_minutes_are_rebuilt(ch_client: Client, databases: tupl
     for database in databases:
         CallWriter(ch_client, database).insert(columns)
     recompute(ch_client, by_minute, {group.minute for group in groups})
-    one = groups[len(groups) // 2].of_minute()
-    slots = [group for group in groups if group.of_minute() == one]
+    one = of_minute(groups[len(groups) // 2])
+    slots = [group for group in groups if of_minute(group) == one]
     assert recompute_groups(ch_client, by_group, slots) == len(slots)
     rows = histogram_rows(ch_client, by_group)
     assert rows, "the group's histograms were not rebuilt"
     assert {(row[0], *row[2:6]) for row in rows} == {tuple(one)}
     assert rows == [row for row in histogram_rows(ch_client, by_minute) if (row[0], *row[2:6]) == tuple(one)]
+
+
+def slot_of(start_us: int) -> int:
+    """The slot (its start in whole seconds since the epoch) of a call starting at `start_us` microseconds."""
+    return start_us // (SLOT_SECONDS * 1_000_000) * SLOT_SECONDS
+
+
+def of_minute(group: Group) -> Group:
+    """The key of the minute row this slot rolls up into."""
+    return group._replace(slot=group.minute)
 
 
 def split_by_slot(table: pa.Table) -> list[pa.Table]:
