@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 import threading
+import time
 
 log = logging.getLogger("cutover.memory")
 
@@ -38,7 +39,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 _lock = threading.Lock()
-_trimmer: threading.Thread | None = None
+_configured = False
 
 
 def chdb_engine_options(cache_mb: int, pool_threads: int) -> dict[str, int]:
@@ -89,22 +90,20 @@ def configure_chdb_allocator(malloc_conf: str) -> None:
 def configure_process_allocators(trim_interval_s: float) -> None:
     """glibc malloc: a fixed mmap threshold and, every `trim_interval_s` (0 = never), its free
     pages returned; Arrow: its jemalloc pool with freed pages returned at once. Idempotent."""
-    global _trimmer
+    global _configured
     with _lock:
-        if _trimmer is not None:
+        if _configured:
             return
+        _configured = True
         libc = _libc()
         if libc is not None:
             libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
             libc.mallopt(_M_TRIM_THRESHOLD, 4 * _MMAP_THRESHOLD)
         _arrow_pool()
-        if libc is None or trim_interval_s <= 0:
-            _trimmer = threading.current_thread()  # configured; nothing to run
-            return
-        _trimmer = threading.Thread(
-            target=_trim_forever, args=(libc, trim_interval_s), name="cutover-malloc-trim", daemon=True
-        )
-        _trimmer.start()
+        if libc is not None and trim_interval_s > 0:
+            threading.Thread(
+                target=_trim_forever, args=(libc, trim_interval_s), name="cutover-malloc-trim", daemon=True
+            ).start()
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -129,6 +128,6 @@ def _arrow_pool() -> None:
 
 def _trim_forever(libc: ctypes.CDLL, interval_s: float) -> None:
     # ctypes releases the GIL for the call: a trim (a few ms) does not stop Python threads.
-    stop = threading.Event()
-    while not stop.wait(interval_s):
+    while True:
+        time.sleep(interval_s)
         libc.malloc_trim(0)
