@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re._constants as sre  # type: ignore[import-not-found]  # no stubs: the parser behind `re`
+import re._parser as sre_parse  # type: ignore[import-not-found]
 from datetime import UTC, datetime
 
 import pytest
@@ -8,7 +10,15 @@ from processors.data import labelled, public
 from processors.decode import DECODED_FIELDS
 from processors.enrich import Enricher
 from processors.pricing import PriceBook
-from processors.refusal import is_refusal_text, refusal, refusal_kind, refusal_source
+from processors.refusal import (
+    _IRREGULAR_SPACE,
+    DECLINE_STYLES,
+    _clean,
+    is_refusal_text,
+    refusal,
+    refusal_kind,
+    refusal_source,
+)
 from processors.schema import migrate
 from processors.writer import CallWriter
 
@@ -190,6 +200,28 @@ def test_full_refusals_on_xstest_meet_the_issue_target():
 )
 def test_refusal_kinds(text, kind):
     assert refusal_kind(text) == kind
+
+
+def test_every_decline_style_starts_at_a_word_boundary():
+    # The combined decline pattern tests the boundary once, in front of all styles: that is the
+    # same pattern only while each alternative of each style starts with `\b` (the parser then
+    # moves the shared `\b` in front of the style's alternatives).
+    for name, pattern in DECLINE_STYLES.items():
+        assert sre_parse.parse(pattern).data[0] == (sre.AT, sre.AT_BOUNDARY), name
+
+
+def test_cleaning_finds_irregular_spacing_exactly_as_the_regex_does():
+    # Irregular spacing is a property of single characters and adjacent pairs: every ASCII pair
+    # (and a non-ASCII text, left to the regex) checks the substring test against the regex.
+    def by_regex(text: str) -> str:
+        text = text.lower()
+        return " ".join(text.split()) if _IRREGULAR_SPACE.search(text) else text
+
+    ascii_chars = [chr(c) for c in range(128)]
+    texts = [f"a{one}{two}b " for one in ascii_chars for two in ascii_chars]
+    texts += ["caf\u00e9\u00a0ouvert ", "caf\u00e9 ouvert ", "x\u2028y", "I\u2019m  sorry"]
+    for text in texts:
+        assert _clean(text) == by_regex(text.replace("\u2019", "'")), repr(text)
 
 
 def test_refusal_reports_source_and_kind():
