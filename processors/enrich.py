@@ -29,9 +29,10 @@ FIRST_VERSION = 1
 NO_TOKENS = "unpriced: no token counts"
 
 # (api refusal flag, finish reason, output text) -> (refusal source, "" when not refused;
-# refusal kind, "", "full" or "partial"). Only called for calls with one of the three (an API
-# flag, a finish reason of `content_filter`, or output text): a call with none of them has
-# nothing that could be a refusal.
+# refusal kind, "", "full" or "partial"); a function of its inputs alone, so called once per
+# distinct input of a batch. Only called for calls with one of the three (an API flag, a finish
+# reason of `content_filter`, or output text): a call with none of them has nothing that could
+# be a refusal.
 RefusalClassifier = Callable[[bool, str, str], tuple[str, str]]
 
 
@@ -67,16 +68,8 @@ class Enricher:
             providers=providers,
         )
         unreported = pc.invert(decoded["tokens_reported"])
-        inputs = (decoded.pop("api_refusal"), decoded["finish_reason"], decoded["output_text"])
-        api, finish, text = inputs
-        candidates = pc.or_(pc.or_(api, pc.equal(finish, "content_filter")), pc.not_equal(text, ""))
-        # Classified once per distinct (flag, finish reason, text): API refusals and canned answers repeat.
-        at = pc.indices_nonzero(candidates)
-        groups, distinct_inputs = distinct(*(column.take(at) for column in inputs))
-        found = [self._refusal(*cast(tuple[bool, str, str], key)) for key in distinct_inputs]
-        none = pa.repeat("", n)
-        refusal_source = pc.replace_with_mask(
-            none, candidates, pa.array([source for source, _ in found], pa.string()).take(groups)
+        refusal_source, refusal_kind = self._refusals(
+            decoded.pop("api_refusal"), decoded["finish_reason"], decoded["output_text"]
         )
         decoded.update(
             cost_usd=pc.if_else(unreported, pa.scalar(None, COST_TYPE), priced.costs),
@@ -86,12 +79,21 @@ class Enricher:
             hallucination_checked=pa.repeat(False, n),
             hallucination_flag=pa.repeat(False, n),
             version=pa.repeat(pa.scalar(FIRST_VERSION, pa.uint64()), n),
-            refusal_kind=pc.replace_with_mask(
-                none, candidates, pa.array([kind for _, kind in found], pa.string()).take(groups)
-            ),
+            refusal_kind=refusal_kind,
             price_source=pc.if_else(unreported, "", priced.sources),
         )
         return pa.Table.from_arrays([decoded[name] for name in CALL_COLUMNS], schema=INSERT_SCHEMA)
+
+    def _refusals(self, api: pa.Array, finish: pa.Array, text: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """(refusal source, refusal kind) per call; "" where there is nothing to classify."""
+        candidates = pc.or_(pc.or_(api, pc.equal(finish, "content_filter")), pc.not_equal(text, ""))
+        # API refusals and canned answers repeat within a batch.
+        groups, inputs = distinct(*(column.filter(candidates) for column in (api, finish, text)))
+        found = [self._refusal(*cast(tuple[bool, str, str], key)) for key in inputs]
+        sources = pa.array([source for source, _ in found], pa.string()).take(groups)
+        kinds = pa.array([kind for _, kind in found], pa.string()).take(groups)
+        none = pa.repeat("", len(api))
+        return pc.replace_with_mask(none, candidates, sources), pc.replace_with_mask(none, candidates, kinds)
 
 
 def row_dicts(table: pa.Table, indexes: list[int]) -> list[dict[str, Any]]:
