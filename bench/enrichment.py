@@ -1,10 +1,17 @@
 """Speed of the per-call enrichment, measured side by side in one run.
 
-    python bench/enrichment.py
+    python bench/enrichment.py [--calls 50000] [--batch 5000] [--baseline REV]
 
-- pricing: `PriceBook.cost` with its model and (family, day) lookups cached, against the
-  same calls with the caches cleared before each call; and the batched `PriceBook.costs` on
-  our book's models against a mix where half the calls are priced by the genai-prices fallback;
+- Enricher.table: CPU us per call of the processor's enrichment step on decoded rows of the
+  processor workload (tests/processor_workload.py) with a fallback-priced model on every 7th
+  call and real model text (XSTest completions, ../shared/quality-data) captured on every 10th;
+  also without the captured text, to show what the refusal classifier costs. With `--baseline
+  REV`, the same for the enrichment code of git revision REV (a `git archive` in a temporary
+  folder, each in its own process, interleaved, best of each), side by side as a ratio, and
+  whether both produce the same Arrow table;
+- pricing: the batched `PriceBook.costs` on our book's models against a mix where half the
+  calls are priced by the genai-prices fallback, and the mix with the rate caches cleared
+  before each batch; `PriceBook.cost` one call at a time (the LLM judge's form: a batch of one);
 - refusal classifier: answers per second on the labelled answers and on 4x longer ones;
 - hallucination checks: calls per second of each default check on the labelled set, with
   the text-feature caches cleared after every call (each real call brings new texts).
@@ -12,21 +19,43 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# `--code DIR` (a worker of `--baseline`): that folder's processors package instead of ours.
+CODE = Path(sys.argv[sys.argv.index("--code") + 1]) if "--code" in sys.argv else REPO
+sys.path[:0] = [str(CODE), str(REPO)]
+
+import pyarrow as pa  # noqa: E402
 
 from processors import refusal  # noqa: E402
 from processors.data import labelled  # noqa: E402
+from processors.decode import decode  # noqa: E402
+from processors.enrich import Enricher  # noqa: E402
 from processors.hallucination import DEFAULT_CHECKS, build_checks  # noqa: E402
 from processors.hallucination.text import CACHED  # noqa: E402
 from processors.pricing import PriceBook  # noqa: E402
+from tests.processor_workload import make_calls, messages  # noqa: E402
+
+QUALITY_DATA = REPO.parent / "shared" / "quality-data"
+# Priced by the genai-prices fallback; the Gemini calls cross its 200k-token tier.
+FALLBACK_MODELS = (
+    ("claude-sonnet-4-5-20250929", "anthropic"),
+    ("gemini-2.5-pro", "gcp.gemini"),
+    ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", "aws.bedrock"),
+)
+# A fixed hour (both revisions price the same days) across a midnight: two price days per batch.
+START_NS = int(datetime(2026, 11, 1, 23, 30, tzinfo=UTC).timestamp()) * 10**9
+ROUNDS = 3  # per worker process; the parent interleaves two processes per revision
 
 
 def rate(function: Callable[[], int], seconds: float = 1.0) -> float:
@@ -51,29 +80,16 @@ def pricing() -> None:
     days = [date(2026, 11, 1) + timedelta(days=d) for d in range(3)]
     calls = [
         (rng.choice(ours), rng.choice(days), rng.randint(100, 50_000), rng.randint(0, 100), rng.randint(0, 4_000), 0)
-        for _ in range(10_000)
+        for _ in range(500)
     ]
 
-    def cached() -> int:
+    def one_at_a_time() -> int:
         for call in calls:
             book.cost(*call)
         return len(calls)
-
-    def uncached() -> int:
-        for call in calls:
-            book._families_of.clear()
-            book._rates_of.clear()
-            book._call_rates.clear()
-            book.cost(*call)
-        return len(calls)
-
-    fast, slow = rate(cached), rate(uncached)
-    print(
-        f"pricing   cost() cached {fast:>10,.0f} calls/s   caches cleared {slow:>10,.0f}/s   ratio {fast / slow:.1f}x"
-    )
 
     # The hot-path form, one batch of 10k calls: our book's models, then a mix with fallback models.
-    def batch(mix: list[tuple[str, str]]) -> Callable[[], int]:
+    def batch(mix: list[tuple[str, str]], cold: bool = False) -> Callable[[], int]:
         picked = [rng.choice(mix) for _ in range(10_000)]
         models, providers = [m for m, _ in picked], [p for _, p in picked]
         starts = [(rng.choice(days) - date(1970, 1, 1)).days * 86_400_000_000 for _ in picked]
@@ -83,17 +99,23 @@ def pricing() -> None:
         reasoning = [rng.randint(0, n) for n in outputs]
 
         def run() -> int:
+            if cold:
+                book._families_of.clear()
+                book._rates_of.clear()
+                book._call_rates.clear()
             book.costs(models, starts, inputs, cached_in, outputs, reasoning, providers=providers)
             return len(models)
 
+        run()  # the first batch looks its rates up
         return run
 
-    book_only = rate(batch([(m, "openai") for m in ours]))
-    mixed = rate(batch([(m, "openai") for m in ours] + others))
+    mix = [(m, "openai") for m in ours] + others
+    book_only, mixed, cold = rate(batch([(m, "openai") for m in ours])), rate(batch(mix)), rate(batch(mix, cold=True))
     print(
-        f"pricing   costs() batch: book models {book_only:>10,.0f} calls/s"
-        f"   half genai-prices fallback {mixed:>10,.0f}/s   ratio {book_only / mixed:.2f}x"
+        f"pricing   costs() batches of 10k: book models {book_only:>10,.0f} calls/s"
+        f"   half genai-prices fallback {mixed:>10,.0f}/s   the same, caches cleared {cold:>10,.0f}/s"
     )
+    print(f"pricing   cost() one call at a time {rate(one_at_a_time):>10,.0f} calls/s")
 
 
 def refusals() -> None:
@@ -149,7 +171,91 @@ def hallucination_checks() -> None:
         print(f"            {check.name:<22} {rate(one, 0.5):>10,.0f} calls/s")
 
 
+def workload(n: int, content: bool) -> list[tuple]:
+    """Decoded rows of `n` calls of the processor workload, some fallback-priced, some with real text."""
+    texts = [json.loads(line)["completion"] for line in (QUALITY_DATA / "xstest_v2_completions.dev.jsonl").open()]
+    calls = make_calls(n, seed=1, start_ns=START_NS, spread_s=3600)
+    for i, call in enumerate(calls):
+        if i % 7 == 3:
+            call.model, call.provider = FALLBACK_MODELS[i % 3]
+            if i % 3 == 1 and i % 2:
+                call.input_tokens = 250_000
+        if content and i % 10 == 5:  # no two calls answer with identical text
+            call.output_text = f"{texts[i % len(texts)]}\n\n(call {i})"
+    return [row for _, value in messages(calls, per_message=512) for row in decode(value).rows]
+
+
+def enrichment_worker(args: argparse.Namespace) -> None:
+    """Best CPU seconds of Enricher.table over the workload, as JSON; the tables to `--out` (Arrow IPC)."""
+    enricher = Enricher(PriceBook.load(), refusal.refusal)
+    result = {}
+    for content in (True, False):
+        rows = workload(args.calls, content)
+        batches = [rows[at : at + args.batch] for at in range(0, len(rows), args.batch)]
+        best = float("inf")
+        for _ in range(ROUNDS):
+            started = time.process_time()
+            tables = [enricher.table(batch) for batch in batches]
+            best = min(best, time.process_time() - started)
+        result["content" if content else "no_content"] = best
+        if content:
+            with pa.OSFile(str(args.out), "wb") as sink, pa.ipc.new_file(sink, tables[0].schema) as writer:
+                for table in tables:
+                    writer.write_table(table)
+    print(json.dumps(result))
+
+
+def enrichment(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="cutover-enrich-") as scratch:
+        codes = {"ours": REPO}
+        if args.baseline:
+            archive = subprocess.run(
+                ["git", "archive", args.baseline, "processors"], cwd=REPO, capture_output=True, check=True
+            )
+            subprocess.run(["tar", "-x", "-C", scratch], input=archive.stdout, check=True)
+            codes[args.baseline] = Path(scratch)
+        best: dict[str, dict[str, float]] = {}
+        for _ in range(2):
+            for name, code in codes.items():
+                out = Path(scratch) / f"{name}.arrow"
+                command = [sys.executable, __file__, "--code", str(code), "--worker", "--out", str(out)]
+                command += ["--calls", str(args.calls), "--batch", str(args.batch)]
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                times = json.loads(done.stdout.strip().splitlines()[-1])
+                best[name] = {k: min(v, best.get(name, {}).get(k, v)) for k, v in times.items()}
+        tables = {name: pa.ipc.open_file(str(Path(scratch) / f"{name}.arrow")).read_all() for name in codes}
+    print(
+        f"enrich    Enricher.table, {args.calls:,} calls in batches of {args.batch:,}, CPU us/call, best of {2 * ROUNDS}:"
+    )
+    for name, times in best.items():
+        print(
+            f"            {name:<12} 10% real text {times['content'] / args.calls * 1e6:6.2f}"
+            f"   no text {times['no_content'] / args.calls * 1e6:6.2f}"
+        )
+    if args.baseline:
+        ours, base = best["ours"], best[args.baseline]
+        same = tables["ours"].equals(tables[args.baseline], check_metadata=True)
+        print(
+            f"            ours / {args.baseline}: 10% real text {ours['content'] / base['content']:.2f}x CPU"
+            f"   no text {ours['no_content'] / base['no_content']:.2f}x CPU   same table: {'yes' if same else 'NO'}"
+        )
+
+
 if __name__ == "__main__":
-    pricing()
-    refusals()
-    hallucination_checks()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=5_000, help="calls per Enricher.table batch")
+    parser.add_argument("--baseline", metavar="REV", help="git revision whose enrichment to time against ours")
+    parser.add_argument("--only-enrichment", action="store_true", help="skip the pricing/refusal/hallucination lines")
+    parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.worker:
+        enrichment_worker(arguments)
+    else:
+        enrichment(arguments)
+        if not arguments.only_enrichment:
+            pricing()
+            refusals()
+            hallucination_checks()

@@ -5,8 +5,9 @@ and reasoning rates) prices one call in ~200 us, far too slow for the processor'
 rates are affine in each token count within one price tier, so for each (model, provider, UTC
 day) we ask the library for the per-token rates once -- by differences of its own results, so
 its rules for cached input, reasoning output and fixed per-request fees hold exactly as it
-defines them -- and the batch loop multiplies. Tiered models (the price of all tokens changes
-above an input threshold, e.g. Gemini and Claude over 200k tokens) get one rate set per tier.
+defines them -- and `processors.pricing` prices the batch column-wise from them. Tiered models
+(the price of all tokens changes above an input threshold, e.g. Gemini and Claude over 200k
+tokens) get one rate set per tier.
 A model whose price depends on the time of day (off-peak discounts) is priced call by call.
 """
 
@@ -40,10 +41,7 @@ _PROVIDER_IDS = {
 
 
 class Rates(NamedTuple):
-    """USD per call and per token within one price tier; reasoning is what it costs above output.
-
-    A tuple: the batch loop unpacks it in one step (attribute reads cost more per call).
-    """
+    """USD per call and per token within one price tier; reasoning is what it costs above output."""
 
     fixed: Decimal
     input: Decimal

@@ -4,24 +4,28 @@ does not price on a call's day.
 
 The book wins wherever it has a row in force (the brief's prices, a team's negotiated rates);
 each call records which source priced it (`price_source`: `book`, `genai-prices`, or `` when
-unpriced). Exact decimal arithmetic end to end (the `cost_usd` column is `Decimal(18, 12)`),
-and a call of a model neither source knows, or without token counts, costs NULL, never $0:
+unpriced). Exact arithmetic end to end, in integer units of the `cost_usd` column's last digit
+(it is `Decimal(18, 12)`: 1e-12 USD), and a call of a model neither source knows, or without token counts, costs NULL, never $0:
 an SRE summing spend must see that some calls are unpriced instead of silently under-counting.
 """
 
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from processors.columns import DECODED_STRUCT, INSERT_SCHEMA
+from processors.distinct import distinct
 from processors.price_fallback import FallbackPrices, PerCall, Rates, TieredRates
 
 DEFAULT_PRICES_FILE = Path(__file__).with_name("prices.yaml")
@@ -31,6 +35,13 @@ _PER_TOKEN = Decimal(1_000_000)
 CACHED_RATES_MAX = 10_000
 _EPOCH_DAY = date(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
+COST_TYPE: pa.Decimal128Type = INSERT_SCHEMA.field("cost_usd").type
+START_TYPE: pa.DataType = DECODED_STRUCT.field("start_time").type
+# Costs are summed as int64 counts of the column's last digit (1e-12 USD): tokens (< 10^8, see
+# processors.decode) times a per-token rate stay far inside int64, and the sum is exact.
+_UNITS = Decimal(10) ** COST_TYPE.scale
+_UNITS_TYPE = pa.decimal128(19, 0)  # any int64
+_SCALED_UNITS_TYPE = pa.decimal128(19, COST_TYPE.scale)
 BOOK_SOURCE = "book"
 _ZERO = Decimal(0)
 # Dated snapshots (`gpt-5.5-2026-04-23`, `gpt-4o-mini-2024-07-18`) bill as their family.
@@ -70,11 +81,11 @@ class PriceBook(BaseModel):
     families: dict[str, list[Price]] = Field(min_length=1)
 
     # The processor prices every call on the hot path: resolve each model and (family, day) once,
-    # and each (model string, provider, UTC day number) of a batch once. Reading a pydantic private
+    # and each (model string, provider, UTC day) of a batch once. Reading a pydantic private
     # attribute costs ~2 us (its __getattr__), so `costs` reads the cache once per batch.
     _families_of: dict[str, str | None] = PrivateAttr(default_factory=dict)
     _rates_of: dict[tuple[str, date], Rates | None] = PrivateAttr(default_factory=dict)
-    _call_rates: dict[tuple[str, str, int], TieredRates | PerCall | None] = PrivateAttr(default_factory=dict)
+    _call_rates: dict[tuple[str, str, date], TieredRates | PerCall | None] = PrivateAttr(default_factory=dict)
     _fallback: FallbackPrices | None = PrivateAttr(default=None)
 
     @field_validator("families")
@@ -144,80 +155,103 @@ class PriceBook(BaseModel):
             [reasoning_tokens],
             providers=[provider],
         )
-        return priced.costs[0], priced.versions[0]
+        return priced.costs[0].as_py(), priced.versions[0].as_py()
 
     def costs(
         self,
-        models: Iterable[str],
-        start_times_us: Iterable[int],
-        input_tokens: Iterable[int | None],
-        cached_input_tokens: Iterable[int | None],
-        output_tokens: Iterable[int | None],
-        reasoning_tokens: Iterable[int | None],
-        providers: Iterable[str] | None = None,
+        models: pa.Array | Iterable[str],
+        start_times_us: pa.Array | Iterable[int],
+        input_tokens: pa.Array | Iterable[int | None],
+        cached_input_tokens: pa.Array | Iterable[int | None],
+        output_tokens: pa.Array | Iterable[int | None],
+        reasoning_tokens: pa.Array | Iterable[int | None],
+        providers: pa.Array | Iterable[str] | None = None,
     ) -> PricedBatch:
         """`cost` of a batch of calls, column-wise (start times in microseconds since the epoch, UTC).
 
-        The hot-path form: one pass, rates looked up per (model, provider, UTC day) in a plain dict.
-        A call without input or output token counts (None) is unpriced: we cannot know its cost.
+        The hot-path form: rates are looked up once per distinct (model, provider, UTC day) of the
+        batch, and Arrow computes the costs in integer units of `cost_usd`'s last digit: exact, as
+        Decimal arithmetic was, without a Python step per call. A call without input or output
+        token counts (None) is unpriced: we cannot know its cost.
         """
+        models = _column(models, pa.string())
+        starts = _column(start_times_us, START_TYPE)
+        sent = pa.repeat("", len(models)) if providers is None else _column(providers, pa.string())
+        groups, keys = distinct(models, sent, pc.cast(starts, pa.date32()))
         cache = self._call_rates
         if len(cache) > CACHED_RATES_MAX:
             cache.clear()
-        version = self.version
-        batch = PricedBatch([], [], [])
-        add_cost = batch.costs.append
-        add_label = batch.versions.append
-        add_source = batch.sources.append
-        models = list(models)
-        for model, provider, start, inp, cached, out, reasoning in zip(
-            models,
-            [""] * len(models) if providers is None else providers,
-            start_times_us,
-            input_tokens,
-            cached_input_tokens,
-            output_tokens,
-            reasoning_tokens,
-            strict=True,
-        ):
-            key = (model, provider, start // _US_PER_DAY)
+        # A rate row per price tier of each group: a call takes its group's first row, plus one per
+        # tier threshold its input tokens pass.
+        rate_rows: list[_RateRow] = []
+        first_row: list[int] = []
+        tiered: list[tuple[int, tuple[int, ...]]] = []
+        per_call: dict[int, PerCall] = {}
+        for group, key in enumerate(keys):
+            model, provider, day = cast(tuple[str, str, date], key)
             try:
-                rates = cache[key]
+                rates = cache[model, provider, day]
             except KeyError:
-                rates = cache[key] = self._call_rates_of(model, provider, _EPOCH_DAY + timedelta(days=key[2]))
-            if rates is None or inp is None or out is None:
-                add_cost(None)
-                add_label(version)
-                add_source("")
-                continue
-            if cached is None:
-                cached = 0
-            if reasoning is None:
-                reasoning = 0
-            if cached > inp:
-                cached = inp
-            if reasoning > out:
-                out = reasoning
-            if rates.__class__ is PerCall:
-                per_call: PerCall = rates
-                add_cost(per_call.cost(datetime.fromtimestamp(start / 1_000_000, UTC), inp, cached, out, reasoning))
-                add_label(per_call.label)
-                add_source(per_call.source)
-                continue
-            thresholds, tiers = rates  # type: ignore[misc]
-            fixed, input_rate, cached_rate, output_rate, reasoning_extra, label, source = (
-                tiers[bisect_left(thresholds, inp)] if thresholds else tiers[0]
-            )
-            cost = (inp - cached) * input_rate + cached * cached_rate + out * output_rate
-            # Zero for our book and most of genai-prices: skip two Decimal operations per call.
-            if reasoning_extra:
-                cost += reasoning * reasoning_extra
-            if fixed:
-                cost += fixed
-            add_cost(cost)
-            add_label(label)
-            add_source(source)
-        return batch
+                rates = cache[model, provider, day] = self._call_rates_of(model, provider, day)
+            first_row.append(len(rate_rows))
+            if rates is None:
+                rate_rows.append(_UNPRICED)
+            elif isinstance(rates, PerCall):
+                per_call[group] = rates
+                rate_rows.append(_UNPRICED._replace(label=rates.label, source=rates.source))
+            else:
+                if rates.thresholds:
+                    tiered.append((group, rates.thresholds))
+                rate_rows.extend(_RateRow.of(tier) for tier in rates.tiers)
+        row = pc.take(pa.array(first_row, pa.int32()), groups)
+        inp = _tokens(input_tokens)
+        for group, thresholds in tiered:
+            member = pc.equal(groups, group)
+            for threshold in thresholds:
+                row = pc.add(row, pc.cast(pc.and_kleene(member, pc.greater(inp, threshold)), pa.int32()))
+        rates_of_call = pc.take(pa.array(rate_rows, _RATE_ROW), row).flatten()
+        fixed, input_rate, cached_rate, output_rate, reasoning_extra, labels, sources = rates_of_call
+        # Cached input is capped at input; billable output is at least the reasoning count.
+        cached = pc.min_element_wise(pc.fill_null(_tokens(cached_input_tokens), 0), inp, skip_nulls=False)
+        reasoning = pc.fill_null(_tokens(reasoning_tokens), 0)
+        out = pc.max_element_wise(_tokens(output_tokens), reasoning, skip_nulls=False)
+        units = fixed
+        for tokens, rate in (
+            (pc.subtract(inp, cached), input_rate),
+            (cached, cached_rate),
+            (out, output_rate),
+            (reasoning, reasoning_extra),
+        ):
+            units = pc.add_checked(units, pc.multiply_checked(tokens, rate))
+        # int64 -> Decimal(19, 0) keeps the integer; viewed at the column's scale it is the cost
+        # in USD; the checked cast to the column's own type refuses a cost that does not fit.
+        costs = pc.cast(pc.cast(units, _UNITS_TYPE).view(_SCALED_UNITS_TYPE), COST_TYPE)
+        if per_call:
+            costs = self._per_call_costs(costs, groups, per_call, starts, inp, cached, out, reasoning)
+        unpriced = pc.is_null(costs)
+        return PricedBatch(costs, pc.if_else(unpriced, self.version, labels), pc.if_else(unpriced, "", sources))
+
+    @staticmethod
+    def _per_call_costs(
+        costs: pa.Array,
+        groups: pa.Array,
+        per_call: dict[int, PerCall],
+        starts: pa.Array,
+        *tokens: pa.Array,
+    ) -> pa.Array:
+        """`costs` with those of calls whose price varies within the day put in, priced one by one."""
+        mask = pc.is_in(groups, pa.array(list(per_call), groups.type))
+        at = pc.indices_nonzero(mask)
+        found: list[Decimal | None] = []
+        for group, start, inp, cached, out, reasoning in zip(
+            *(column.take(at).to_pylist() for column in (groups, pc.cast(starts, pa.int64()), *tokens)), strict=True
+        ):
+            if inp is None or out is None:
+                found.append(None)
+            else:
+                when = datetime.fromtimestamp(start / 1_000_000, UTC)
+                found.append(per_call[group].cost(when, inp, cached, out, reasoning))
+        return pc.replace_with_mask(costs, mask, pa.array(found, COST_TYPE))
 
     def _call_rates_of(self, model: str, provider: str, day: date) -> TieredRates | PerCall | None:
         book = self._model_rates(model, day)
@@ -264,8 +298,50 @@ class PriceBook(BaseModel):
 
 
 class PricedBatch(NamedTuple):
-    """Per call of a batch: USD cost (None when unpriced), price label, and source priced from."""
+    """Per call of a batch: USD cost (`COST_TYPE`, null when unpriced), price label, and source priced from."""
 
-    costs: list[Decimal | None]
-    versions: list[str]
-    sources: list[str]
+    costs: pa.Array
+    versions: pa.Array
+    sources: pa.Array
+
+
+class _RateRow(NamedTuple):
+    """One price tier in units of `cost_usd`'s last digit (None: priced otherwise, or not at all)."""
+
+    fixed: int | None
+    input: int | None
+    cached_input: int | None
+    output: int | None
+    reasoning_extra: int | None
+    label: str
+    source: str
+
+    @classmethod
+    def of(cls, rates: Rates) -> _RateRow:
+        # A rate finer than the column's last digit can only be a float artefact of a price
+        # database (genai-prices has 1.8000000000000002E-7 USD per token): it is rounded to that
+        # digit, where an exact product would not fit the column and fail the whole batch's insert.
+        def units(rate: Decimal) -> int:
+            return int((rate * _UNITS).to_integral_value(ROUND_HALF_EVEN))
+
+        return cls(
+            units(rates.fixed),
+            units(rates.input),
+            units(rates.cached_input),
+            units(rates.output),
+            units(rates.reasoning_extra),
+            rates.label,
+            rates.source,
+        )
+
+
+_UNPRICED = _RateRow(None, None, None, None, None, "", "")
+_RATE_ROW = pa.struct([(name, pa.string() if name in ("label", "source") else pa.int64()) for name in _RateRow._fields])
+
+
+def _column(values: pa.Array | Iterable[object], type: pa.DataType) -> pa.Array:
+    return values if isinstance(values, pa.Array) else pa.array(values, type)
+
+
+def _tokens(values: pa.Array | Iterable[int | None]) -> pa.Array:
+    return pc.cast(_column(values, pa.int64()), pa.int64())

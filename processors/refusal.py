@@ -127,7 +127,15 @@ DECLINE_STYLES: dict[str, str] = {
         r"(?:or\s+\w+\s+)?(?:any\s+)?(?:\w+\s+){0,2}?(?:harm|violen|illegal|unethical|hate|discriminat)"
     ),
 }
-_DECLINE = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in DECLINE_STYLES.items()))
+# Every style starts at a word boundary, with one of these letters (tests/test_refusal.py checks
+# both): tested once in front of all styles, they reject most positions at once instead of
+# trying each style there, which halves the search.
+_DECLINE_FIRST_LETTERS = "abcdhimnostuvw"
+_DECLINE = re.compile(
+    rf"\b(?=[{_DECLINE_FIRST_LETTERS}])(?:"
+    + "|".join(f"(?P<{name}>{pattern})" for name, pattern in DECLINE_STYLES.items())
+    + ")"
+)
 # A decline that goes on to deliver what was asked is a partial refusal.
 _DELIVERS = re.compile(
     r"\b(?:but|however|that\s+(?:being\s+)?said|with\s+that\s+said|nevertheless|that\s+aside),?\s+"
@@ -203,6 +211,9 @@ _MANNER = re.compile(
     r"|\bwhile\s+(?:also\s+)?(?:prioritizing|considering|respecting|being)\b[^.!?]*"
 )
 _IRREGULAR_SPACE = re.compile(r"\s\s|[^\S ]")
+# The same in ASCII text, as substrings: `in` scans ~3x faster than the regex. Python's `\s`
+# (str.isspace) in ASCII is these and the space.
+_ASCII_IRREGULAR_SPACE = ("\n", "  ", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 
 
@@ -210,7 +221,11 @@ def _clean(text: str) -> str:
     text = text.lower()
     if "\u2019" in text or "\u2018" in text or "\u02bc" in text:
         text = text.translate(_APOSTROPHES)
-    if _IRREGULAR_SPACE.search(text):
+    if (
+        any(space in text for space in _ASCII_IRREGULAR_SPACE)
+        if text.isascii()
+        else _IRREGULAR_SPACE.search(text) is not None
+    ):
         text = " ".join(text.split())
     return text
 

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import re._constants as sre  # type: ignore[import-not-found]  # no stubs: the parser behind `re`
+import re._parser as sre_parse  # type: ignore[import-not-found]
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -8,7 +11,16 @@ from processors.data import labelled, public
 from processors.decode import DECODED_FIELDS
 from processors.enrich import Enricher
 from processors.pricing import PriceBook
-from processors.refusal import is_refusal_text, refusal, refusal_kind, refusal_source
+from processors.refusal import (
+    _DECLINE_FIRST_LETTERS,
+    _IRREGULAR_SPACE,
+    DECLINE_STYLES,
+    _clean,
+    is_refusal_text,
+    refusal,
+    refusal_kind,
+    refusal_source,
+)
 from processors.schema import migrate
 from processors.writer import CallWriter
 
@@ -190,6 +202,52 @@ def test_full_refusals_on_xstest_meet_the_issue_target():
 )
 def test_refusal_kinds(text, kind):
     assert refusal_kind(text) == kind
+
+
+def _first_characters(items: list[tuple[Any, Any]]) -> set[str]:
+    """The characters a match of these parsed pattern items can start with (ValueError when not a few letters)."""
+    if not items:
+        raise ValueError("can match the empty string")
+    (op, value), rest = items[0], items[1:]
+    if op is sre.AT:  # zero-width
+        return _first_characters(rest)
+    if op is sre.LITERAL:
+        return {chr(value)}
+    if op is sre.IN and all(kind is sre.LITERAL for kind, _ in value):
+        return {chr(code) for _, code in value}
+    if op is sre.BRANCH:
+        return set().union(*(_first_characters([*branch.data, *rest]) for branch in value[1]))
+    if op is sre.SUBPATTERN:
+        return _first_characters([*value[-1].data, *rest])
+    if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+        low, _, repeated = value
+        first = _first_characters([*repeated.data, *rest])
+        return first if low else first | _first_characters(rest)
+    raise ValueError(f"cannot tell the first characters of {op}")
+
+
+def test_every_decline_style_starts_at_a_word_boundary_with_one_of_the_first_letters():
+    # The combined decline pattern tests the boundary and the first letter once, in front of all
+    # styles: the same pattern only while every alternative of every style starts that way.
+    for name, pattern in DECLINE_STYLES.items():
+        parsed = sre_parse.parse(pattern).data
+        # the parser moves a `\b` shared by all of a style's alternatives in front of them
+        assert parsed[0] == (sre.AT, sre.AT_BOUNDARY), name
+        assert _first_characters(parsed) <= set(_DECLINE_FIRST_LETTERS), name
+
+
+def test_cleaning_finds_irregular_spacing_exactly_as_the_regex_does():
+    # Irregular spacing is a property of single characters and adjacent pairs: every ASCII pair
+    # (and a non-ASCII text, left to the regex) checks the substring test against the regex.
+    def by_regex(text: str) -> str:
+        text = text.lower()
+        return " ".join(text.split()) if _IRREGULAR_SPACE.search(text) else text
+
+    ascii_chars = [chr(c) for c in range(128)]
+    texts = [f"a{one}{two}b " for one in ascii_chars for two in ascii_chars]
+    texts += ["caf\u00e9\u00a0ouvert ", "caf\u00e9 ouvert ", "x\u2028y", "I\u2019m  sorry"]
+    for text in texts:
+        assert _clean(text) == by_regex(text.replace("\u2019", "'")), repr(text)
 
 
 def test_refusal_reports_source_and_kind():
