@@ -11,10 +11,17 @@ The seam with the service is `Decoder.outcomes(records)`: (record, outcome) pair
 records' order, `outcome.get()` returning the `Decoded` or raising what `decode` raised,
 so the service's error handling (DLQ reason, counts, offsets) is the same either way. A
 worker's `Decoded` carries its calls as `table` (a slice of its chunk's table), not `rows`.
+With workers, chunks stay in flight across calls: a call submits its records and returns
+the outcomes of the chunks already decoded (earlier calls' first), so the workers decode
+ahead while the processor polls, inserts and commits; collecting each poll's chunks before
+returning had left the worker idle during every write (1 worker on 2 cores was slower than
+none). The service takes a record's offset only with its outcome, so nothing in flight is
+committed; `drain()` hands over the rest at a stop, `drop()` forgets it at a rebalance.
 Records are sent in chunks (a worker round trip costs ~100 us; a chunk amortises it over
-many small messages), at most `IN_FLIGHT_PER_WORKER x workers` chunks in flight, so memory
-stays bounded however large a poll is. Workers are spawned, not forked: forking a process
-that runs chDB's threads could copy a lock held mid-operation.
+many small messages), at most `IN_FLIGHT_PER_WORKER x workers` chunks in flight (a call
+waits for the oldest beyond that), so memory stays bounded however far Kafka is ahead.
+Workers are spawned, not forked: forking a process that runs chDB's threads could copy a
+lock held mid-operation.
 """
 
 from __future__ import annotations

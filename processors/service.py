@@ -6,7 +6,9 @@ acknowledged by Kafka. If ClickHouse or the DLQ is down, the batch in hand is re
 exponential backoff while the consumer stays in its group (partitions paused, polls keep
 it alive); nothing is committed, nothing is dropped. When the group rebalances mid-batch,
 the batch is written once more if possible, otherwise dropped uncommitted, and the new
-owner re-reads it from the committed offsets.
+owner re-reads it from the committed offsets; what is dropped from a partition we keep
+(and decodes still in flight in worker processes) we read again ourselves: the consumer
+seeks it back to its first unwritten record.
 
 Rows are queryable as soon as their batch is inserted; histograms follow in the background.
 After a batch is written, the histograms of the (5-second slot, model, operation, service,
