@@ -6,7 +6,9 @@ acknowledged by Kafka. If ClickHouse or the DLQ is down, the batch in hand is re
 exponential backoff while the consumer stays in its group (partitions paused, polls keep
 it alive); nothing is committed, nothing is dropped. When the group rebalances mid-batch,
 the batch is written once more if possible, otherwise dropped uncommitted, and the new
-owner re-reads it from the committed offsets.
+owner re-reads it from the committed offsets; what is dropped from a partition we keep
+(and decodes still in flight in worker processes) we read again ourselves: the consumer
+seeks it back to its first unwritten record.
 
 Rows are queryable as soon as their batch is inserted; histograms follow in the background.
 After a batch is written, the histograms of the (5-second slot, model, operation, service,
@@ -76,6 +78,9 @@ T = TypeVar("T")
 # A failed bootstrap returns to our retry loop (one log line per outage, stop honoured) within 5 s.
 BOOTSTRAP_TIMEOUT_MS = 5_000
 POLL_TIMEOUT_MS = 200
+# While decode workers hold chunks in flight, a poll waits at most this long, so their
+# outcomes are taken soon after they are ready rather than after a quiet topic's full wait.
+POLL_TIMEOUT_DECODING_MS = 5
 LAG_INTERVAL_S = 5.0
 # Young objects between two collections. The default 700 meant a collection every ~230 decoded
 # calls and a full one every ~23k; at 50k the one-core path takes 13-17% less CPU
@@ -293,6 +298,9 @@ class ProcessorService:
         self._alerts: AlertEvaluator | None = None
         self._logs: LogsJoiner | None = None
         self._decoder: Decoder | None = None  # made by the consuming thread on its first poll
+        # Per partition, the first offset fetched and not yet written (settled): where to seek back
+        # to when what is in hand (batches, decodes in flight, the rest of a poll) is dropped.
+        self._unwritten: dict[TopicPartition, int] = {}
         self._stopping = threading.Event()  # asked to stop (signal, stop(), a failure)
         self._give_up = threading.Event()  # a stop's deadline passed during a retry
         self._threads: list[threading.Thread] = []
@@ -431,6 +439,7 @@ class ProcessorService:
 
     def _consume_loop(self) -> None:
         try:
+            self._decoding()  # decode workers start up while the first poll joins the group
             while not self._stopping.is_set():
                 self.step()
             self.finish()
@@ -468,17 +477,24 @@ class ProcessorService:
         self._watch_group()
 
     def _poll_timeout_ms(self) -> int:
-        """How long a poll may wait for records: never past the moment the batch in hand is due."""
+        """How long a poll may wait for records: never past the moment the batch in hand is due,
+        nor while decoded chunks wait to be taken."""
+        decoder = self._decoder
+        timeout = POLL_TIMEOUT_MS
+        if decoder is not None and decoder.pending:
+            timeout = 0 if decoder.ready else POLL_TIMEOUT_DECODING_MS
         batch = self._batch
         if batch.empty():
-            return POLL_TIMEOUT_MS
+            return timeout
         due_in_s = batch.started + self.settings.batch_max_wait_s - time.monotonic()
-        return int(min(POLL_TIMEOUT_MS, max(0.0, due_in_s * 1000)))
+        return int(min(timeout, max(0.0, due_in_s * 1000)))
 
     def finish(self) -> None:
-        """Stop: write and settle what is in hand (patiently, until the stop's deadline), then STOPPED."""
+        """Stop: take what the decode workers hold, write and settle it all (patiently, until the stop's
+        deadline), then STOPPED."""
         self._enter(State.DRAINING)
-        if self._flush(patient=True) is not Outcome.REVOKED:
+        drained = self._decoder is None or self._take(self._decoder.drain())
+        if drained and self._flush(patient=True) is not Outcome.REVOKED:
             self._settle(patient=True, due=True)
         self._enter(State.STOPPED)
 
@@ -487,19 +503,29 @@ class ProcessorService:
             raise RuntimeError("the processor is not started")
         return self._parts
 
-    def _take_all(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    def _decoding(self) -> Decoder:
+        """The decoder, made by the consuming thread: decode workers are bound to the thread that spawns them."""
         if self._decoder is None:
-            # Made by the consuming thread: decode workers are bound to the thread that spawns them.
             settings = self.settings
             self._decoder = Decoder(settings.decode_workers, settings.prices_file, settings.price_fallback)
-        records = [record for records in polled.values() for record in records]
-        for record, outcome in self._decoder.outcomes(records):
+        return self._decoder
+
+    def _take_all(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        unwritten = self._unwritten
+        for tp, records in polled.items():
+            unwritten.setdefault(tp, records[0].offset)
+        self._take(self._decoding().outcomes([record for records in polled.values() for record in records]))
+
+    def _take(self, outcomes: Iterator[tuple[ConsumerRecord, DecodeOutcome]]) -> bool:
+        """Decode into the batch in hand, writing it whenever full; False if a rebalance dropped it."""
+        for record, outcome in outcomes:
             self.decode(record, outcome)
             if self._batch.calls >= self.settings.batch_max_calls and self._flush(patient=True) is Outcome.REVOKED:
-                # A rebalance reset our positions to the committed offsets: the rest of this
-                # poll will be read again (by us or the new owner), so taking it now could
-                # commit past records that were never written.
-                return
+                # `_drop` moved our positions back to the first unwritten records: the rest of
+                # these outcomes will be read again (by us or the new owner), so taking them now
+                # could commit past records that were never written.
+                return False
+        return True
 
     def decode(self, record: ConsumerRecord, outcome: DecodeOutcome) -> None:
         """The decode step: one Kafka record, decoded here or by a decode worker, into the batch in hand
@@ -616,6 +642,8 @@ class ProcessorService:
                 # Rows are written; the next owner of these partitions replays them onto the same keys.
                 self._count(ProcessorStats(commit_failures=1))
                 log.warning("offset commit failed (%s); the batch will be replayed idempotently", error)
+        # Written either way: a rewind need not go back past these.
+        self._unwritten.update(written.offsets)
         self._count(written.counts)
         self._settling = None
         return Outcome.DONE
@@ -648,6 +676,23 @@ class ProcessorService:
         self._batch = _Batch()
         self._written = _Written()
         self._settling = None  # a recompute still running is harmless: recomputes are idempotent
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Forget the decodes in flight and seek every partition we still own back to its first unwritten record.
+
+        kafka-python (3.0) keeps the position of a partition that stays ours through a
+        rebalance, so records dropped here would otherwise be skipped and a later commit would
+        pass them; a partition that moved is read by its new owner from the committed offset.
+        """
+        if self._decoder is not None:
+            self._decoder.drop()
+        consumer = self._require().consumer
+        owned = consumer.assignment()
+        for tp, offset in self._unwritten.items():
+            if tp in owned:
+                consumer.seek(tp, offset)
+        self._unwritten.clear()
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         if self.state in _ENDS:  # closing after a stop or a failure: what is in hand stays uncommitted
@@ -658,6 +703,8 @@ class ProcessorService:
         try:
             if self._flush(patient=False) is not Outcome.REVOKED:
                 self._settle(patient=False, due=True)
+                # Decodes still in flight start after what was just committed: read again.
+                self._rewind()
         except Exception as error:
             log.warning("rebalance: could not write or recompute the batches in hand (%s); they will be re-read", error)
             self._drop()
@@ -700,6 +747,7 @@ class ProcessorService:
             lag,
         )
         self._enter(State.REJOINING)
+        self._rewind()  # owning nothing, nothing is in flight; the rejoined member starts clean
         parts.consumer.unsubscribe()
         parts.consumer.subscribe([self.settings.spans_topic], listener=_Rebalance(self))
         self._count(ProcessorStats(rejoins=1))

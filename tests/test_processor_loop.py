@@ -74,11 +74,13 @@ class FakeConsumer:
         self.assign_on_subscribe = True
 
     def rebalance(self, new: set[TopicPartition]) -> None:
+        """Revoke everything (the eager protocol); as kafka-python 3.0 does, a partition we keep keeps its position."""
         assert self.listener is not None
         self.listener.on_partitions_revoked(sorted(self.owned))
+        kept = {tp: self.positions[tp] for tp in self.owned & new}
         self.owned = set(new)
         self.paused &= self.owned
-        self.positions = {tp: self.committed.get(tp, 0) for tp in self.owned}
+        self.positions = {tp: kept.get(tp, self.committed.get(tp, 0)) for tp in self.owned}
         self.listener.on_partitions_assigned(sorted(self.owned))
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[Record]]:
@@ -327,6 +329,27 @@ def test_a_rebalance_mid_retry_drops_the_batch_uncommitted_and_the_new_assignmen
     r.consumer.rebalance(r.consumer.all_partitions())
     r.steps()
     r.settled()
+    assert len(r.store.rows) == r.calls and set(r.store.rows.values()) == {1}
+    assert r.consumer.committed == r.ends()
+
+
+def test_a_rebalance_mid_retry_that_leaves_us_our_partitions_rereads_the_dropped_batch_from_its_first_record() -> None:
+    r = rig()
+    r.store.fail_forever = OperationalError("Connection refused")
+
+    def rebalance_on_third_attempt(attempt: int) -> None:
+        if attempt == 3:  # the next poll, inside the backoff, runs the rebalance: the same partitions come back
+            r.consumer.at_next_poll.append(lambda: r.consumer.rebalance(r.consumer.all_partitions()))
+
+    r.store.on_insert = rebalance_on_third_attempt
+    r.steps(1)
+    assert r.service.stats.rebalance_replays == 1 and r.consumer.committed == {} and r.store.rows == {}
+    # Kept partitions kept their positions, past the dropped batch; the loop moved them back.
+    assert r.consumer.positions == {tp: 0 for tp in r.consumer.all_partitions()}
+    r.store.fail_forever = None
+    r.steps()
+    r.settled()
+    assert r.service.stats.rebalance_replays == 1 and r.service.partitions == [0, 1]
     assert len(r.store.rows) == r.calls and set(r.store.rows.values()) == {1}
     assert r.consumer.committed == r.ends()
 
