@@ -12,8 +12,8 @@ BatchSpanProcessor's export does); then measures in one run, pinned to one CPU u
   3. decode + enrichment (cost, refusal), and separately the writer (Arrow insert + histograms),
   4. the full service (consume from Kafka, decode, enrich, insert into chDB, recompute
      histograms, commit offsets) three times, each by a fresh group into a fresh database:
-     on one core; on two cores; on two cores with one decode worker process
-     (`CUTOVER_DECODE_WORKERS=1`),
+     on one core; on two cores; on two cores with one and with two decode worker processes
+     (`CUTOVER_DECODE_WORKERS=1`, `2`),
 and prints spans/s of each and the full path's ratio to the decoder-only rate (target >= 0.5
 on one core): from start to every offset committed, and steady, from the group join (start-up
 is a one-off in a real process) to every row queryable (the last histogram recompute and
@@ -220,7 +220,12 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
 
 
 # (label, cores, decode workers): the same topic read by a fresh group into a fresh database each time.
-RUNS = (("one core", 1, 0), ("two cores, in-process", 2, 0), ("two cores, 1 decode worker", 2, 1))
+RUNS = (
+    ("one core", 1, 0),
+    ("two cores, in-process", 2, 0),
+    ("two cores, 1 decode worker", 2, 1),
+    ("two cores, 2 decode workers", 2, 2),
+)
 
 
 def serve_elsewhere(
