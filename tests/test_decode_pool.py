@@ -218,13 +218,20 @@ def in_histograms(calls: Iterable[Call]) -> int:
 PIPELINED = dict(decode_workers=1, poll_max_records=10, batch_max_calls=300, histogram_interval_s=0)
 
 
+def pipelined_topic(
+    bootstrap: str, topic: str, database: str, count: int, seed: int
+) -> tuple[list[Call], list[tuple[bytes, bytes]], ProcessorSettings]:
+    """`count` calls on `topic` in messages of 20, and the settings of a pipelined processor reading them."""
+    calls = make_calls(count, seed=seed)
+    items = list(messages(calls, per_message=20))
+    produce(bootstrap, topic, items)
+    return calls, items, settings_for(bootstrap, topic, database, f"g_{topic}", **PIPELINED)
+
+
 def test_a_stop_with_chunks_in_flight_writes_and_commits_them_and_a_restart_reads_on_exactly_from_there(
     kafka_bootstrap, topic, ch_client, ch_database
 ) -> None:
-    calls = make_calls(6000, seed=31)
-    items = list(messages(calls, per_message=20))
-    produce(kafka_bootstrap, topic, items)
-    settings = settings_for(kafka_bootstrap, topic, ch_database, f"g_{topic}", **PIPELINED)
+    calls, items, settings = pipelined_topic(kafka_bootstrap, topic, ch_database, 6000, seed=31)
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
         first = by_hand(settings, ch_client)
@@ -257,10 +264,7 @@ def test_a_stop_with_chunks_in_flight_writes_and_commits_them_and_a_restart_read
 def test_a_rebalance_with_chunks_in_flight_drops_them_and_every_call_is_stored_once(
     kafka_bootstrap, topic, ch_client, ch_database
 ) -> None:
-    calls = make_calls(8000, seed=37)
-    items = list(messages(calls, per_message=20))
-    produce(kafka_bootstrap, topic, items)
-    settings = settings_for(kafka_bootstrap, topic, ch_database, f"g_{topic}", **PIPELINED)
+    calls, items, settings = pipelined_topic(kafka_bootstrap, topic, ch_database, 8000, seed=37)
     first = by_hand(settings, ch_client)
     second = ProcessorService(settings, client=ch_client)
     dropped: list[int] = []  # chunks in flight at each drop
