@@ -223,9 +223,7 @@ class PriceBook(BaseModel):
             (reasoning, reasoning_extra),
         ):
             units = pc.add_checked(units, pc.multiply_checked(tokens, rate))
-        # int64 -> Decimal(19, 0) keeps the integer; viewed at the column's scale it is the cost
-        # in USD; the checked cast to the column's own type refuses a cost that does not fit.
-        costs = pc.cast(pc.cast(units, _UNITS_TYPE).view(_SCALED_UNITS_TYPE), COST_TYPE)
+        costs = _costs_of(units)
         if per_call:
             costs = self._per_call_costs(costs, groups, per_call, starts, inp, cached, out, reasoning)
         unpriced = pc.is_null(costs)
@@ -242,7 +240,7 @@ class PriceBook(BaseModel):
         """`costs` with those of calls whose price varies within the day put in, priced one by one."""
         mask = pc.is_in(groups, pa.array(list(per_call), groups.type))
         at = pc.indices_nonzero(mask)
-        found: list[Decimal | None] = []
+        found: list[int | None] = []
         for group, start, inp, cached, out, reasoning in zip(
             *(column.take(at).to_pylist() for column in (groups, pc.cast(starts, pa.int64()), *tokens)), strict=True
         ):
@@ -250,8 +248,8 @@ class PriceBook(BaseModel):
                 found.append(None)
             else:
                 when = datetime.fromtimestamp(start / 1_000_000, UTC)
-                found.append(per_call[group].cost(when, inp, cached, out, reasoning))
-        return pc.replace_with_mask(costs, mask, pa.array(found, COST_TYPE))
+                found.append(_units(per_call[group].cost(when, inp, cached, out, reasoning)))
+        return pc.replace_with_mask(costs, mask, _costs_of(pa.array(found, pa.int64())))
 
     def _call_rates_of(self, model: str, provider: str, day: date) -> TieredRates | PerCall | None:
         book = self._model_rates(model, day)
@@ -318,25 +316,34 @@ class _RateRow(NamedTuple):
 
     @classmethod
     def of(cls, rates: Rates) -> _RateRow:
-        # A rate finer than the column's last digit can only be a float artefact of a price
-        # database (genai-prices has 1.8000000000000002E-7 USD per token): it is rounded to that
-        # digit, where an exact product would not fit the column and fail the whole batch's insert.
-        def units(rate: Decimal) -> int:
-            return int((rate * _UNITS).to_integral_value(ROUND_HALF_EVEN))
-
         return cls(
-            units(rates.fixed),
-            units(rates.input),
-            units(rates.cached_input),
-            units(rates.output),
-            units(rates.reasoning_extra),
+            _units(rates.fixed),
+            _units(rates.input),
+            _units(rates.cached_input),
+            _units(rates.output),
+            _units(rates.reasoning_extra),
             rates.label,
             rates.source,
         )
 
 
+def _units(usd: Decimal) -> int:
+    """`usd` in units of `cost_usd`'s last digit. A value finer than that digit can only come from a
+    float artefact of a price database (genai-prices has 1.8000000000000002E-7 USD per token): it
+    is rounded to the digit, where an exact value would not fit the column and fail the whole
+    batch's insert."""
+    return int((usd * _UNITS).to_integral_value(ROUND_HALF_EVEN))
+
+
 _UNPRICED = _RateRow(None, None, None, None, None, "", "")
 _RATE_ROW = pa.struct([(name, pa.string() if name in ("label", "source") else pa.int64()) for name in _RateRow._fields])
+
+
+def _costs_of(units: pa.Array) -> pa.Array:
+    """int64 units of `cost_usd`'s last digit as the column's type: int64 -> Decimal(19, 0) keeps the
+    integer, viewed at the column's scale it is the cost in USD, and the checked cast to the
+    column's own type refuses a cost that does not fit."""
+    return pc.cast(pc.cast(units, _UNITS_TYPE).view(_SCALED_UNITS_TYPE), COST_TYPE)
 
 
 def _column(values: pa.Array | Iterable[object], type: pa.DataType) -> pa.Array:

@@ -16,7 +16,7 @@ from genai_prices import Usage, calc_price
 from processors.columns import DECODED_FIELDS, FIELD, INSERT_SCHEMA
 from processors.decode import decode
 from processors.enrich import FIRST_VERSION, NO_TOKENS, Enricher
-from processors.price_fallback import SOURCE
+from processors.price_fallback import SOURCE, PerCall
 from processors.pricing import BOOK_SOURCE, PriceBook
 from processors.providers import normalise
 from processors.refusal import refusal
@@ -145,3 +145,12 @@ def test_a_rate_finer_than_the_cost_column_is_rounded_to_it_not_a_failed_batch()
     priced = BOOK.costs([model], [day_us], [1_000], [0], [1_000], [0], providers=[provider])
     assert priced.sources.to_pylist() == [SOURCE]
     assert priced.costs.to_pylist() == [Decimal("0.00086")]  # 1k x $0.18 + 1k x $0.68, per 1M
+
+
+def test_a_per_call_price_finer_than_the_cost_column_is_rounded_to_it_too(monkeypatch):
+    # Calls priced one by one (deepseek's off-peak hours) take the same rounding as rate rows.
+    monkeypatch.setattr(PerCall, "cost", lambda *_: Decimal("0.0012340000000000002"))
+    day_us = (date(2026, 5, 1) - date(1970, 1, 1)).days * 86_400_000_000
+    priced = PriceBook.load().costs(["deepseek-chat"], [day_us], [1_000], [0], [1_000], [0], providers=["deepseek"])
+    assert priced.sources.to_pylist() == [SOURCE]
+    assert priced.costs.to_pylist() == [Decimal("0.001234")]
