@@ -233,18 +233,22 @@ class _SlowCheck:
         return Flag(self.name, 0.0, False, "slow check")
 
 
-def test_submit_never_blocks_and_samples_when_the_queue_is_full(ch_client, ch_database):
-    migrate(ch_client, ch_database)
-    rows = [call_row(f"c{i:04d}", "gpt-5.5", "Refunds take 30 days.", i) for i in range(1_000)]
-    write_calls(ch_client, ch_database, rows)
-    release = threading.Event()
-    worker = HallucinationWorker(
-        ch_client,
-        ch_database,
-        settings(hallucination_queue_size=100, hallucination_batch_size=50),
-        checks=[_SlowCheck(release)],
-    )
+def started_worker(client, database: str, rows: list[dict], check, **overrides) -> HallucinationWorker:
+    """A started worker running only `check`, with `settings(**overrides)`, after `rows` are stored
+    (the processor writes its calls before it submits them)."""
+    migrate(client, database)
+    write_calls(client, database, rows)
+    worker = HallucinationWorker(client, database, settings(**overrides), checks=[check])
     worker.start()
+    return worker
+
+
+def test_submit_never_blocks_and_samples_when_the_queue_is_full(ch_client, ch_database):
+    rows = [call_row(f"c{i:04d}", "gpt-5.5", "Refunds take 30 days.", i) for i in range(1_000)]
+    release = threading.Event()
+    worker = started_worker(
+        ch_client, ch_database, rows, _SlowCheck(release), hallucination_queue_size=100, hallucination_batch_size=50
+    )
     try:
         # The check holds the worker until `release`: a submit that blocked would never return.
         worker.submit(rows[:100])  # fits
@@ -273,10 +277,8 @@ def test_submit_never_blocks_and_samples_when_the_queue_is_full(ch_client, ch_da
 
 
 def test_the_queue_is_bounded_in_bytes_and_keeps_only_what_the_checks_read(ch_client, ch_database):
-    migrate(ch_client, ch_database)
     answer = "Refunds take 30 days. " * 10_000  # 220 KB: captured content has no size limit
     rows = [call_row(f"b{i:03d}", "gpt-5.5", answer, i) for i in range(40)]
-    write_calls(ch_client, ch_database, rows)
     release = threading.Event()
     seen: list[dict] = []
 
@@ -285,13 +287,9 @@ def test_the_queue_is_bounded_in_bytes_and_keeps_only_what_the_checks_read(ch_cl
             seen.append(call)
             return super().run(call)
 
-    worker = HallucinationWorker(
-        ch_client,
-        ch_database,
-        settings(hallucination_queue_mb=1, hallucination_batch_size=100),
-        checks=[_Holding(release)],
+    worker = started_worker(
+        ch_client, ch_database, rows, _Holding(release), hallucination_queue_mb=1, hallucination_batch_size=100
     )
-    worker.start()
     try:
         worker.submit(rows)  # 40 x 220 KB = 8.8 MB offered, 1 MB of room: a sample of 4
         assert worker.backlog_bytes <= 2**20
@@ -343,16 +341,10 @@ class _SleepyCheck:
 
 
 def test_stop_is_bounded_and_counts_what_stays_unchecked(ch_client, ch_database):
-    migrate(ch_client, ch_database)
     rows = [call_row(f"z{i:03d}", "gpt-5.5", "Refunds take 30 days.", i) for i in range(100)]
-    write_calls(ch_client, ch_database, rows)
-    worker = HallucinationWorker(
-        ch_client,
-        ch_database,
-        settings(hallucination_queue_size=100, hallucination_batch_size=1),
-        checks=[_SleepyCheck()],
+    worker = started_worker(
+        ch_client, ch_database, rows, _SleepyCheck(), hallucination_queue_size=100, hallucination_batch_size=1
     )
-    worker.start()
     worker.submit(rows)
     worker.stop(timeout=0.5)  # 100 checks of 100 ms each would take 10 s
     stats = worker.stats
