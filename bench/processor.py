@@ -20,7 +20,12 @@ is a one-off in a real process) to every row queryable (the last histogram recom
 commit, up to `CUTOVER_HISTOGRAM_INTERVAL_S` later, are a one-off at the end of a backlog);
 and the same ratio in CPU seconds (the processor's threads plus its decode workers against the
 decoder's): wall time on a shared machine also counts waiting for a core, CPU time does not
-(it leaves out what only wall time shows: waiting on the broker).
+(it leaves out what only wall time shows: waiting on the broker). Under each run, its CPU
+seconds by thread (/proc): the consuming thread (decode, enrichment, Arrow, the insert call),
+kafka-python's network thread, the histogram and hallucination threads, chDB's own threads
+(insert pipelines, merges, recomputes), decode workers; and the ceiling that chDB's threads
+alone put on the one-core ratio, decoder CPU / (decoder CPU + chDB threads' CPU): the full
+path decodes as much as the decoder alone, and on one core chDB's threads run on it too.
 
     .venv/bin/python bench/processor.py --baseline REV
 
@@ -54,7 +59,7 @@ sys.path.insert(0, str(REPO))
 from kafka import KafkaConsumer  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from scratch import scratch_broker  # noqa: E402
-from serve_once import run_service  # noqa: E402
+from serve_once import CHDB, Run, run_service  # noqa: E402
 
 from cutover.store import open_client  # noqa: E402
 from processors.decode import decode  # noqa: E402
@@ -211,12 +216,16 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
     print(f"decode + enrich              {rate(parsed, enrich_s)}   {bare_s / enrich_s:6.1%} of bare parse")
     print(f"chDB insert + histograms     {rate(parsed, write_s)}   (the writer alone, same batches)")
     print(f"decode to call rows, CPU time {decode_cpu_s:6.2f} s")
-    for label, (total_s, steady_s, cpu_s) in full.items():
+    for label, (total_s, steady_s, cpu_s, threads) in full.items():
         print(
             f"full processor, {label:<36} {rate(parsed, total_s)}   {decode_s / total_s:5.2f} x decoder-only; "
             f"steady (group join -> rows queryable): {parsed / steady_s:>9,.0f} spans/s, {decode_s / steady_s:5.2f} x decoder-only; "
             f"CPU {cpu_s:6.2f} s, {decode_cpu_s / cpu_s:5.2f} x decoder-only CPU"
         )
+        stages = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in threads.items() if seconds >= 0.005)
+        ceiling = decode_cpu_s / (decode_cpu_s + threads[CHDB])
+        shared = f"; chDB's threads alone cap it at {ceiling:4.2f} x decoder-only CPU" if label == RUNS[0][0] else ""
+        print(f"    CPU s by thread: {stages}{shared}")
 
 
 # (label, cores, decode workers): the same topic read by a fresh group into a fresh database each time.
@@ -228,17 +237,14 @@ RUNS = (
 )
 
 
-def serve_elsewhere(
-    code: Path, bootstrap: str, topic: str, chdb: Path, label: str, workers: int, expected: int
-) -> tuple[float, float, float]:
+def serve_elsewhere(code: Path, bootstrap: str, topic: str, chdb: Path, label: str, workers: int, expected: int) -> Run:
     """`run_service` by the processor code under `code`, in a child process (on this process's cores)."""
     command = [
         sys.executable, str(REPO / "bench" / "serve_once.py"), "--code", str(code), "--bootstrap", bootstrap,
         "--topic", topic, "--chdb", str(chdb), "--label", label, "--workers", str(workers), "--expected", str(expected),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
-    times = json.loads(result.stdout.strip().splitlines()[-1])
-    return float(times["total_s"]), float(times["steady_s"]), float(times["cpu_s"])
+    return Run(**json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 if __name__ == "__main__":

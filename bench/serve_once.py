@@ -3,7 +3,7 @@
     python bench/serve_once.py --code DIR --bootstrap HOST:PORT --topic T --chdb PATH --label L --workers N --expected N
 
 runs `processors.service.ProcessorService` as found under DIR (a `git archive` of an older
-revision; default this tree) and prints `{"total_s": ..., "steady_s": ..., "cpu_s": ...}` (see `run_service`). A separate process
+revision; default this tree) and prints its `Run` as JSON (see `run_service`). A separate process
 because chDB allows one engine per process and the older code must not mix with ours.
 """
 
@@ -11,12 +11,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from clickhouse_connect.driver.client import Client
+
+# The processor's Python threads by name prefix -> the stage they run; every other thread of
+# the process was started by chDB's engine (its pipelines, merges, pools).
+STAGES = (
+    ("cutover-consume", "consume"),
+    ("kafka-io-cutover-processor", "kafka-python"),
+    ("cutover-histograms", "histograms"),
+    ("cutover-hallucination", "hallucination"),
+)
+CHDB = "chDB's threads"
+
+
+class Run(NamedTuple):
+    total_s: float  # start to every offset committed
+    steady_s: float  # partitions assigned to every row queryable
+    cpu_s: float  # the processor and its decode workers, start to every offset committed
+    threads: dict[str, float]  # CPU seconds of `cpu_s` by stage (`STAGES`, chDB's threads, the rest)
 
 
 def children_cpu_s() -> float:
@@ -24,15 +44,41 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_service(
-    bootstrap: str, topic: str, client: Client, label: str, workers: int, expected: int
-) -> tuple[float, float, float]:
-    """(seconds from start to every offset committed, seconds from partitions assigned to every row
-    queryable, CPU seconds of the processor and its decode workers from start to every offset committed).
+def thread_cpu_s() -> dict[int, tuple[str, float]]:
+    """Native thread id -> (stage, CPU seconds so far) of each live thread of this process."""
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # exited meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ..., utime, stime
+        name = names.get(int(task.name))
+        stage = CHDB if name is None else next((s for prefix, s in STAGES if name.startswith(prefix)), "other")
+        found[int(task.name)] = (stage, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def by_stage(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], cpu_s: float
+) -> dict[str, float]:
+    """CPU seconds per stage between two `thread_cpu_s` snapshots; threads gone by the second count as "exited"."""
+    stages: dict[str, float] = {}
+    for tid, (stage, seconds) in after.items():
+        stages[stage] = stages.get(stage, 0.0) + seconds - before.get(tid, (stage, 0.0))[1]
+    stages["exited"] = max(0.0, cpu_s - sum(stages.values()))
+    return stages
+
+
+def run_service(bootstrap: str, topic: str, client: Client, label: str, workers: int, expected: int) -> Run:
+    """One processor from a fresh group into a fresh database until every call is written.
 
     CPU seconds, because on a shared machine wall time also counts the time spent waiting for
     a core; the workers' CPU time is known once they exit, at the stop. Rows are counted
-    without FINAL (the part counts, ~1 ms): the bench's spans are unique.
+    without FINAL (the part counts, ~1 ms): the bench's spans are unique. CPU by stage comes
+    from /proc per thread: this process's threads only (decode workers count as "workers").
     """
     from processors.service import ProcessorService
     from processors.settings import ProcessorSettings
@@ -43,7 +89,7 @@ def run_service(
         clickhouse_database=name, alert_interval_s=3600, decode_workers=workers,
     )  # fmt: skip
     service = ProcessorService(settings, client=client)
-    cpu_started, children_started = time.process_time(), children_cpu_s()
+    cpu_started, children_started, threads_started = time.process_time(), children_cpu_s(), thread_cpu_s()
     started = time.perf_counter()
     assigned = queryable = 0.0
     service.start()
@@ -57,11 +103,12 @@ def run_service(
         time.sleep(0.05)
     done = time.perf_counter()
     cpu_s = time.process_time() - cpu_started
+    threads = by_stage(threads_started, thread_cpu_s(), cpu_s)
     service.stop()
-    cpu_s += children_cpu_s() - children_started
+    threads["workers"] = children_cpu_s() - children_started
     stored = client.command(f"SELECT count() FROM {name}.llm_calls FINAL")
     assert stored == expected, stored
-    return done - started, (queryable or done) - (assigned or started), cpu_s
+    return Run(done - started, (queryable or done) - (assigned or started), cpu_s + threads["workers"], threads)
 
 
 def main() -> None:
@@ -82,8 +129,8 @@ def main() -> None:
     from cutover.store import open_client
 
     client = open_client(f"chdb://{args.chdb}")
-    total_s, steady_s, cpu_s = run_service(args.bootstrap, args.topic, client, args.label, args.workers, args.expected)
-    print(json.dumps({"total_s": total_s, "steady_s": steady_s, "cpu_s": cpu_s}))
+    run = run_service(args.bootstrap, args.topic, client, args.label, args.workers, args.expected)
+    print(json.dumps(run._asdict()))
 
 
 if __name__ == "__main__":
