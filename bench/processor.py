@@ -216,7 +216,7 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
     print(f"decode + enrich              {rate(parsed, enrich_s)}   {bare_s / enrich_s:6.1%} of bare parse")
     print(f"chDB insert + histograms     {rate(parsed, write_s)}   (the writer alone, same batches)")
     print(f"decode to call rows, CPU time {decode_cpu_s:6.2f} s")
-    for label, (total_s, steady_s, cpu_s, threads) in full.items():
+    for label, (total_s, steady_s, cpu_s, threads, rejoins) in full.items():
         print(
             f"full processor, {label:<36} {rate(parsed, total_s)}   {decode_s / total_s:5.2f} x decoder-only; "
             f"steady (group join -> rows queryable): {parsed / steady_s:>9,.0f} spans/s, {decode_s / steady_s:5.2f} x decoder-only; "
@@ -226,6 +226,10 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
         ceiling = decode_cpu_s / (decode_cpu_s + threads[CHDB])
         shared = f"; chDB's threads alone cap it at {ceiling:4.2f} x decoder-only CPU" if label == RUNS[0][0] else ""
         print(f"    CPU s by thread: {stages}{shared}")
+        if rejoins:
+            print(
+                f"    kafka-python left the member owning nothing; the group watch rejoined {rejoins}x: this run includes the stall"
+            )
 
 
 # (label, cores, decode workers): the same topic read by a fresh group into a fresh database each time.

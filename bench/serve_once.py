@@ -37,6 +37,9 @@ class Run(NamedTuple):
     steady_s: float  # partitions assigned to every row queryable
     cpu_s: float  # the processor and its decode workers, start to every offset committed
     threads: dict[str, float]  # CPU seconds of `cpu_s` by stage (`STAGES`, chDB's threads, the rest)
+    rejoins: (
+        int  # group rejoins after kafka-python left this member owning nothing (its figures then include the stall)
+    )
 
 
 def children_cpu_s() -> float:
@@ -108,7 +111,8 @@ def run_service(bootstrap: str, topic: str, client: Client, label: str, workers:
     threads["workers"] = children_cpu_s() - children_started
     stored = client.command(f"SELECT count() FROM {name}.llm_calls FINAL")
     assert stored == expected, stored
-    return Run(done - started, (queryable or done) - (assigned or started), cpu_s + threads["workers"], threads)
+    steady_s = (queryable or done) - (assigned or started)
+    return Run(done - started, steady_s, cpu_s + threads["workers"], threads, service.stats.rejoins)
 
 
 def main() -> None:
