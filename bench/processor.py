@@ -216,6 +216,7 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
     print(f"decode + enrich              {rate(parsed, enrich_s)}   {bare_s / enrich_s:6.1%} of bare parse")
     print(f"chDB insert + histograms     {rate(parsed, write_s)}   (the writer alone, same batches)")
     print(f"decode to call rows, CPU time {decode_cpu_s:6.2f} s")
+    one_core = {label for label, cores, _ in RUNS if cores == 1}
     for label, (total_s, steady_s, cpu_s, threads, rejoins) in full.items():
         print(
             f"full processor, {label:<36} {rate(parsed, total_s)}   {decode_s / total_s:5.2f} x decoder-only; "
@@ -224,7 +225,7 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
         )
         stages = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in threads.items() if seconds >= 0.005)
         ceiling = decode_cpu_s / (decode_cpu_s + threads[CHDB])
-        shared = f"; chDB's threads alone cap it at {ceiling:4.2f} x decoder-only CPU" if label == RUNS[0][0] else ""
+        shared = f"; chDB's threads alone cap it at {ceiling:4.2f} x decoder-only CPU" if label in one_core else ""
         print(f"    CPU s by thread: {stages}{shared}")
         if rejoins:
             print(

@@ -37,9 +37,8 @@ class Run(NamedTuple):
     steady_s: float  # partitions assigned to every row queryable
     cpu_s: float  # the processor and its decode workers, start to every offset committed
     threads: dict[str, float]  # CPU seconds of `cpu_s` by stage (`STAGES`, chDB's threads, the rest)
-    rejoins: (
-        int  # group rejoins after kafka-python left this member owning nothing (its figures then include the stall)
-    )
+    # Group rejoins after kafka-python left this member owning nothing: the figures then include that stall.
+    rejoins: int
 
 
 def children_cpu_s() -> float:
