@@ -30,9 +30,12 @@ import ctypes
 import gc
 import multiprocessing
 import signal
+import sys
+import types
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -117,6 +120,23 @@ def _start_worker(prices_file: Path | None, price_fallback: bool, gc_threshold: 
     gc.set_threshold(*gc_threshold)
 
 
+@contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """Processes spawned meanwhile do not run this process's `__main__` first.
+
+    A spawned child re-runs its parent's main module (by file or module name) before anything
+    else; when that is not our CLI but a script someone else runs in this process (Streamlit
+    runs the dashboard app as `__main__`; so do the dashboard tests' AppTests under pytest),
+    every worker would run the app and die on its store. Workers need nothing from it.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 class _ChunkResult(NamedTuple):
     """Per record: its `Decoded` without rows and how many it had (or what decoding raised); all rows enriched."""
 
@@ -168,8 +188,10 @@ class Decoder:
             )
             # Spawn the workers now (each imports protobuf and pyarrow, ~0.5 s of CPU), without
             # waiting: they start while the processor joins its group; the first chunk waits if need be.
-            for _ in range(workers):
-                self._pool.submit(_decode_chunk, [])
+            # Each submit spawns one (none is idle yet), so these are every worker the pool will have.
+            with _main_not_rerun():
+                for _ in range(workers):
+                    self._pool.submit(_decode_chunk, [])
 
     @property
     def pending(self) -> int:

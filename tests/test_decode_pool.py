@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import types
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -91,6 +93,27 @@ def test_a_worker_pool_decodes_exactly_what_the_process_does_in_order() -> None:
     assert without_calls(again) == without_calls(inline[:5]) and calls_of(again).equals(calls_of(inline[:5]))
     assert inline[0][1] == decode(good[0], 0, 0)
     assert any(isinstance(o, Decoded) and o.error for _, o in inline)  # the bad ones carry their reasons
+
+
+def test_workers_do_not_run_a_foreign_main_script(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in the dashboard (Streamlit runs its app as `__main__`) or pytest after an AppTest: the
+    spawned workers decode without running that script, which here leaves a mark and exits."""
+    mark = tmp_path / "ran"
+    script = tmp_path / "app.py"
+    script.write_text(f"open({str(mark)!r}, 'w').close()\nraise SystemExit(3)\n")
+    app = types.ModuleType("__main__")
+    app.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", app)
+    records = [Record(value, 0, i) for i, (_, value) in enumerate(messages(make_calls(20, seed=4), per_message=5))]
+    pool = Decoder(2)
+    try:
+        pooled = every_outcome(pool, records)
+    finally:
+        pool.close()
+    assert sys.modules["__main__"] is app
+    assert not mark.exists()
+    assert calls_of(pooled).num_rows == 20
+    assert calls_of(pooled).equals(calls_of([(r, outcome_of(o)) for r, o in Decoder(0).outcomes(records)]))
 
 
 def small_chunks(monkeypatch: pytest.MonkeyPatch, records: int, in_flight: int) -> None:
