@@ -15,8 +15,19 @@ from processors.histograms import recompute
 from processors.schema import migrate
 from processors.settings import ProcessorSettings
 
-# Recent on purpose: the tables' retention TTL drops old rows.
-NOW = datetime.now(UTC).replace(second=30, microsecond=0)
+
+def twenty_past_last_hour(now: datetime) -> datetime:
+    """40 to 100 minutes ago, at 20 past the hour.
+
+    Recent on purpose: the tables' retention TTL drops old rows. The tests place calls up to seven
+    minutes before NOW, evaluate up to 90 s after it, and expect one budget day, one month and one
+    hourly repeat slot (only the repeat test steps an hour on). At 20 past, none straddles a
+    boundary by chance: run at midnight, they failed.
+    """
+    return (now - timedelta(hours=1)).replace(minute=20, second=30, microsecond=0)
+
+
+NOW = twenty_past_last_hour(datetime.now(UTC))
 COLUMNS = ["trace_id", "span_id", "start_time", "model", "latency_ms", "cost_usd", "is_error", "is_refusal", "version"]
 
 
