@@ -23,7 +23,8 @@ decoder's): wall time on a shared machine also counts waiting for a core, CPU ti
 (it leaves out what only wall time shows: waiting on the broker). Under each run, its CPU
 seconds by thread (/proc): the consuming thread (decode, enrichment, Arrow, the insert call),
 kafka-python's network thread, the histogram and hallucination threads, chDB's own threads
-(insert pipelines, merges, recomputes), decode workers; and the ceiling that chDB's threads
+(insert pipelines, merges, recomputes), decode workers; how many histogram recomputes ran and
+their wall seconds (their queries run on chDB's threads); and the ceiling that chDB's threads
 alone put on the one-core ratio, decoder CPU / (decoder CPU + chDB threads' CPU): the full
 path decodes as much as the decoder alone, and on one core chDB's threads run on it too.
 
@@ -217,19 +218,23 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
     print(f"chDB insert + histograms     {rate(parsed, write_s)}   (the writer alone, same batches)")
     print(f"decode to call rows, CPU time {decode_cpu_s:6.2f} s")
     one_core = {label for label, cores, _ in RUNS if cores == 1}
-    for label, (total_s, steady_s, cpu_s, threads, rejoins) in full.items():
+    for label, run in full.items():
         print(
-            f"full processor, {label:<36} {rate(parsed, total_s)}   {decode_s / total_s:5.2f} x decoder-only; "
-            f"steady (group join -> rows queryable): {parsed / steady_s:>9,.0f} spans/s, {decode_s / steady_s:5.2f} x decoder-only; "
-            f"CPU {cpu_s:6.2f} s, {decode_cpu_s / cpu_s:5.2f} x decoder-only CPU"
+            f"full processor, {label:<36} {rate(parsed, run.total_s)}   {decode_s / run.total_s:5.2f} x decoder-only; "
+            f"steady (group join -> rows queryable): {parsed / run.steady_s:>9,.0f} spans/s, "
+            f"{decode_s / run.steady_s:5.2f} x decoder-only; CPU {run.cpu_s:6.2f} s, {decode_cpu_s / run.cpu_s:5.2f} x decoder-only CPU"
         )
-        stages = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in threads.items() if seconds >= 0.005)
-        ceiling = decode_cpu_s / (decode_cpu_s + threads[CHDB])
+        stages = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in run.threads.items() if seconds >= 0.005)
+        ceiling = decode_cpu_s / (decode_cpu_s + run.threads[CHDB])
         shared = f"; chDB's threads alone cap it at {ceiling:4.2f} x decoder-only CPU" if label in one_core else ""
         print(f"    CPU s by thread: {stages}{shared}")
-        if rejoins:
+        if run.recomputes is not None and run.recompute_s is not None:
             print(
-                f"    kafka-python left the member owning nothing; the group watch rejoined {rejoins}x: this run includes the stall"
+                f"    histogram recomputes: {run.recomputes} taking {run.recompute_s:.2f} s (wall; their CPU is in chDB's threads)"
+            )
+        if run.rejoins:
+            print(
+                f"    kafka-python left the member owning nothing; the group watch rejoined {run.rejoins}x: this run includes the stall"
             )
 
 

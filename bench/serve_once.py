@@ -39,6 +39,10 @@ class Run(NamedTuple):
     threads: dict[str, float]  # CPU seconds of `cpu_s` by stage (`STAGES`, chDB's threads, the rest)
     # Group rejoins after kafka-python left this member owning nothing: the figures then include that stall.
     rejoins: int
+    # Background histogram recomputes and their wall seconds (None: code without that metric). Their chDB
+    # work is inside chDB's threads, where /proc cannot tell it from inserts and merges.
+    recomputes: int | None
+    recompute_s: float | None
 
 
 def children_cpu_s() -> float:
@@ -61,6 +65,17 @@ def thread_cpu_s() -> dict[int, tuple[str, float]]:
         stage = CHDB if name is None else next((s for prefix, s in STAGES if name.startswith(prefix)), "other")
         found[int(task.name)] = (stage, (int(fields[11]) + int(fields[12])) / tick)
     return found
+
+
+def recompute_totals() -> tuple[int, float] | None:
+    """Background histogram recomputes so far (count, seconds), from the processor's Prometheus metric."""
+    from processors import metrics
+
+    histogram = getattr(metrics, "HISTOGRAM_RECOMPUTE_SECONDS", None)
+    if histogram is None:
+        return None
+    samples = {sample.name.rsplit("_", 1)[-1]: sample.value for sample in histogram.collect()[0].samples}
+    return int(samples["count"]), samples["sum"]
 
 
 def by_stage(
@@ -92,6 +107,7 @@ def run_service(bootstrap: str, topic: str, client: Client, label: str, workers:
     )  # fmt: skip
     service = ProcessorService(settings, client=client)
     cpu_started, children_started, threads_started = time.process_time(), children_cpu_s(), thread_cpu_s()
+    recomputes_started = recompute_totals()
     started = time.perf_counter()
     assigned = queryable = 0.0
     service.start()
@@ -106,12 +122,19 @@ def run_service(bootstrap: str, topic: str, client: Client, label: str, workers:
     done = time.perf_counter()
     cpu_s = time.process_time() - cpu_started
     threads = by_stage(threads_started, thread_cpu_s(), cpu_s)
+    recomputes_done = recompute_totals()
     service.stop()
     threads["workers"] = children_cpu_s() - children_started
     stored = client.command(f"SELECT count() FROM {name}.llm_calls FINAL")
     assert stored == expected, stored
     steady_s = (queryable or done) - (assigned or started)
-    return Run(done - started, steady_s, cpu_s + threads["workers"], threads, service.stats.rejoins)
+    recomputes: int | None = None
+    recompute_s: float | None = None
+    if recomputes_started is not None and recomputes_done is not None:
+        recomputes, recompute_s = recomputes_done[0] - recomputes_started[0], recomputes_done[1] - recomputes_started[1]
+    return Run(
+        done - started, steady_s, cpu_s + threads["workers"], threads, service.stats.rejoins, recomputes, recompute_s
+    )
 
 
 def main() -> None:
