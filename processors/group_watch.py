@@ -23,11 +23,13 @@ log = logging.getLogger("cutover.processor")
 
 @dataclass(frozen=True)
 class GroupView:
-    """One look at the group: lag per partition of the topic, owner member id per partition (absent: unowned)."""
+    """One look at the group: lag per partition of the topic, owner member id per partition (absent: unowned),
+    the group's state as its coordinator reports it ("Stable", "PreparingRebalance", ...)."""
 
     lag: dict[int, int] = field(default_factory=dict)
     owners: dict[int, str] = field(default_factory=dict)
     at: float = 0.0
+    state: str = ""
 
     @property
     def total_lag(self) -> int:
@@ -36,6 +38,14 @@ class GroupView:
     def orphaned(self, member_id: str | None) -> list[int]:
         """Lagging partitions no live member consumes: unowned, or owned by `member_id` (us) while we own none."""
         return sorted(p for p, lag in self.lag.items() if lag > 0 and self.owners.get(p) in (None, member_id))
+
+    def lost_to(self, member_id: str | None) -> bool:
+        """A stable group names `member_id` the owner of lagging partitions: if that member holds none, its
+        assignment was lost, since a stable group's assignment is final; unowned partitions may only mean
+        a rebalance waits for a member slow to rejoin."""
+        return self.state == "Stable" and any(
+            lag > 0 and self.owners.get(p) == member_id for p, lag in self.lag.items()
+        )
 
 
 class GroupSource(Protocol):
@@ -71,12 +81,12 @@ def look(admin: Admin, topic: str, group: str) -> GroupView:
     owners: dict[int, str] = {}
     description = admin.describe_groups([group]).get(group, {})
     for member in description.get("members", []) or []:  # type: ignore[attr-defined]
-        assignment = member.get("member_assignment")
-        for assigned_topic, assigned in getattr(assignment, "assignment", None) or []:
-            if assigned_topic == topic:
-                for partition in assigned:
+        # kafka-python 3 decodes the assignment to {"assigned_partitions": [{"topic", "partitions"}], ...}
+        for assigned in (member.get("member_assignment") or {}).get("assigned_partitions") or []:
+            if assigned.get("topic") == topic:
+                for partition in assigned.get("partitions") or []:
                     owners[int(partition)] = str(member.get("member_id"))
-    return GroupView(lag=lag, owners=owners, at=time.monotonic())
+    return GroupView(lag=lag, owners=owners, at=time.monotonic(), state=str(description.get("group_state") or ""))
 
 
 class GroupWatch:

@@ -314,6 +314,7 @@ class ProcessorService:
         self._last_lag = 0.0
         self._last_log = time.monotonic()
         self._orphaned_since: float | None = None
+        self._orphaned_look = 0.0  # `GroupView.at` of the look that first saw the orphaned partitions
 
     # states ------------------------------------------------------------------------------
 
@@ -727,24 +728,27 @@ class ProcessorService:
             log.info("progress: %s, partitions %s", self.stats.as_dict(), self.partitions)
 
     def _rejoin_if_stalled(self, view: GroupView, now: float) -> None:
-        """Rejoin the group when we own nothing while lagging partitions have no live consumer, for `stall_timeout_s`."""
+        """Rejoin the group when we own nothing while lagging partitions have no live consumer, for
+        `stall_timeout_s`; at the next look already when the stable group names us their owner (a lost assignment)."""
         parts = self._require()
         orphaned = view.orphaned(parts.member_id()) if not parts.consumer.assignment() else []
         if not orphaned:
             self._orphaned_since = None
             return
         if self._orphaned_since is None:
-            self._orphaned_since = now
+            self._orphaned_since, self._orphaned_look = now, view.at
             return
-        if now - self._orphaned_since < self.settings.stall_timeout_s:
+        lost = view.at != self._orphaned_look and view.lost_to(parts.member_id())
+        if not lost and now - self._orphaned_since < self.settings.stall_timeout_s:
             return
         lag = sum(view.lag[p] for p in orphaned)
         log.warning(
-            "own no partitions for %.0f s while partitions %s of %s lag by %d with no live consumer; rejoining the group",
+            "own no partitions for %.0f s while partitions %s of %s lag by %d with %s; rejoining the group",
             now - self._orphaned_since,
             orphaned,
             self.settings.spans_topic,
             lag,
+            "the stable group naming us their owner" if lost else "no live consumer",
         )
         self._enter(State.REJOINING)
         self._rewind()  # owning nothing, nothing is in flight; the rejoined member starts clean

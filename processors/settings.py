@@ -79,7 +79,7 @@ class ProcessorSettings(BudgetSettings):
         default=30.0,
         gt=0,
         le=3600,
-        description="Rejoin the consumer group when this instance has owned no partitions for this long while partitions of the topic lag with no live consumer.",
+        description="Rejoin the consumer group when this instance has owned no partitions for this long while partitions of the topic lag with no live consumer; at the next group look (every 5 s) already when the group is stable and names this instance their owner (kafka-python lost its assignment).",
     )
     malloc_trim_interval_s: float = Field(
         default=5.0,

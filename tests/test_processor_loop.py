@@ -478,6 +478,34 @@ def test_owning_nothing_while_our_partitions_lag_unconsumed_rejoins_the_group(ca
     assert len(r.store.rows) == r.calls and r.consumer.committed == r.ends()
 
 
+@pytest.mark.parametrize(
+    ("state", "owner", "rejoins"),
+    [
+        ("Stable", "me", 1),  # a final assignment we never applied: lost, act now
+        ("PreparingRebalance", "me", 0),  # the last generation's assignment, still shown during a rebalance
+        ("CompletingRebalance", "me", 0),
+        ("Stable", None, 0),  # unowned: wait out the stall timeout
+    ],
+)
+def test_a_lost_assignment_in_a_stable_group_rejoins_at_the_next_look_without_the_stall_timeout(
+    state: str, owner: str | None, rejoins: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = rig(stall_timeout_s=3600)
+    r.consumer.at_next_poll.clear()
+    owners = {} if owner is None else {0: owner, 1: owner}
+    r.group.current = GroupView(lag={0: 6, 1: 6}, owners=owners, at=1.0, state=state)
+    caplog.set_level(logging.WARNING, "cutover.processor")
+    r.steps(2)
+    assert r.service.stats.rejoins == 0  # the same look twice: not yet confirmed
+    r.group.current = GroupView(lag={0: 6, 1: 6}, owners=owners, at=2.0, state=state)
+    r.steps(1)
+    assert r.service.stats.rejoins == rejoins and r.consumer.subscriptions == 1 + rejoins
+    if rejoins:
+        assert any("the stable group naming us their owner" in rec.getMessage() for rec in caplog.records)
+        r.steps(3)
+        assert len(r.store.rows) == r.calls and r.consumer.committed == r.ends()
+
+
 def test_owning_nothing_is_fine_when_another_live_member_consumes_the_lagging_partitions() -> None:
     r = rig()
     r.consumer.at_next_poll.clear()

@@ -21,7 +21,8 @@ from processors.service import ProcessorService
 from tests.processor_workload import make_calls, messages, produce
 from tests.test_processor_service import settings_for
 
-STALL_TIMEOUT_S = 3.0
+# An hour: the forced stall is a lost assignment in a stable group, which must not wait for it.
+STALL_TIMEOUT_S = 3600.0
 REAL_CONSUMER = service_module.kafka_consumer
 
 
@@ -65,8 +66,8 @@ def test_a_member_left_with_no_partitions_rejoins_and_processes_everything(
         service.stop()
     assert service.stats.rejoins >= 1
     stalled = [r for r in caplog.records if "own no partitions" in r.getMessage()]
-    assert stalled and "rejoining the group" in stalled[0].getMessage()
+    assert stalled and "the stable group naming us their owner; rejoining the group" in stalled[0].getMessage()
     # The bound: the stall is first seen at a group look (every LAG_INTERVAL_S, the admin client's first
-    # look may take a few seconds) and acted on at the first look STALL_TIMEOUT_S later; generous on a busy machine.
-    assert stalled[0].created - started < 3 * service_module.LAG_INTERVAL_S + STALL_TIMEOUT_S + 30
+    # look may take a few seconds) and acted on at the next; generous on a busy machine.
+    assert stalled[0].created - started < 3 * service_module.LAG_INTERVAL_S + 30
     assert ch_client.command(f"SELECT count() FROM {ch_database}.llm_calls FINAL") == len(calls)
