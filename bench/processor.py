@@ -12,7 +12,11 @@ BatchSpanProcessor's export does); then measures in one run, pinned to one CPU u
      a pass before the full runs and one after each (on one core): the reference drifts with the
      machine as much as the full path does (74.5k to 103k spans/s between runs here), and a
      ratio against one unlucky pass would flatter the full path,
-  3. decode + enrichment (cost, refusal), and separately the writer (Arrow insert + histograms),
+  3. decode + enrichment (cost, refusal), and separately the writer: the Arrow inserts (and the
+     merges they set off), then one histogram rebuild of every slot they touched; with the Kafka
+     fetch of a bare consumer, these stages' CPU seconds add up to a floor under the full path's
+     CPU (each stage done once, in large batches), printed as the one-core ratio it caps the
+     full path at, without and with the histograms,
   4. the full service (consume from Kafka, decode, enrich, insert into chDB, recompute
      histograms, commit offsets) three times, each by a fresh group into a fresh database:
      on one core; on two cores; on two cores with one and with two decode worker processes
@@ -60,6 +64,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from clickhouse_connect.driver.client import Client  # noqa: E402
 from kafka import KafkaConsumer  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from scratch import scratch_broker  # noqa: E402
@@ -71,7 +76,7 @@ from processors.enrich import Enricher  # noqa: E402
 from processors.pricing import PriceBook  # noqa: E402
 from processors.refusal import refusal  # noqa: E402
 from processors.schema import migrate  # noqa: E402
-from processors.writer import CallWriter  # noqa: E402
+from processors.writer import CallWriter, touched_groups  # noqa: E402
 from tests.processor_workload import make_calls, messages, produce  # noqa: E402
 
 
@@ -82,6 +87,15 @@ def read_topic(bootstrap: str, topic: str, count: int) -> list[bytes]:
     values = [record.value for _, record in zip(range(count), consumer, strict=False)]
     consumer.close()
     return values
+
+
+def settle_merges(client: Client, database: str, quiet_s: float = 2.0) -> None:
+    """Wait until no merge of `database` has run for `quiet_s` seconds."""
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < quiet_s:
+        time.sleep(0.1)
+        if client.command(f"SELECT count() FROM system.merges WHERE database = '{database}'"):
+            quiet_since = time.monotonic()
 
 
 def rate(spans: int, seconds: float) -> str:
@@ -157,9 +171,9 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
         calls.sort(key=lambda call: call.start_ns + call.latency_ns)
         items = list(messages(calls, per_message=args.per_message))
         produce(broker.bootstrap, topic, items)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         values = read_topic(broker.bootstrap, topic, len(items))
-        fetch_s = time.perf_counter() - started
+        fetch_s, fetch_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         assert len(values) == len(items)
 
         started = time.perf_counter()
@@ -177,20 +191,32 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
             baseline_s, ours_s = compare_decoders(values, baseline, args.rounds)
 
         enricher = Enricher(PriceBook.load(), refusal)
+        enricher.table([row for value in values[:100] for row in decode(value).rows])  # its one-off start-up
+        batches = []
+        enrich_cpu_s = 0.0
         started = time.perf_counter()
-        batches = [
-            enricher.table([row for value in values[at : at + 100] for row in decode(value).rows])
-            for at in range(0, len(values), 100)
-        ]
+        for at in range(0, len(values), 100):
+            rows = [row for value in values[at : at + 100] for row in decode(value).rows]
+            cpu_started = time.process_time()
+            batches.append(enricher.table(rows))
+            enrich_cpu_s += time.process_time() - cpu_started
         enrich_s = time.perf_counter() - started
 
         client = open_client(f"chdb://{scratch / 'chdb'}")
         migrate(client, "bench_write", 0)
         writer = CallWriter(client, "bench_write")
-        started = time.perf_counter()
+        # process_time() counts chDB's threads too (it runs in this process): the inserts, then the
+        # merges they set off, which every MergeTree table needs (until none has run for 2 s).
+        started, cpu_started = time.perf_counter(), time.process_time()
         for columns in batches:
-            writer.write(columns)
-        write_s = time.perf_counter() - started
+            writer.insert(columns)
+        insert_s = time.perf_counter() - started
+        settle_merges(client, "bench_write")
+        insert_cpu_s = time.process_time() - cpu_started
+        groups = set().union(*(touched_groups(columns) for columns in batches))
+        started, cpu_started = time.perf_counter(), time.process_time()
+        writer.recompute(groups)
+        rebuild_s, rebuild_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         # The full path runs as a real processor would: without the earlier stages' 200k
         # rows in memory for its garbage collector to walk.
         expected = len(calls)
@@ -231,8 +257,19 @@ def bench(args: argparse.Namespace, baseline: Callable[[bytes], object] | None, 
         )
         print(f"our decoder                  {rate(parsed, ours_s)}   {baseline_s / ours_s:6.1%} of its speed")
     print(f"decode + enrich              {rate(parsed, enrich_s)}   {bare_s / enrich_s:6.1%} of bare parse")
-    print(f"chDB insert + histograms     {rate(parsed, write_s)}   (the writer alone, same batches)")
+    print(
+        f"chDB insert                  {rate(parsed, insert_s)}   (the writer alone, same batches; its merges not timed)"
+    )
+    print(f"histograms, one rebuild      {rate(parsed, rebuild_s)}   (every slot of those batches at once)")
     print(f"decode to call rows, CPU time {decode_cpu_s:6.2f} s")
+    floor_s = fetch_cpu_s + decode_cpu_s + enrich_cpu_s + insert_cpu_s
+    print(
+        f"floor of the full path, CPU s: Kafka fetch {fetch_cpu_s:.2f} + decode {decode_cpu_s:.2f} + enrichment "
+        f"{enrich_cpu_s:.2f} + chDB insert and its merges {insert_cpu_s:.2f} = {floor_s:.2f}, on one core "
+        f"{decode_cpu_s / floor_s:4.2f} x decoder-only CPU at most; with one histogram rebuild of every slot "
+        f"({rebuild_cpu_s:.2f}, the least an exact rebuild from the stored calls costs) "
+        f"{decode_cpu_s / (floor_s + rebuild_cpu_s):4.2f} x; before hallucination checks and commits"
+    )
     one_core = {label for label, cores, _ in RUNS if cores == 1}
     for label, run in full.items():
         print(
