@@ -38,7 +38,7 @@ sys.path[:0] = [str(CODE), str(REPO)]
 import pyarrow as pa  # noqa: E402
 
 from processors import refusal  # noqa: E402
-from processors.data import labelled  # noqa: E402
+from processors.data import labelled, public  # noqa: E402
 from processors.decode import decode  # noqa: E402
 from processors.enrich import Enricher  # noqa: E402
 from processors.hallucination import DEFAULT_CHECKS, build_checks  # noqa: E402
@@ -46,7 +46,6 @@ from processors.hallucination.text import CACHED  # noqa: E402
 from processors.pricing import PriceBook  # noqa: E402
 from tests.processor_workload import make_calls, messages  # noqa: E402
 
-QUALITY_DATA = REPO.parent / "shared" / "quality-data"
 # Priced by the genai-prices fallback; the Gemini calls cross its 200k-token tier.
 FALLBACK_MODELS = (
     ("claude-sonnet-4-5-20250929", "anthropic"),
@@ -173,7 +172,7 @@ def hallucination_checks() -> None:
 
 def workload(n: int, content: bool) -> list[tuple]:
     """Decoded rows of `n` calls of the processor workload, some fallback-priced, some with real text."""
-    texts = [json.loads(line)["completion"] for line in (QUALITY_DATA / "xstest_v2_completions.dev.jsonl").open()]
+    texts = [row["completion"] for row in public("xstest_v2_completions.dev.jsonl")]
     calls = make_calls(n, seed=1, start_ns=START_NS, spread_s=3600)
     for i, call in enumerate(calls):
         if i % 7 == 3:

@@ -10,31 +10,29 @@
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import re
 from collections import defaultdict
-from pathlib import Path
 
-QUALITY_DATA = Path(__file__).resolve().parents[3] / "shared" / "quality-data"
+from processors.data import public
+
 FAITHFUL = ("Consistent", "Benign")
 _NUMBER = re.compile(r"(?<![\w.,])\d+(?:\.\d+)?(?![\w.,]\d)")
 
 
-def faithful_summaries(data: Path = QUALITY_DATA) -> dict[str, list[tuple[str, str]]]:
+def faithful_summaries() -> dict[str, list[tuple[str, str]]]:
     """passage -> [(model, summary)] of the summaries annotators found faithful."""
     by_passage: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for line in (data / "faithbench.dev.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
+    for row in public("faithbench.dev.jsonl"):
         if row["worst_label"] in FAITHFUL and row["summary"].strip():
             by_passage[row["source"]].append((row["llm"], row["summary"].strip()))
     return dict(by_passage)
 
 
-def paraphrase_pairs(data: Path = QUALITY_DATA) -> list[tuple[str, str]]:
+def paraphrase_pairs() -> list[tuple[str, str]]:
     return [
         (a, b)
-        for summaries in faithful_summaries(data).values()
+        for summaries in faithful_summaries().values()
         for (model_a, a), (model_b, b) in itertools.combinations(summaries, 2)
         if model_a != model_b
     ]
@@ -62,15 +60,15 @@ def changed_number(text: str, rng: random.Random) -> str | None:
     return text[: match.start()] + new + text[match.end() :]
 
 
-def changed_number_pairs(data: Path = QUALITY_DATA, seed: int = 7) -> list[tuple[str, str]]:
+def changed_number_pairs(seed: int = 7) -> list[tuple[str, str]]:
     rng = random.Random(seed)
-    summaries = [text for group in faithful_summaries(data).values() for _, text in group]
+    summaries = [text for group in faithful_summaries().values() for _, text in group]
     return [(text, changed) for text in summaries if (changed := changed_number(text, rng)) is not None]
 
 
-def other_passage_pairs(data: Path = QUALITY_DATA, count: int = 500, seed: int = 7) -> list[tuple[str, str]]:
+def other_passage_pairs(count: int = 500, seed: int = 7) -> list[tuple[str, str]]:
     rng = random.Random(seed)
-    groups = list(faithful_summaries(data).values())
+    groups = list(faithful_summaries().values())
     pairs = []
     for _ in range(count):
         first, second = rng.sample(groups, 2)
