@@ -152,7 +152,7 @@ def main() -> None:
             while not stop.wait(args.poll_s):
                 lags.append(service.stats.lag)
                 rows = reader.query(
-                    "SELECT span_id, toUnixTimestamp64Micro(start_time) + toInt64(latency_ms * 1000), "
+                    "SELECT span_id, toUnixTimestamp64Micro(end_time), "
                     "toString(ingested_at), toUnixTimestamp64Milli(ingested_at), trace_id "
                     "FROM fresh.llm_calls WHERE ingested_at >= %(w)s",
                     parameters={"w": watermark},

@@ -82,6 +82,15 @@ COLUMNS: tuple[Column, ...] = (
     Column("tokens_reported", "UInt8", "decoded", default="1"),
     Column("refusal_kind", _LC, "derived", default="''"),
     Column("price_source", _LC, "derived"),
+    # The latency histograms count a call in the slot and minute it ended (`processors.histograms`).
+    # Old rows (and inserts without it) get it from the start and the latency.
+    Column(
+        "end_time",
+        "DateTime64(6, 'UTC')",
+        "decoded",
+        "Delta(8), ZSTD(1)",
+        default="start_time + toIntervalMicrosecond(toInt64(round(latency_ms * 1000)))",
+    ),
 )
 BY_NAME: dict[str, Column] = {column.name: column for column in COLUMNS}
 

@@ -446,6 +446,7 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                         api_refusal = api_refusal or bool(output_text)
                         content_captured = content_captured or bool(output_text)
                     start_time = start // 1000
+                    end_time = end // 1000
                     operation = operation or "unknown"
                     trace_id = trace_bytes.hex()
                     span_id = span_bytes.hex()
@@ -463,7 +464,7 @@ def decode(raw: bytes | None, partition: int = 0, offset: int = 0) -> Decoded:
                         cached_input_tokens, output_tokens, reasoning_tokens, is_error, error_type,
                         finish_reason, api_refusal, client_timeout_s, is_timeout, shadow_pair_id, shadow_role,
                         content_captured, input_text, output_text, context_text, reference_answer,
-                        kafka_partition, kafka_offset, tokens_reported,
+                        kafka_partition, kafka_offset, tokens_reported, end_time,
                     )
                 )  # fmt: skip
     out.spans = spans_seen

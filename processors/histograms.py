@@ -1,11 +1,20 @@
 """Per-minute OTel base-2 exponential histograms of latency, time to first token and output tokens/s.
 
+A call counts in the minute it ended (`end_time`; a timed-out call ended when it was cut), as
+an OTel duration histogram records at the end of the operation. Spans reach Kafka as they end,
+so a minute's row is complete once its calls' exports have arrived: the newest minute shows
+its slow calls with its fast ones, never only the fast calls that have already come back.
+
 Rows are recomputed, not incremented, in two exact steps. After a written batch the
 processor rebuilds, from `llm_calls FINAL`, the rows of `latency_histogram_slots` for the
 `SLOT_SECONDS` slots (and kinds) that batch touched, then each touched minute's row of
 `latency_histograms` as the sum of its slot rows. A recompute thus reads the calls of a few
 seconds, never the whole minute (rescanning the minute grew from 20 ms to 467 ms per batch
-as it filled at 5,000 calls/s). Recomputation makes replays (at-least-once delivery) and
+as it filled at 5,000 calls/s); keyed by end time, those are the seconds the batch's calls
+ended in (keyed by start time, every batch touched every slot its calls' latencies reached
+back to: twice the CPU per batch in bench/recompute.py, with latencies of 1-2 s). The minmax
+index on `end_time` narrows the scan of `llm_calls`, ordered by start time, to the parts and
+granules holding such calls. Recomputation makes replays (at-least-once delivery) and
 several processors on different partitions converge on the same numbers: in both tables
 `ver` = number of calls covered and ReplacingMergeTree keeps the largest, i.e. the most
 complete recomputation; whichever processor recomputes last (after its own insert) sees
@@ -26,7 +35,7 @@ from clickhouse_connect.driver.client import Client
 
 from cutover.histogram import HISTOGRAM_SCALE
 
-# Slots divide 60: a minute row is the sum of whole slots. A batch's calls started within a
+# Slots divide 60: a minute row is the sum of whole slots. A batch's calls ended within a
 # few seconds of each other, so it touches one or two slots; smaller slots mean cheaper
 # recomputes but more slot rows (60 / SLOT_SECONDS per minute row).
 SLOT_SECONDS = 5
@@ -43,7 +52,7 @@ def bucket_sql(value: str, scale: int = HISTOGRAM_SCALE) -> str:
 
 
 class Group(NamedTuple):
-    """One slot row's key apart from its metric: the calls of one `SLOT_SECONDS` slot (UTC) of one kind."""
+    """One slot row's key apart from its metric: the calls of one kind that ended in one `SLOT_SECONDS` slot (UTC)."""
 
     slot: datetime
     model: str
@@ -56,15 +65,26 @@ class Group(NamedTuple):
         return self.slot.replace(second=0, microsecond=0)
 
 
+# Under FINAL, ClickHouse by default widens what the `end_time` index kept to every granule whose key
+# range another version of a kept row could share (2-3x the calls read here). Every version of a
+# call carries the end time it was first stored with (later versions copy the row), so the
+# versions the index skips are of calls outside the slots: exact without the widening.
+_SLOT_READ_SETTINGS = {"use_skip_indexes_if_final": 1, "use_skip_indexes_if_final_exact_mode": 0}
 _METRIC_VALUES = "[('latency_ms', latency_ms), ('ttft_ms', ttft_ms), ('output_tps', output_tokens_per_s)]"
-_SLOT = f"toDateTime(toStartOfInterval(start_time, INTERVAL {SLOT_SECONDS} SECOND), 'UTC')"
+_SLOT = f"toDateTime(toStartOfInterval(end_time, INTERVAL {SLOT_SECONDS} SECOND), 'UTC')"
 
 
 def recompute(client: Client, database: str, minutes: Iterable[datetime]) -> int:
     """Rebuild every slot and histogram row of the given minutes (UTC); returns how many minutes."""
     wanted = sorted({m.replace(second=0, microsecond=0) for m in minutes})
     if wanted:
-        _rebuild_slots(client, database, "toStartOfMinute(start_time) IN %(minutes)s", {"minutes": wanted})
+        _rebuild_slots(
+            client,
+            database,
+            "end_time >= %(first)s AND end_time < %(end)s AND start_time < %(end)s"
+            " AND toStartOfMinute(end_time) IN %(minutes)s",
+            {"first": wanted[0], "end": wanted[-1] + timedelta(minutes=1), "minutes": wanted},
+        )
         _roll_up(client, database, "toStartOfMinute(slot) IN %(minutes)s", {"minutes": wanted})
     return len(wanted)
 
@@ -72,8 +92,9 @@ def recompute(client: Client, database: str, minutes: Iterable[datetime]) -> int
 def recompute_groups(client: Client, database: str, groups: Iterable[Group]) -> int:
     """Rebuild the slot rows of these groups (a batch's calls), then their minutes' rows; returns how many slots.
 
-    The models and the time range narrow the scan by the primary key (model, start_time)
-    to the slots' few seconds, however full their minute already is. The filter is the touched
+    The models narrow the scan by the primary key (model, start_time), the time range by
+    it (no call ends before it starts) and by the minmax index on `end_time` to the parts and
+    granules of the slots' few seconds, however full their minute already is. The filter is the touched
     slots times the touched kinds, a superset of the groups: rebuilding a group the batch did
     not touch rewrites the row it already has (same calls, same `ver`), and a list of every
     (slot, kind) tuple cost the parser 2-4x the whole rebuild when a batch spans many slots
@@ -89,7 +110,7 @@ def recompute_groups(client: Client, database: str, groups: Iterable[Group]) -> 
     _rebuild_slots(
         client,
         database,
-        f"model IN %(models)s AND start_time >= %(first)s AND start_time < %(end)s"
+        f"model IN %(models)s AND end_time >= %(first)s AND end_time < %(end)s AND start_time < %(end)s"
         f" AND {_SLOT} IN %(slots)s AND (model, operation, service, task) IN %(kinds)s",
         {
             "models": models,
@@ -137,6 +158,8 @@ def _rebuild_slots(client: Client, database: str, where: str, parameters: dict[s
         GROUP BY slot, metric, model, operation, service, task
         """,
         parameters=parameters,
+        # A server that predates the exact mode rejects the setting, and skips inexactly anyway.
+        settings={name: value for name, value in _SLOT_READ_SETTINGS.items() if name in client.server_settings},
     )
 
 

@@ -6,8 +6,9 @@ these tables. Replays are harmless by construction:
   replayed batch collapses onto the rows it repeats (read with FINAL for exact counts);
   a later version of a call row (its hallucination verdict) replaces the first.
 - `latency_histogram_slots` rows are recomputed per (5-second slot, model, ...) from
-  `llm_calls`, and `latency_histograms` rows per (minute, model, ...) from those slots;
-  `ver` is the number of calls they cover: the most complete recomputation wins.
+  `llm_calls`, and `latency_histograms` rows per (minute, model, ...) from those slots, both
+  by the time calls ended; `ver` is the number of calls they cover: the most complete
+  recomputation wins.
 - `alerts` is keyed by the crossing it reports, so one crossing is one row.
 - `shadow_pair_calls` holds the rows of `llm_calls` that belong to a shadow pair, copied on every
   insert by the materialized view `shadow_pair_calls_mv`, versions and replays included: the
@@ -18,6 +19,7 @@ See docs/sql.md for the columns' meaning and example queries.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
@@ -28,6 +30,15 @@ PAIRS = "shadow_pair_calls"
 # The pairs table's comment while its backfill from llm_calls is not known to be complete (see `backfill_pairs`).
 BACKFILL_PENDING = "backfill from llm_calls pending"
 PAIRS_COMMENT = "calls of shadow pairs, copied from llm_calls by shadow_pair_calls_mv"
+# The slots table's comment until its recent slots are known to be keyed by end time (see `rekey_histograms`).
+REKEY_PENDING = "rebuild by end time pending"
+SLOTS_COMMENT = "histograms per 5-second slot of end time, rolled up into latency_histograms"
+# Hours of histograms an upgrade rebuilds by end time; older minutes keep the start-time keys they were made with.
+REKEY_HOURS = 1
+
+# A histogram recompute reads the calls that ended in a few seconds; the table is ordered by
+# start time, and each part (a batch, or merged batches) holds calls that ended close together.
+END_INDEX = "idx_end end_time TYPE minmax GRANULARITY 1"
 
 # A batch below this (uncompressed) is written as a compact part (one file): a wide part keeps
 # write buffers for each of ~60 columns at once, ~230 MB of chDB memory for a 50k-call batch
@@ -63,7 +74,8 @@ def statements(database: str, retention_days: int) -> list[str]:
         CREATE TABLE IF NOT EXISTS {db}.llm_calls (
             {columns},
             INDEX idx_trace trace_id TYPE bloom_filter(0.001) GRANULARITY 4,
-            INDEX idx_pair shadow_pair_id TYPE bloom_filter(0.001) GRANULARITY 4
+            INDEX idx_pair shadow_pair_id TYPE bloom_filter(0.001) GRANULARITY 4,
+            INDEX {END_INDEX}
         )
         ENGINE = ReplacingMergeTree(version)
         PARTITION BY toDate(start_time)
@@ -133,6 +145,7 @@ def statements(database: str, retention_days: int) -> list[str]:
         PARTITION BY toDate(slot)
         ORDER BY (model, slot, metric, operation, service, task)
         {slot_ttl}
+        COMMENT '{REKEY_PENDING}'
         """,
         f"""
         CREATE TABLE IF NOT EXISTS {db}.alerts (
@@ -271,28 +284,61 @@ def backfill_pairs(client: Client, database: str) -> bool:
     return True
 
 
-def backfill_slots(client: Client, database: str, hours: int = 1) -> None:
-    """Rebuild the slots of the last `hours` of minutes a store made before slots existed holds.
+def add_end_index(client: Client, database: str) -> bool:
+    """Give a `llm_calls` made before the `end_time` index the index, built for its old parts too; returns
+    whether it had to. The build is a mutation in the background; recomputes read old parts whole until then."""
+    present = client.command(
+        "SELECT count() FROM system.data_skipping_indices WHERE database = %(db)s AND table = 'llm_calls'"
+        " AND name = 'idx_end'",
+        parameters={"db": database},
+    )
+    if present:
+        return False
+    client.command(f"ALTER TABLE {database}.llm_calls ADD INDEX IF NOT EXISTS {END_INDEX}")
+    # In the background (chDB waits for mutations by default): old parts may hold months of calls.
+    client.command(f"ALTER TABLE {database}.llm_calls MATERIALIZE INDEX idx_end", settings={"mutations_sync": 0})
+    return True
 
-    Minute rows are sums of slot rows: without this, the next batch into a live minute would
-    roll it up from its own slot alone (and lose to the older, larger row until the minute ends).
+
+def rekey_histograms(client: Client, database: str) -> bool:
+    """Rebuild the last `REKEY_HOURS` of histograms by end time, once per store; returns whether it had to.
+
+    A store made before histograms were keyed by end time (or before slots existed) holds rows
+    keyed by start time: left in place, a recompute would roll a minute up from its new slots
+    beside old ones, and an old row covering more calls would win. Its rows of those hours go,
+    then every minute its calls ended in is recomputed. The slots table's comment says pending
+    until that is done, so a start interrupted midway does it again; a new store does it on
+    an empty table.
     """
+    comment = client.command(
+        "SELECT comment FROM system.tables WHERE database = %(db)s AND name = 'latency_histogram_slots'",
+        parameters={"db": database},
+    )
+    if comment != REKEY_PENDING:
+        return False
+    # A whole minute: a minute row is rebuilt whole or left as it was.
+    since = {"since": (datetime.now(UTC) - timedelta(hours=REKEY_HOURS)).replace(second=0, microsecond=0, tzinfo=None)}
+    for table, key in (("latency_histogram_slots", "slot"), ("latency_histograms", "minute")):
+        client.command(
+            f"ALTER TABLE {database}.{table} DELETE WHERE {key} >= %(since)s",
+            parameters=since,
+            settings={"mutations_sync": 1},
+        )
     minutes = [
         row[0]
         for row in client.query(
-            f"SELECT DISTINCT minute FROM {database}.latency_histograms WHERE minute >= now() - INTERVAL %(h)s HOUR",
-            parameters={"h": hours},
+            f"SELECT DISTINCT toStartOfMinute(end_time) FROM {database}.llm_calls WHERE end_time >= %(since)s",
+            parameters=since,
         ).result_rows
     ]
-    if minutes:
-        recompute(client, database, minutes)
-        logging.getLogger(__name__).info("upgraded %s: histogram slots of the last %d h rebuilt", database, hours)
+    recompute(client, database, minutes)
+    client.command(f"ALTER TABLE {database}.latency_histogram_slots MODIFY COMMENT '{SLOTS_COMMENT}'")
+    return bool(minutes)
 
 
 def migrate(client: Client, database: str = "cutover", retention_days: int = 90) -> None:
     """Create or upgrade every table; safe to run at every start, from every instance."""
     log = logging.getLogger(__name__)
-    had_slots = bool(client.command(f"EXISTS TABLE {database}.latency_histogram_slots"))
     for statement in statements(database, retention_days):
         client.command(statement)
     for table, columns in (("llm_calls", STORED), (PAIRS, PAIR_STORED)):
@@ -301,8 +347,10 @@ def migrate(client: Client, database: str = "cutover", retention_days: int = 90)
             log.info("upgraded %s.%s: added column(s) %s", database, table, ", ".join(added))
     if backfill_pairs(client, database):
         log.info("filled %s.%s from llm_calls", database, PAIRS)
-    if not had_slots:
-        backfill_slots(client, database)
+    if add_end_index(client, database):
+        log.info("upgraded %s.llm_calls: index on end_time added, building for old parts", database)
+    if rekey_histograms(client, database):
+        log.info("upgraded %s: histograms of the last %d h rebuilt by end time", database, REKEY_HOURS)
     apply_retention(client, database, retention_days)
     # Metadata changes (no rewrite), also for tables made before the settings.
     client.command(f"ALTER TABLE {database}.llm_calls MODIFY SETTING min_bytes_for_wide_part = {WIDE_PART_BYTES}")

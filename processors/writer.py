@@ -32,7 +32,7 @@ _INSERT_SETTINGS = {"optimize_on_insert": 0}
 
 def touched_groups(table: pa.Table) -> set[Group]:
     """The histogram groups (slot, model, operation, service, task) that a batch's calls fall in."""
-    slots = pc.divide(table["start_time"].cast(pa.int64()), SLOT_SECONDS * 1_000_000)  # integer division
+    slots = pc.divide(table["end_time"].cast(pa.int64()), SLOT_SECONDS * 1_000_000)  # integer division
     keys = (
         pa.table([slots, *(table[name] for name in _GROUP_COLUMNS)], names=["slot", *_GROUP_COLUMNS])
         .group_by(["slot", *_GROUP_COLUMNS])

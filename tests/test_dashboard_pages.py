@@ -157,9 +157,10 @@ def test_overview_charts_equal_sql_over_raw_rows(seeded):
     for row in calls.itertuples():
         assert row.value == per_minute.get((naive(row.t), row.model), 0), row
 
+    # Latency charts count a call in the minute it ended.
     exact = client.query(
-        f"""SELECT toStartOfMinute(start_time), model, quantileExactLow(0.95)(latency_ms) FROM {db}.llm_calls FINAL
-            WHERE {OK} AND {window} GROUP BY ALL"""
+        f"""SELECT toStartOfMinute(end_time), model, quantileExactLow(0.95)(latency_ms) FROM {db}.llm_calls FINAL
+            WHERE {OK} AND {default_window(at, "end_time")} GROUP BY ALL"""
     )
     p95 = {(naive(row.t), row.model): row.value for row in charts["p95 latency (ms)"].itertuples()}
     assert len(p95) == len(exact.result_rows) > 100
@@ -243,7 +244,8 @@ def test_overview_tiles_equal_sql_over_raw_rows(seeded):
         for q in (0.5, 0.95, 0.99):
             exact = one(
                 client,
-                f"SELECT quantileExactLow({q})(latency_ms) FROM {db}.llm_calls FINAL WHERE model = '{model}' AND {OK} AND {window}",
+                f"SELECT quantileExactLow({q})(latency_ms) FROM {db}.llm_calls FINAL WHERE model = '{model}' AND {OK}"
+                f" AND {default_window(at, 'end_time')}",
             )[0]
             shown = number(tile[f"p{int(q * 100)} latency"])
             assert shown == pytest.approx(exact, rel=0.012), (model, q)  # 0.54% bucket error + display rounding
@@ -262,7 +264,7 @@ def test_too_few_calls_to_compare_is_marked_and_shows_no_deltas(seeded, monkeypa
 def test_timeout_advisor_counts_equal_sql_over_raw_rows(seeded):
     client, db = seeded
     at = render("latency")
-    window = default_window(at)
+    window = default_window(at, "end_time")  # latency figures count a call when it ended
     assert len(at.get("vega_lite_chart")) >= 3  # distribution, CDF, percentiles over time
     advice = at.table[0].value  # a static table: readable in a screenshot
     assert len(advice) == 12  # 3 models x 4 tasks

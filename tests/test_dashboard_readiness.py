@@ -321,8 +321,8 @@ def test_share_service_scorecard_advisor_and_rollout_equal_sql(crafted):
             client,
             f"""SELECT count(), countIf(latency_ms > {row[2] * 1000}) FROM {db}.llm_calls FINAL
                 WHERE model = '{row.model}' AND task = 'extract' AND is_error = 0
-                  AND start_time >= '{last - timedelta(days=1 if row.window == "last day" else 7)}'
-                  AND start_time < '{last}'""",
+                  AND end_time >= '{last - timedelta(days=1 if row.window == "last day" else 7)}'
+                  AND end_time < '{last}'""",
         )
         assert (row.calls, row[4]) == (calls, cut), row
         assert cut <= calls * (1 - 0.995) + 1

@@ -14,7 +14,7 @@ from processors.enrich import Enricher
 from processors.histograms import SLOT_SECONDS, Group, recompute, recompute_groups
 from processors.pricing import PriceBook
 from processors.refusal import refusal
-from processors.schema import migrate
+from processors.schema import REKEY_PENDING, migrate
 from processors.writer import CallWriter, touched_groups
 from tests.processor_workload import make_calls, messages
 
@@ -85,9 +85,9 @@ def test_only_the_touched_minutes_are_rebuilt(ch_client: Client, databases: tupl
     assert rows == [row for row in histogram_rows(ch_client, by_minute) if (row[0], *row[2:6]) == tuple(one)]
 
 
-def slot_of(start_us: int) -> int:
-    """The slot (its start in whole seconds since the epoch) of a call starting at `start_us` microseconds."""
-    return start_us // (SLOT_SECONDS * 1_000_000) * SLOT_SECONDS
+def slot_of(end_us: int) -> int:
+    """The slot (its start in whole seconds since the epoch) of a call ending at `end_us` microseconds."""
+    return end_us // (SLOT_SECONDS * 1_000_000) * SLOT_SECONDS
 
 
 def of_minute(group: Group) -> Group:
@@ -96,9 +96,9 @@ def of_minute(group: Group) -> Group:
 
 
 def split_by_slot(table: pa.Table) -> list[pa.Table]:
-    """The batch cut into one batch per slot, in time order (as a live minute fills)."""
-    starts = table["start_time"].cast(pa.int64()).to_pylist()
-    slot = pa.array([slot_of(start) for start in starts])
+    """The batch cut into one batch per slot, in time order (as a live minute fills: spans arrive as they end)."""
+    ends = table["end_time"].cast(pa.int64()).to_pylist()
+    slot = pa.array([slot_of(end) for end in ends])
     return [table.filter(pc.equal(slot, one)) for one in sorted(set(slot.to_pylist()))]
 
 
@@ -128,20 +128,65 @@ def same_rows(rows: list[Row], expected: list[Row]) -> bool:
     return [row[:sum_at] + row[sum_at + 1 :] for row in rows] == [row[:sum_at] + row[sum_at + 1 :] for row in expected]
 
 
-def test_a_store_made_before_slots_gets_the_slots_of_its_last_hour(
+def test_a_store_keyed_by_start_time_gets_its_last_hour_rebuilt_by_end_time(
     ch_client: Client, databases: tuple[str, str]
 ) -> None:
+    """A store of an older version: no `end_time` column or index, histograms by start time (here: rows that
+    would win over any rebuild, as more calls per row). Its start rebuilds the hour; later starts leave it."""
     upgraded, fresh = databases
     columns = batch_columns()
     minutes = {group.minute for group in touched_groups(columns)}
     for database in databases:
         CallWriter(ch_client, database).insert(columns)
         recompute(ch_client, database, minutes)
-    ch_client.command(f"DROP TABLE {upgraded}.latency_histogram_slots")  # as an older version left it
+    ch_client.command(f"ALTER TABLE {upgraded}.llm_calls DROP INDEX idx_end")
+    for table in ("shadow_pair_calls_mv", "shadow_pair_calls"):  # the view reads every column it keeps
+        ch_client.command(f"DROP TABLE {upgraded}.{table}")
+    ch_client.command(f"ALTER TABLE {upgraded}.llm_calls DROP COLUMN end_time", settings={"mutations_sync": 1})
+    for table, key in (("latency_histogram_slots", "slot"), ("latency_histograms", "minute")):
+        ch_client.command(
+            f"INSERT INTO {upgraded}.{table} SELECT {key} - INTERVAL 1 MINUTE, * EXCEPT ({key}) REPLACE"
+            f" (count + 1 AS count, ver + 1000 AS ver) FROM {upgraded}.{table} FINAL"
+        )
+    ch_client.command(f"ALTER TABLE {upgraded}.latency_histogram_slots MODIFY COMMENT '{REKEY_PENDING}'")
     migrate(ch_client, upgraded, 0)
 
-    def slots(database: str) -> list[Row]:
-        query = f"SELECT * EXCEPT sum FROM {database}.latency_histogram_slots FINAL ORDER BY ALL"
+    def rows(database: str, table: str) -> list[Row]:
+        query = f"SELECT * EXCEPT sum FROM {database}.{table} FINAL ORDER BY ALL"
         return [tuple(row) for row in ch_client.query(query).result_rows]
 
-    assert slots(fresh) and slots(upgraded) == slots(fresh)
+    for table in ("latency_histogram_slots", "latency_histograms"):
+        assert rows(fresh, table) and rows(upgraded, table) == rows(fresh, table), table
+    indexes = f"SELECT name FROM system.data_skipping_indices WHERE database = '{upgraded}' AND table = 'llm_calls'"
+    assert "idx_end" in {row[0] for row in ch_client.query(indexes).result_rows}
+    # Done once: a later start leaves newer rows alone.
+    ch_client.command(
+        f"INSERT INTO {upgraded}.latency_histograms SELECT * REPLACE (ver + 1 AS ver) FROM {upgraded}.latency_histograms FINAL LIMIT 1"
+    )
+    changed = rows(upgraded, "latency_histograms")
+    migrate(ch_client, upgraded, 0)
+    assert rows(upgraded, "latency_histograms") == changed
+
+
+def test_a_call_counts_in_the_minute_it_ended(ch_client: Client, databases: tuple[str, str]) -> None:
+    """Calls started 10 s before a minute's end: the fast ones count in that minute, the 20-second ones in the next."""
+    database, _ = databases
+    calls = make_calls(60, seed=5)
+    minute_ns = calls[0].start_ns // 60_000_000_000 * 60_000_000_000
+    for i, call in enumerate(calls):
+        call.start_ns = minute_ns + 50_000_000_000 + i * 1_000_000
+        call.latency_ns = 20_000_000_000 if i % 3 == 0 else 1_000_000_000
+        call.ttft_s = None
+    rows = [row for _, value in messages(calls, per_message=60) for row in decode(value).rows]
+    table = Enricher(PriceBook.load(), refusal).table(rows)
+    writer = CallWriter(ch_client, database)
+    writer.insert(table)
+    writer.recompute(touched_groups(table))
+    counted = ch_client.query(
+        f"SELECT toUnixTimestamp(minute), sum(count) FROM {database}.latency_histograms FINAL"
+        " WHERE metric = 'latency_ms' GROUP BY minute ORDER BY minute"
+    ).result_rows
+    slow = sum(call.in_histograms for i, call in enumerate(calls) if i % 3 == 0)
+    fast = sum(call.in_histograms for i, call in enumerate(calls) if i % 3)
+    assert slow and fast
+    assert [tuple(row) for row in counted] == [(minute_ns // 10**9, fast), (minute_ns // 10**9 + 60, slow)]

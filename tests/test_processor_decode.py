@@ -23,6 +23,7 @@ def test_one_row_per_genai_span_with_exact_values_and_non_genai_spans_skipped():
     for call, row in zip(calls, decoded.rows, strict=True):
         assert field(row, "span_id") == call.span_id.hex() and field(row, "trace_id") == call.trace_id.hex()
         assert field(row, "start_time") == call.start_ns // 1000
+        assert field(row, "end_time") == (call.start_ns + call.latency_ns) // 1000
         assert field(row, "latency_ms") == call.latency_ns / 1e6
         assert field(row, "model") == call.model and field(row, "service") == "support-bot"
         assert field(row, "environment") == "test" and field(row, "operation") == "chat"
@@ -166,7 +167,7 @@ def test_every_decoded_field_by_name():
         "api_refusal": True, "client_timeout_s": 30.0, "is_timeout": False, "shadow_pair_id": "pair-1",
         "shadow_role": "shadow", "content_captured": True, "input_text": "Q?", "output_text": "A.",
         "context_text": "ctx", "reference_answer": "ref", "kafka_partition": 3, "kafka_offset": 7,
-        "tokens_reported": True,
+        "tokens_reported": True, "end_time": (START_NS + 1_500_000_000) // 1000,
     }  # fmt: skip
     assert set(expected) == set(DECODED_FIELDS)  # a new decoded field must be checked here too
     assert decoded_row(raw) == expected

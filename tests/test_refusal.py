@@ -264,6 +264,7 @@ def _decoded(span: str, output: str, api_refusal: bool = False, finish: str = "s
         "trace_id": "t" + span,
         "span_id": span,
         "start_time": int(datetime.now(UTC).timestamp() * 1_000_000),  # microseconds, as decoded
+        "end_time": int(datetime.now(UTC).timestamp() * 1_000_000) + 900_000,
         "model": "gpt-5.5",
         "response_model": "gpt-5.5",
         "latency_ms": 900.0,
