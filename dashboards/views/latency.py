@@ -15,7 +15,9 @@ merged = queries.merged_buckets(client, db, f, "latency_ms")
 if merged.empty:
     context.no_data("latency histograms")
     st.stop()
-st.caption("From the per-minute exponential histograms (successful and timed-out calls; fast failures excluded).")
+st.caption(
+    "From the per-minute exponential histograms: successful and timed-out calls, each in the minute it ended; fast failures excluded."
+)
 
 dist = pd.concat(
     [stats.distribution(row.buckets, row.zero_count).assign(model=row.model) for row in merged.itertuples()],
