@@ -30,9 +30,10 @@ PAIRS = "shadow_pair_calls"
 # The pairs table's comment while its backfill from llm_calls is not known to be complete (see `backfill_pairs`).
 BACKFILL_PENDING = "backfill from llm_calls pending"
 PAIRS_COMMENT = "calls of shadow pairs, copied from llm_calls by shadow_pair_calls_mv"
-# The slots table's comment until its recent slots are known to be keyed by end time (see `rekey_histograms`).
-REKEY_PENDING = "rebuild by end time pending"
+# The slots table's comment once its recent slots are known to be keyed by end time (see `rekey_histograms`);
+# a new table's until then (an older version's table has none).
 SLOTS_COMMENT = "histograms per 5-second slot of end time, rolled up into latency_histograms"
+REKEY_PENDING = "rebuild by end time pending"
 # Hours of histograms an upgrade rebuilds by end time; older minutes keep the start-time keys they were made with.
 REKEY_HOURS = 1
 
@@ -306,15 +307,15 @@ def rekey_histograms(client: Client, database: str) -> bool:
     A store made before histograms were keyed by end time (or before slots existed) holds rows
     keyed by start time: left in place, a recompute would roll a minute up from its new slots
     beside old ones, and an old row covering more calls would win. Its rows of those hours go,
-    then every minute its calls ended in is recomputed. The slots table's comment says pending
-    until that is done, so a start interrupted midway does it again; a new store does it on
-    an empty table.
+    then every minute its calls ended in is recomputed. The slots table's comment says so once
+    that is done (an older version left none), so a start interrupted midway does it again; a
+    new store does it on an empty table.
     """
     comment = client.command(
         "SELECT comment FROM system.tables WHERE database = %(db)s AND name = 'latency_histogram_slots'",
         parameters={"db": database},
     )
-    if comment != REKEY_PENDING:
+    if comment == SLOTS_COMMENT:
         return False
     # A whole minute: a minute row is rebuilt whole or left as it was.
     since = {"since": (datetime.now(UTC) - timedelta(hours=REKEY_HOURS)).replace(second=0, microsecond=0, tzinfo=None)}
