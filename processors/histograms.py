@@ -72,6 +72,9 @@ class Group(NamedTuple):
 _SLOT_READ_SETTINGS = {"use_skip_indexes_if_final": 1, "use_skip_indexes_if_final_exact_mode": 0}
 _METRIC_VALUES = "[('latency_ms', latency_ms), ('ttft_ms', ttft_ms), ('output_tps', output_tokens_per_s)]"
 _SLOT = f"toDateTime(toStartOfInterval(end_time, INTERVAL {SLOT_SECONDS} SECOND), 'UTC')"
+# Calls that ended in [first, end): the range the `end_time` index prunes by, and the primary key
+# by start time (no call ends before it starts).
+_ENDED = "end_time >= %(first)s AND end_time < %(end)s AND start_time < %(end)s"
 
 
 def recompute(client: Client, database: str, minutes: Iterable[datetime]) -> int:
@@ -81,8 +84,7 @@ def recompute(client: Client, database: str, minutes: Iterable[datetime]) -> int
         _rebuild_slots(
             client,
             database,
-            "end_time >= %(first)s AND end_time < %(end)s AND start_time < %(end)s"
-            " AND toStartOfMinute(end_time) IN %(minutes)s",
+            f"{_ENDED} AND toStartOfMinute(end_time) IN %(minutes)s",
             {"first": wanted[0], "end": wanted[-1] + timedelta(minutes=1), "minutes": wanted},
         )
         _roll_up(client, database, "toStartOfMinute(slot) IN %(minutes)s", {"minutes": wanted})
@@ -110,8 +112,7 @@ def recompute_groups(client: Client, database: str, groups: Iterable[Group]) -> 
     _rebuild_slots(
         client,
         database,
-        f"model IN %(models)s AND end_time >= %(first)s AND end_time < %(end)s AND start_time < %(end)s"
-        f" AND {_SLOT} IN %(slots)s AND (model, operation, service, task) IN %(kinds)s",
+        f"model IN %(models)s AND {_ENDED} AND {_SLOT} IN %(slots)s AND (model, operation, service, task) IN %(kinds)s",
         {
             "models": models,
             "first": slots[0],

@@ -24,16 +24,15 @@ from datetime import UTC, datetime, timedelta
 from clickhouse_connect.driver.client import Client
 
 from processors.columns import PAIR_LEFT_OUT, PAIR_STORED, STORED, Column
-from processors.histograms import recompute
+from processors.histograms import SLOT_SECONDS, recompute
 
 PAIRS = "shadow_pair_calls"
 # The pairs table's comment while its backfill from llm_calls is not known to be complete (see `backfill_pairs`).
 BACKFILL_PENDING = "backfill from llm_calls pending"
 PAIRS_COMMENT = "calls of shadow pairs, copied from llm_calls by shadow_pair_calls_mv"
 # The slots table's comment once its recent slots are known to be keyed by end time (see `rekey_histograms`);
-# a new table's until then (an older version's table has none).
-SLOTS_COMMENT = "histograms per 5-second slot of end time, rolled up into latency_histograms"
-REKEY_PENDING = "rebuild by end time pending"
+# none until then, as an older version left the table.
+SLOTS_COMMENT = f"histograms per {SLOT_SECONDS}-second slot of end time, rolled up into latency_histograms"
 # Hours of histograms an upgrade rebuilds by end time; older minutes keep the start-time keys they were made with.
 REKEY_HOURS = 1
 
@@ -146,7 +145,6 @@ def statements(database: str, retention_days: int) -> list[str]:
         PARTITION BY toDate(slot)
         ORDER BY (model, slot, metric, operation, service, task)
         {slot_ttl}
-        COMMENT '{REKEY_PENDING}'
         """,
         f"""
         CREATE TABLE IF NOT EXISTS {db}.alerts (
